@@ -1,0 +1,33 @@
+# reformer: set-up, tests and the paper's experiments.
+#   make install   install into the active virtualenv, or into ./.venv (created if missing)
+#   make test      run the test suite (CPU only; GPU tests skip without a GPU)
+# Use another interpreter with `make install PY=/path/to/python`.
+
+ifdef VIRTUAL_ENV
+PY ?= $(VIRTUAL_ENV)/bin/python
+else
+PY ?= .venv/bin/python
+endif
+# The CPU build of torch, installed only when the interpreter has no torch yet: a GPU user's
+# CUDA torch is kept as it is.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: help install test test-gpu clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install:  ## install reformer (editable) with its test dependencies
+	@[ -x "$(PY)" ] || python3 -m venv .venv
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	@echo "installed: $$($(PY) -c 'import torch, reformer_cli; print("reformer", reformer_cli.__version__, "torch", torch.__version__)')"
+
+test:  ## run the test suite
+	$(PY) -m pytest -q
+
+test-gpu:  ## only the tests that need a CUDA GPU
+	$(PY) -m pytest -q -m gpu
+
+clean:  ## remove run outputs (not datasets, not results/)
+	rm -rf outputs multirun .pytest_cache

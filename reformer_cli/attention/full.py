@@ -1,0 +1,89 @@
+"""Full attention over the whole sequence: the paper's baseline, in its two forms.
+
+* `full_attention`: standard scaled dot-product attention with separate Q and K,
+  softmax(q k^T / sqrt(d)) v, through PyTorch SDPA (its fastest backend on GPU).
+* `shared_qk_full_attention`: exactly the logits LSH attention uses (SPEC section 2 step 4):
+  q_i . k_j / ||k_j||, self logit replaced by -1e5, so a model can be trained with one attention
+  and evaluated with the other (Table 2). With one bucket and one chunk covering the sequence, LSH
+  attention equals this function.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .common import MASK_VALUE, SELF_MASK_VALUE, unit_norm_keys
+
+# Drops attention probabilities (a replayable dropout from the forward context), or None.
+ProbsDropout = Optional[Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _allowed(length: int, device: torch.device, causal: bool, key_padding_mask: torch.Tensor | None):
+    """Boolean [batch or 1, 1, length, length] of (query, key) pairs that may attend, or None."""
+    allowed = None
+    if causal:
+        pos = torch.arange(length, device=device)
+        allowed = (pos[None, :] <= pos[:, None])[None, None]
+    if key_padding_mask is not None:
+        keys = key_padding_mask[:, None, None, :].bool()
+        allowed = keys if allowed is None else allowed & keys
+    return allowed
+
+
+def full_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    key_padding_mask: torch.Tensor | None = None,
+    probs_dropout: ProbsDropout = None,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over `[batch, heads, length, d_head]` inputs."""
+    if probs_dropout is None:
+        if key_padding_mask is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        mask = _allowed(q.shape[-2], q.device, causal, key_padding_mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    logits = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    allowed = _allowed(q.shape[-2], q.device, causal, key_padding_mask)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, MASK_VALUE)
+    probs = probs_dropout(torch.softmax(logits.float(), dim=-1).to(v.dtype))
+    return torch.matmul(probs, v)
+
+
+def shared_qk_logits(qk: torch.Tensor, causal: bool, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied."""
+    length = qk.shape[-2]
+    logits = torch.matmul(qk, unit_norm_keys(qk).transpose(-1, -2))
+    eye = torch.eye(length, dtype=torch.bool, device=qk.device)
+    logits = logits.masked_fill(eye, SELF_MASK_VALUE)
+    allowed = _allowed(length, qk.device, causal, key_padding_mask)
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, MASK_VALUE)
+    return logits
+
+
+def shared_qk_full_attention(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool = True,
+    key_padding_mask: torch.Tensor | None = None,
+    probs_dropout: ProbsDropout = None,
+) -> torch.Tensor:
+    """Full attention with shared QK: softmax over q_i . k_j / ||k_j|| with the self mask.
+
+    Computed in at least fp32 (autocast off): this is the exact baseline LSH is compared with.
+    """
+    dtype = torch.promote_types(qk.dtype, torch.float32)
+    with torch.autocast(qk.device.type, enabled=False):
+        logits = shared_qk_logits(qk.to(dtype), causal, key_padding_mask)
+        probs = torch.softmax(logits, dim=-1)
+        if probs_dropout is not None:
+            probs = probs_dropout(probs)
+        return torch.matmul(probs, v.to(dtype)).to(v.dtype)

@@ -1,0 +1,56 @@
+"""Multi-head self-attention: projections around an attention core (the paper's Attention(X))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..model.context import ForwardContext
+from .common import merge_heads, split_heads
+from .cores import AttentionCore, build_attention_core
+
+
+class SelfAttention(nn.Module):
+    """Q/K/V projections (one shared QK projection when the attention shares QK), a core, and the
+    output projection. Projections have no bias, as in trax."""
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int, attention: Any, seq_len: int, layer: int):
+        super().__init__()
+        self.n_heads, self.d_head, self.layer = n_heads, d_head, layer
+        self.core: AttentionCore = build_attention_core(attention, seq_len)
+        self.shared_qk = self.core.shared_qk
+        inner = n_heads * d_head
+        if self.shared_qk:
+            self.to_qk = nn.Linear(d_model, inner, bias=False)
+        else:
+            self.to_q = nn.Linear(d_model, inner, bias=False)
+            self.to_k = nn.Linear(d_model, inner, bias=False)
+        self.to_v = nn.Linear(d_model, inner, bias=False)
+        self.to_out = nn.Linear(inner, d_model, bias=False)
+
+    def set_core(self, attention: Any, seq_len: int) -> None:
+        """Swap the attention (e.g. evaluate a full-attention model with LSH); weights untouched."""
+        core = build_attention_core(attention, seq_len)
+        if core.shared_qk != self.shared_qk:
+            trained = "shared-QK" if self.shared_qk else "separate Q and K"
+            raise UserError(
+                f"attention '{attention.name}' needs {'shared-QK' if core.shared_qk else 'separate Q and K'}"
+                f" weights but this model was trained with {trained}"
+                " (train full attention with attention.shared_qk=true to evaluate it under LSH)"
+            )
+        self.core = core
+
+    def forward(
+        self, x: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if self.shared_qk:
+            q, k = split_heads(self.to_qk(x), self.n_heads), None
+        else:
+            q = split_heads(self.to_q(x), self.n_heads)
+            k = split_heads(self.to_k(x), self.n_heads)
+        v = split_heads(self.to_v(x), self.n_heads)
+        out = self.core(q, k, v, ctx, self.layer, key_padding_mask)
+        return self.to_out(merge_heads(out))

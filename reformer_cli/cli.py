@@ -1,0 +1,54 @@
+"""`reformer <command> ...`: parse the command word and dispatch. Nothing heavy is imported here.
+
+`run` and `eval` are Hydra apps (everything after the command word goes to Hydra); the other
+commands use argparse. `python -m reformer_cli` is the same entry point (torchrun needs it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from . import __version__
+
+# command word -> (module with a `main(args: list[str]) -> int | None`, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("reformer_cli.commands.run", "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
+}
+
+USAGE = """usage: reformer <command> [args]
+
+Reproduce 'Reformer: The Efficient Transformer' (Kitaev, Kaiser, Levskaya, ICLR 2020).
+
+commands:
+{commands}
+
+`reformer <command> --help` describes each command. Example:
+  reformer run task=synthetic attention=lsh attention.n_rounds=4
+"""
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name.ljust(width)}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    return USAGE.format(commands="\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return 0
+    if args[0] in ("-V", "--version"):
+        sys.stdout.write(f"reformer {__version__}\n")
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        sys.stderr.write(f"error: unknown command '{command}' (commands: {', '.join(COMMANDS)})\n")
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per `reformer <command>`, each exposing `main(args) -> int | None`."""

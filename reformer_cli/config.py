@@ -1,0 +1,306 @@
+"""Typed config schemas, registered with Hydra, and the semantic checks Hydra cannot express.
+
+Every option file in `conf/<group>/` starts from one of the schemas below (its defaults list names
+`/schema/<group>/<name>@_here_`), so Hydra rejects an unknown key or a value of the wrong type
+while composing, before any work starts. `validate()` then checks ranges and cross-field rules and
+raises `ConfigError` with one line. Nothing here imports torch: errors come back in well under a
+second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from .errors import ConfigError
+
+# --------------------------------------------------------------------------------------- schemas
+
+
+@dataclass
+class ModelConfig:
+    """ReformerLM size and layout (SPEC section 3)."""
+
+    d_model: int = 256
+    d_ff: int = 256
+    n_heads: int = 4
+    d_head: Optional[int] = None  # default: d_model // n_heads
+    n_layers: int = 1
+    dropout: float = 0.0  # embedding / residual dropout (replayed exactly by reversible layers)
+    ff_activation: str = "relu"  # relu | gelu
+    positions: str = "learned"  # learned | axial | none
+    # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) == task.seq_len and
+    # sum(axial_dims) == d_model. Left null, a two-axis shape and an even split are derived.
+    axial_shape: Optional[List[int]] = None
+    axial_dims: Optional[List[int]] = None
+    ff_chunks: int = 1  # feed-forward computed in this many chunks along the sequence (eq. 10)
+    loss_chunks: int = 1  # output layer + loss computed in this many chunks along the sequence
+    tie_embeddings: bool = False
+
+
+@dataclass
+class FullAttentionConfig:
+    """Full attention: the baseline. Separate Q and K (standard scaled dot-product) by default;
+    `shared_qk: true` uses exactly the LSH logits of SPEC section 2 step 4 (unit-norm keys,
+    unscaled queries, self mask) so one model can be evaluated under both attentions."""
+
+    name: str = "full"
+    shared_qk: bool = False
+    causal: bool = True
+    dropout: float = 0.0  # on attention probabilities
+
+
+@dataclass
+class LSHAttentionConfig:
+    """Angular LSH attention (SPEC section 2). Always shared-QK."""
+
+    name: str = "lsh"
+    causal: bool = True
+    dropout: float = 0.0
+    n_rounds: int = 1
+    chunk_length: int = 64
+    # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets); an even int; or
+    # a list of even ints for factorised buckets as in trax.
+    n_buckets: Any = None
+    n_chunks_before: int = 1
+    wrap_lookback: bool = False  # true: the first chunk looks back to the last (trax / HF)
+    dedup: bool = False  # the paper's Appendix A duplicate correction (subtract log N_ij)
+    impl: str = "auto"  # auto | reference | fast (fast: Triton kernels on CUDA)
+    eval_seed: int = 0  # rotations at evaluation are drawn from this seed: repeatable numbers
+
+
+@dataclass
+class LayerConfig:
+    """standard: x + Attn(LN(x)), x + FF(LN(x)). reversible: Y1 = X1 + Attn(LN(X2)),
+    Y2 = X2 + FF(LN(Y1)) with a backward that recomputes inputs from outputs."""
+
+    name: str = "standard"
+
+
+@dataclass
+class SyntheticTaskConfig:
+    """The duplication task of the paper's Table 2: sequences `0 w 0 w`, |w| = seq_len / 2 - 1."""
+
+    name: str = "synthetic"
+    seq_len: int = 1024
+    vocab_size: int = 128  # symbols 1..vocab_size-1 (N = 127 in the paper) plus the separator 0
+    eval_sequences: int = 512  # a fixed validation set drawn from `eval_seed`
+    eval_seed: int = 1_000_003
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1  # micro-batches per optimizer step
+    optimizer: str = "adamw"  # adamw | adam | adafactor
+    lr: float = 1e-3  # the peak learning rate
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    # constant | rsqrt (linear warmup, then lr * sqrt(warmup / step): trax's
+    # 'constant * linear_warmup * rsqrt_decay' with lr = constant / sqrt(warmup)) | cosine
+    schedule: str = "rsqrt"
+    warmup_steps: int = 1000
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    eval_every: int = 500
+    eval_batches: int = 8  # batches per periodic evaluation; 0 = the whole split
+    eval_batch_size: Optional[int] = None  # default: batch_size
+    final_eval_batches: int = 0  # batches for the final evaluation; 0 = the whole split
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_last: int = 3
+    progress: str = "auto"  # auto (a bar on a terminal, plain lines otherwise) | bar | plain | none
+    compile: bool = False  # torch.compile the blocks
+    deterministic: bool = False  # torch.use_deterministic_algorithms
+
+
+@dataclass
+class WandbLoggerConfig:
+    name: str = "wandb"
+    project: str = "reformer"
+    entity: Optional[str] = None
+    # auto: online when an API key is configured, offline otherwise. WANDB_MODE overrides it.
+    mode: str = "auto"
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class NoLoggerConfig:
+    name: str = "none"
+
+
+@dataclass
+class RunConfig:
+    """The root of `reformer run`. Groups are typed by their own schemas above."""
+
+    model: Any = None
+    attention: Any = None
+    layer: Any = None
+    task: Any = None
+    trainer: Any = None
+    logger: Any = None
+    seed: int = 0
+    run_name: Optional[str] = None  # default: built from the task and attention settings
+    # null: start fresh. auto: continue the latest checkpoint of this run (or of an earlier run
+    # of the same config under outputs/). A path: a run folder or a checkpoint file.
+    resume: Optional[str] = None
+
+
+SCHEMAS = {
+    ("model", "model"): ModelConfig,
+    ("attention", "full"): FullAttentionConfig,
+    ("attention", "lsh"): LSHAttentionConfig,
+    ("layer", "layer"): LayerConfig,
+    ("task", "synthetic"): SyntheticTaskConfig,
+    ("trainer", "trainer"): TrainerConfig,
+    ("logger", "wandb"): WandbLoggerConfig,
+    ("logger", "none"): NoLoggerConfig,
+}
+
+
+def register_schemas() -> None:
+    """Store the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for (group, name), node in SCHEMAS.items():
+        cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+ACTIVATIONS = ("relu", "gelu")
+POSITIONS = ("learned", "axial", "none")
+OPTIMIZERS = ("adamw", "adam", "adafactor")
+SCHEDULES = ("constant", "rsqrt", "cosine")
+PRECISIONS = ("auto", "bf16", "fp32")
+PROGRESS = ("auto", "bar", "plain", "none")
+LSH_IMPLS = ("auto", "reference", "fast")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if value is None or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer")
+
+
+def _fraction(key: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{key}={value!r} must be in [0, 1)")
+
+
+def d_head_of(model: Any) -> int:
+    return model.d_head if model.d_head is not None else model.d_model // model.n_heads
+
+
+def validate_model(model: Any, seq_len: int) -> None:
+    for key in ("d_model", "d_ff", "n_heads", "n_layers", "ff_chunks", "loss_chunks"):
+        _positive(f"model.{key}", model[key])
+    if model.d_head is None and model.d_model % model.n_heads:
+        raise ConfigError(
+            f"model.d_model={model.d_model} is not divisible by model.n_heads={model.n_heads};"
+            " set model.d_head explicitly"
+        )
+    if model.d_head is not None:
+        _positive("model.d_head", model.d_head)
+    _fraction("model.dropout", model.dropout)
+    _choice("model.ff_activation", model.ff_activation, ACTIVATIONS)
+    _choice("model.positions", model.positions, POSITIONS)
+
+
+def bucket_factors(n_buckets: Any) -> list[Any] | None:
+    """`attention.n_buckets` as a list of factors (one entry unless factorised); None if unset."""
+    if n_buckets is None:
+        return None
+    if isinstance(n_buckets, (int, float, str, bool)):
+        return [n_buckets]
+    return list(n_buckets)  # a list or an OmegaConf ListConfig
+
+
+def lsh_n_buckets(attention: Any, seq_len: int) -> int | list[int]:
+    """The bucket count actually used: the config value, or the paper's default 2 * l / m."""
+    value = attention.n_buckets
+    if value is None:
+        return 2 * max(1, seq_len // attention.chunk_length)
+    if isinstance(value, int):
+        return value
+    return [int(f) for f in value]
+
+
+def validate_attention(attention: Any, seq_len: int) -> None:
+    name = attention.name
+    _choice("attention.name", name, ("full", "lsh"))
+    _fraction("attention.dropout", attention.dropout)
+    if name == "lsh":
+        _positive("attention.n_rounds", attention.n_rounds)
+        _positive("attention.chunk_length", attention.chunk_length)
+        if attention.n_chunks_before < 0:
+            raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
+        _choice("attention.impl", attention.impl, LSH_IMPLS)
+        for factor in bucket_factors(attention.n_buckets) or []:
+            if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2 or factor % 2:
+                raise ConfigError(
+                    f"attention.n_buckets={attention.n_buckets!r}: buckets must be an even integer"
+                    " >= 2, or a list of them for factorised buckets"
+                )
+
+
+def validate_trainer(trainer: Any) -> None:
+    for key in ("max_steps", "batch_size", "grad_accum", "log_every", "eval_every", "ckpt_every", "keep_last"):
+        _positive(f"trainer.{key}", trainer[key])
+    if trainer.eval_batch_size is not None:
+        _positive("trainer.eval_batch_size", trainer.eval_batch_size)
+    if trainer.eval_batches < 0 or trainer.final_eval_batches < 0:
+        raise ConfigError("trainer.eval_batches and trainer.final_eval_batches must be >= 0")
+    if trainer.warmup_steps < 0:
+        raise ConfigError(f"trainer.warmup_steps={trainer.warmup_steps} must be >= 0")
+    if trainer.lr <= 0:
+        raise ConfigError(f"trainer.lr={trainer.lr} must be > 0")
+    if len(trainer.betas) != 2 or not all(0.0 <= b < 1.0 for b in trainer.betas):
+        raise ConfigError(f"trainer.betas={list(trainer.betas)} must be two numbers in [0, 1)")
+    if trainer.grad_clip < 0:
+        raise ConfigError(f"trainer.grad_clip={trainer.grad_clip} must be >= 0 (0 disables)")
+    _choice("trainer.optimizer", trainer.optimizer, OPTIMIZERS)
+    _choice("trainer.schedule", trainer.schedule, SCHEDULES)
+    _choice("trainer.precision", trainer.precision, PRECISIONS)
+    _choice("trainer.progress", trainer.progress, PROGRESS)
+    device = str(trainer.device)
+    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"trainer.device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+
+
+def validate_task(task: Any) -> None:
+    _positive("task.seq_len", task.seq_len)
+    if task.name == "synthetic":
+        if task.seq_len < 4 or task.seq_len % 2:
+            raise ConfigError(f"task.seq_len={task.seq_len}: the duplication task needs an even length >= 4")
+        if task.vocab_size < 2:
+            raise ConfigError(f"task.vocab_size={task.vocab_size} must be >= 2")
+        _positive("task.eval_sequences", task.eval_sequences)
+
+
+def validate_logger(logger: Any) -> None:
+    if logger.name == "wandb":
+        _choice("logger.mode", logger.mode, WANDB_MODES)
+
+
+def validate(cfg: Any) -> None:
+    """Semantic checks on a composed `reformer run` config; raises ConfigError (one line)."""
+    validate_task(cfg.task)
+    validate_model(cfg.model, cfg.task.seq_len)
+    validate_attention(cfg.attention, cfg.task.seq_len)
+    _choice("layer.name", cfg.layer.name, ("standard", "reversible"))
+    validate_trainer(cfg.trainer)
+    validate_logger(cfg.logger)
+    if cfg.resume is not None and not str(cfg.resume).strip():
+        raise ConfigError("resume must be null, 'auto' or a path")

@@ -1,0 +1,49 @@
+"""Evaluation over a task split: summed loss, weights and correct predictions -> task metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .model.context import derive_seed
+from .model.reformer import ReformerLM
+from .runtime import autocast
+from .tasks.base import Task
+
+
+@torch.no_grad()
+def evaluate(
+    model: ReformerLM,
+    task: Task,
+    *,
+    split: str,
+    batch_size: int,
+    max_batches: int,
+    device: torch.device,
+    precision: str,
+    seed: int,
+    on_batch: Callable[[int], Any] | None = None,
+) -> dict[str, float]:
+    """Metrics of `model` on `split`. Randomness (LSH rotations) comes from `seed` and the batch
+    index only, so the same call gives the same numbers."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    try:
+        with autocast(device, precision):
+            for i, batch in enumerate(task.eval_batches(split, batch_size, max_batches)):
+                batch = batch.to(device)
+                totals = model.loss(batch.inputs, batch.targets, batch.weights, seed=derive_seed(seed, "eval", i))
+                sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).double()
+                if on_batch is not None:
+                    on_batch(i + 1)
+    finally:
+        model.train(was_training)
+    loss_sum, weight_sum, correct_sum = sums.tolist()
+    return task.metrics(loss_sum, weight_sum, correct_sum)
+
+
+def eval_seed_of(attention: Any) -> int:
+    """The seed evaluation draws LSH rotations from (attention.eval_seed; 0 for full attention)."""
+    return int(getattr(attention, "eval_seed", 0) or 0)

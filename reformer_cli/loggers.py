@@ -1,0 +1,82 @@
+"""Experiment loggers: Weights & Biases (offline unless logged in) or none.
+
+The run folder's metrics.jsonl is the source of truth; W&B gets the same curves. One W&B run per
+Hydra job, always finished (also on errors and interruptions), so a multirun sweep never leaks a
+run into the next job.
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("reformer")
+
+
+class NullLogger:
+    run_id: str | None = None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
+def wandb_logged_in() -> bool:
+    """True when an API key is configured (environment or ~/.netrc), without any network call."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(configured: str) -> str:
+    """WANDB_MODE wins; 'auto' means online when logged in, offline otherwise."""
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        return env
+    if configured == "auto":
+        return "online" if wandb_logged_in() else "offline"
+    return configured
+
+
+class WandbLogger:
+    def __init__(self, cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None):
+        import wandb
+
+        mode = wandb_mode(cfg.mode)
+        self._run = wandb.init(
+            project=cfg.project,
+            entity=cfg.entity,
+            group=cfg.group,
+            tags=list(cfg.tags),
+            name=run_name,
+            config=config,
+            dir=str(run_dir),
+            mode=mode,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", silent=True),
+        )
+        self.run_id = self._run.id
+        if mode == "offline":
+            log.info("W&B offline run in %s (upload with: wandb sync %s)", self._run.dir, Path(self._run.dir).parent)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        self._run.log(metrics, step=step)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self._run.finish(exit_code=exit_code)
+
+
+def build_logger(cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None):
+    if cfg.name == "none":
+        return NullLogger()
+    return WandbLogger(cfg, run_dir, config, run_name, resume_id)

@@ -1,0 +1,1 @@
+"""ReformerLM and its parts: blocks, reversible layers, chunked feed-forward, positions."""

@@ -1,0 +1,74 @@
+"""The two residual functions of a Reformer layer and the standard (non-reversible) stack.
+
+The paper writes a reversible layer as Y1 = X1 + Attention(X2), Y2 = X2 + FeedForward(Y1)
+(eqs. 7-9) with layer normalisation moved inside the residual blocks. Here
+`AttentionSublayer` is F(x) = Dropout(Attention(LN(x))) and `FeedForwardSublayer` is
+G(x) = Dropout(FeedForward(LN(x))). The standard stack applies them as x + F(x), x + G(x);
+the reversible stack (reversible.py) couples the same modules, so both hold the same weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..attention.layer import SelfAttention
+from ..config import d_head_of
+from .context import ForwardContext
+from .feedforward import FeedForward
+
+
+class AttentionSublayer(nn.Module):
+    """F(x) = Dropout(Attention(LN(x)))."""
+
+    def __init__(self, model: Any, attention: Any, seq_len: int, layer: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(model.d_model)
+        self.attention = SelfAttention(model.d_model, model.n_heads, d_head_of(model), attention, seq_len, layer)
+        self.dropout, self.layer = float(model.dropout), layer
+
+    def forward(self, x: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
+        out = self.attention(self.norm(x), ctx, key_padding_mask)
+        return ctx.dropout(out, self.dropout, self.layer, "attention_out")
+
+
+class FeedForwardSublayer(nn.Module):
+    """G(x) = Dropout(FeedForward(LN(x)))."""
+
+    def __init__(self, model: Any, layer: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(model.d_model)
+        self.feedforward = FeedForward(
+            model.d_model, model.d_ff, model.ff_activation, float(model.dropout), int(model.ff_chunks), layer
+        )
+        self.dropout, self.layer = float(model.dropout), layer
+
+    def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
+        out = self.feedforward(self.norm(x), ctx)
+        return ctx.dropout(out, self.dropout, self.layer, "feedforward_out")
+
+
+class Block(nn.Module):
+    """One layer: an attention sublayer F and a feed-forward sublayer G."""
+
+    def __init__(self, model: Any, attention: Any, seq_len: int, layer: int):
+        super().__init__()
+        self.attention = AttentionSublayer(model, attention, seq_len, layer)
+        self.feedforward = FeedForwardSublayer(model, layer)
+
+
+class StandardStack(nn.Module):
+    """Pre-norm residual blocks: x = x + F(x); x = x + G(x). Output width d_model."""
+
+    def __init__(self, blocks: list[Block], d_model: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.out_width = d_model
+
+    def forward(self, x: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
+        for block in self.blocks:
+            x = x + block.attention(x, ctx, key_padding_mask)
+            x = x + block.feedforward(x, ctx)
+        return x

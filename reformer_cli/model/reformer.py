@@ -1,0 +1,126 @@
+"""ReformerLM (SPEC section 3): token embedding + positions -> blocks -> LayerNorm -> output layer.
+
+With `layer=reversible` the blocks run on two streams X1 = X2 = embedding and the output layer
+reads LN([Y1; Y2]) (width 2 * d_model), as in trax and HF. The loss is computed in
+`model.loss_chunks` slices along the sequence (paper section 3: "the output log-probabilities and
+the loss are chunked").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import Block, StandardStack
+from .context import ForwardContext
+from .positions import LearnedPositions, NoPositions
+
+
+@dataclass
+class LossTotals:
+    """Sums over the weighted target positions of a batch (divide by `weight_sum` for means)."""
+
+    loss_sum: torch.Tensor  # nats
+    weight_sum: torch.Tensor
+    correct_sum: torch.Tensor
+
+    def __add__(self, other: "LossTotals") -> "LossTotals":
+        return LossTotals(
+            self.loss_sum + other.loss_sum,
+            self.weight_sum + other.weight_sum,
+            self.correct_sum + other.correct_sum,
+        )
+
+    def detach(self) -> "LossTotals":
+        return LossTotals(self.loss_sum.detach(), self.weight_sum.detach(), self.correct_sum.detach())
+
+
+def build_positions(model: Any, seq_len: int) -> nn.Module:
+    if model.positions == "learned":
+        return LearnedPositions(seq_len, model.d_model)
+    if model.positions == "axial":
+        from .axial import AxialPositions  # the reversible/axial issue provides it
+
+        return AxialPositions.from_config(model, seq_len)
+    return NoPositions()
+
+
+def build_stack(layer: Any, blocks: list[Block], d_model: int) -> nn.Module:
+    if layer.name == "reversible":
+        from .reversible import ReversibleStack  # the reversible/axial issue provides it
+
+        return ReversibleStack(blocks, d_model, layer)
+    return StandardStack(blocks, d_model)
+
+
+class ReformerLM(nn.Module):
+    def __init__(self, model: Any, attention: Any, layer: Any, vocab_size: int, seq_len: int):
+        super().__init__()
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+        self.embed = nn.Embedding(vocab_size, model.d_model)
+        self.positions = build_positions(model, seq_len)
+        self.dropout = float(model.dropout)
+        blocks = [Block(model, attention, seq_len, i) for i in range(model.n_layers)]
+        self.stack = build_stack(layer, blocks, model.d_model)
+        self.norm = nn.LayerNorm(self.stack.out_width)
+        self.head = nn.Linear(self.stack.out_width, vocab_size)
+        if model.tie_embeddings and self.stack.out_width == model.d_model:
+            self.head.weight = self.embed.weight
+        self.loss_chunks = int(model.loss_chunks)
+
+    def set_attention(self, attention: Any, seq_len: int | None = None) -> None:
+        """Evaluate under another attention (full, or LSH with other rounds); weights untouched."""
+        for block in self.stack.blocks:
+            block.attention.attention.set_core(attention, seq_len or self.seq_len)
+
+    def hidden(self, tokens: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
+        """Normalised final hidden states, [batch, length, width]."""
+        x = self.positions(self.embed(tokens))
+        x = ctx.dropout(x, self.dropout, "embedding")
+        return self.norm(self.stack(x, ctx, key_padding_mask))
+
+    def forward(self, tokens: torch.Tensor, *, seed: int = 0, key_padding_mask: torch.Tensor | None = None):
+        """Logits [batch, length, vocab]. `seed` drives dropout and LSH rotations."""
+        ctx = ForwardContext(seed=seed, training=self.training)
+        return self.head(self.hidden(tokens, ctx, key_padding_mask))
+
+    def _chunk_loss(self, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> LossTotals:
+        logits = self.head(hidden)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
+        weights = weights.to(logits.dtype)
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+        correct = (logits.argmax(dim=-1) == targets).to(weights.dtype)
+        return LossTotals((nll * weights).sum(), weights.sum(), (correct * weights).sum())
+
+    def loss(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        weights: torch.Tensor,
+        *,
+        seed: int = 0,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> LossTotals:
+        """Summed cross-entropy (nats), weight and correct predictions over weighted targets."""
+        ctx = ForwardContext(seed=seed, training=self.training)
+        hidden = self.hidden(inputs, ctx, key_padding_mask)
+        if self.loss_chunks == 1:
+            return self._chunk_loss(hidden, targets, weights)
+        totals = None
+        for h, t, w in zip(*(x.chunk(self.loss_chunks, dim=1) for x in (hidden, targets, weights))):
+            part = self._chunk_loss(h, t, w)
+            totals = part if totals is None else totals + part
+        return totals
+
+
+def build_model(cfg: Any, vocab_size: int) -> ReformerLM:
+    """The model of a composed `reformer run` config."""
+    return ReformerLM(cfg.model, cfg.attention, cfg.layer, vocab_size, cfg.task.seq_len)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

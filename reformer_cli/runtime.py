@@ -1,0 +1,60 @@
+"""Device, precision and seeding choices shared by training, evaluation and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import torch
+
+from .errors import UserError
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' picks CUDA when available, else the CPU; an explicit device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"trainer.device={name} but no CUDA device is available (use trainer.device=auto)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"trainer.device={name} but MPS is not available (use trainer.device=auto)")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is bf16 autocast on CUDA and fp32 elsewhere."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy (if present) and torch; optionally demand deterministic kernels."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:
+        pass
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"

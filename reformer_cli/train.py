@@ -1,0 +1,394 @@
+"""The training loop of `reformer run`: optimizer and schedule, evaluation, records, resumption.
+
+Data flows one way: config -> task (batches) -> model -> trainer -> records. Every training batch
+and every forward's randomness is a pure function of (seed, step), so a run resumed from a
+checkpoint continues exactly as it would have, and metrics.jsonl is cut back to the checkpoint's
+step so no line is lost or written twice. SIGINT / SIGTERM finish the current step, save a
+checkpoint and exit (code 130 / 143); a second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from .errors import UserError
+from .evaluate import eval_seed_of, evaluate
+from .loggers import build_logger
+from .model.context import derive_seed
+from .model.reformer import build_model, count_parameters
+from .progress import make_progress
+from .records import (
+    MetricsLog,
+    code_version,
+    find_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+    write_text_atomic,
+)
+from .runtime import autocast, device_name, resolve_precision, seed_everything, select_device
+from .tasks import build_task
+
+log = logging.getLogger("reformer")
+
+CHECKPOINT_FORMAT = 1
+
+
+# ----------------------------------------------------------------------------- optimizer, schedule
+
+
+def lr_at(step: int, trainer: Any) -> float:
+    """Learning rate at `step` (1-based). `trainer.lr` is the peak.
+
+    rsqrt: lr * min(1, step / warmup) * sqrt(warmup / max(step, warmup)), i.e. trax's
+    `constant * linear_warmup * rsqrt_decay` (notes/paper.md 2.14) with lr = constant / sqrt(warmup).
+    """
+    warmup = trainer.warmup_steps
+    warm = min(1.0, step / warmup) if warmup > 0 else 1.0
+    if trainer.schedule == "constant":
+        return trainer.lr * warm
+    if trainer.schedule == "rsqrt":
+        return trainer.lr * warm * math.sqrt(max(warmup, 1) / max(step, warmup, 1))
+    # cosine decay to zero after warmup
+    progress = min(1.0, max(0, step - warmup) / max(1, trainer.max_steps - warmup))
+    return trainer.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(trainer: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW / Adam / Adafactor. Weight decay applies to matrices only (not norms, biases)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": trainer.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if trainer.optimizer == "adafactor":
+        return torch.optim.Adafactor(groups, lr=trainer.lr)
+    cls = torch.optim.AdamW if trainer.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=trainer.lr, betas=tuple(trainer.betas), eps=trainer.eps)
+
+
+# ------------------------------------------------------------------------------------ run state
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0  # time spent in training steps (evaluation excluded)
+    wall_seconds: float = 0.0  # everything, across resumptions
+    best: dict = field(default_factory=dict)
+    wandb_run_id: str | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "tokens": self.tokens,
+            "train_seconds": self.train_seconds,
+            "wall_seconds": self.wall_seconds,
+            "best": self.best,
+            "wandb_run_id": self.wandb_run_id,
+        }
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag the loop checks after each step; a second SIGINT stops at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.info("stop requested: finishing this step and saving a checkpoint (Ctrl-C again to stop now)")
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+def default_run_name(cfg: Any) -> str:
+    att = cfg.attention
+    if att.name == "lsh":
+        attention = f"lsh{att.n_rounds}"
+    else:
+        attention = "full-sharedqk" if att.shared_qk else "full"
+    return f"{cfg.task.name}-{attention}-{cfg.layer.name}-seed{cfg.seed}"
+
+
+def _resume_checkpoint(cfg: Any, run_dir: Path) -> Path | None:
+    """The checkpoint to continue from, per `resume` (null / auto / path)."""
+    if cfg.resume is None:
+        if list_checkpoints(run_dir):
+            raise UserError(
+                f"run folder {run_dir} already holds checkpoints: pass resume=auto to continue it,"
+                " or choose a new folder"
+            )
+        return None
+    if cfg.resume == "auto":
+        found = list_checkpoints(run_dir)
+        return found[-1][1] if found else None
+    checkpoint = find_checkpoint(cfg.resume)
+    if checkpoint is None:
+        raise UserError(f"resume={cfg.resume}: no checkpoint found in that run folder")
+    return checkpoint
+
+
+# ------------------------------------------------------------------------------------ the loop
+
+
+class Trainer:
+    def __init__(self, cfg: Any, run_dir: Path):
+        self.cfg, self.run_dir, self.t = cfg, Path(run_dir), cfg.trainer
+        self.rank, self.world_size = 0, 1
+        self.is_main = self.rank == 0
+        self.device = select_device(self.t.device)
+        self.precision = resolve_precision(self.t.precision, self.device)
+        seed_everything(cfg.seed, self.t.deterministic)
+        self.task = build_task(cfg.task, cfg.seed)
+        self.task.check_data()
+        self.model = build_model(cfg, self.task.vocab_size).to(self.device)
+        self.forward_model = torch.compile(self.model) if self.t.compile else self.model
+        self.optimizer = build_optimizer(self.t, self.model)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.state = TrainState()
+        self.run_name = cfg.run_name or default_run_name(cfg)
+        self.config_dict = OmegaConf.to_container(cfg, resolve=True)
+        self.eval_batch_size = self.t.eval_batch_size or self.t.batch_size
+        self.tokens_per_step = self.t.batch_size * self.t.grad_accum * self.task.seq_len * self.world_size
+
+    # --- state in and out
+
+    def restore(self) -> None:
+        checkpoint = _resume_checkpoint(self.cfg, self.run_dir)
+        if checkpoint is None:
+            if self.cfg.resume == "auto":
+                log.info("resume=auto: no checkpoint in %s, starting fresh", self.run_dir)
+            if self.is_main:
+                self.metrics.truncate_after(0)
+            return
+        saved = load_checkpoint(checkpoint, map_location=self.device)
+        try:
+            self.model.load_state_dict(saved["model"])
+        except RuntimeError as exc:
+            raise UserError(
+                f"checkpoint {checkpoint} does not fit this model config ({str(exc).splitlines()[0]})"
+            ) from None
+        self.optimizer.load_state_dict(saved["optimizer"])
+        s = saved["state"]
+        self.state = TrainState(
+            step=s["step"], tokens=s["tokens"], train_seconds=s["train_seconds"],
+            wall_seconds=s["wall_seconds"], best=s["best"], wandb_run_id=s["wandb_run_id"],
+        )
+        if self.is_main:
+            self.metrics.truncate_after(self.state.step)
+        log.info("resumed from %s at step %d", checkpoint, self.state.step)
+
+    def save(self) -> Path | None:
+        if not self.is_main:
+            return None
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": self.state.as_dict(),
+            "config": self.config_dict,
+        }
+        return save_checkpoint(self.run_dir, self.state.step, state, self.t.keep_last)
+
+    # --- steps
+
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over grad_accum micro-batches; returns (sums, grad_norm) on device."""
+        lr = lr_at(step, self.t)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for micro in range(self.t.grad_accum):
+            index = (step - 1) * self.t.grad_accum + micro
+            batch = self.task.train_batch(index, self.t.batch_size, self.rank, self.world_size).to(self.device)
+            seed = derive_seed(self.cfg.seed, "forward", index, self.rank)
+            with autocast(self.device, self.precision):
+                totals = self.forward_model.loss(batch.inputs, batch.targets, batch.weights, seed=seed)
+            loss = totals.loss_sum / totals.weight_sum.clamp_min(1e-9) / self.t.grad_accum
+            loss.backward()
+            sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).detach().double()
+        max_norm = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums, grad_norm
+
+    def evaluate(self, split: str, max_batches: int) -> dict[str, float]:
+        return evaluate(
+            self.model, self.task, split=split, batch_size=self.eval_batch_size, max_batches=max_batches,
+            device=self.device, precision=self.precision, seed=eval_seed_of(self.cfg.attention),
+        )
+
+    def record(self, record: dict, logger: Any) -> None:
+        if not self.is_main:
+            return
+        self.metrics.append(record)
+        split = record["split"]
+        logger.log({f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}, record["step"])
+
+    def run(self) -> dict:
+        self.restore()
+        if self.is_main:
+            write_text_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
+        logger = build_logger(self.cfg.logger, self.run_dir, self.config_dict, self.run_name, self.state.wandb_run_id) \
+            if self.is_main else build_logger(OmegaConf.create({"name": "none"}), self.run_dir, {}, "", None)
+        self.state.wandb_run_id = logger.run_id or self.state.wandb_run_id
+        progress = make_progress(self.t.progress if self.is_main else "none", self.t.max_steps, self.run_name)
+        stop = StopRequest()
+        stop.install()
+        exit_code = 0
+        wall_start = time.perf_counter()
+        wall_before = self.state.wall_seconds
+        try:
+            log.info(
+                "%s: %s parameters on %s (%s), run folder %s",
+                self.run_name, f"{count_parameters(self.model):,}", self.device, self.precision, self.run_dir,
+            )
+            progress.start(self.state.step)
+            self.loop(progress, logger, stop, wall_start, wall_before)
+            if stop.requested:
+                exit_code = 128 + int(stop.signal)
+                self.write_summary("interrupted", {}, wall_start, wall_before)
+                progress.message(
+                    f"interrupted at step {self.state.step}; continue with the same command and resume=auto"
+                    f" (hydra.run.dir={self.run_dir})"
+                )
+                raise SystemExit(exit_code)
+            final = self.final_evaluation(progress)
+            summary = self.write_summary("completed", final, wall_start, wall_before)
+            progress.message(f"done: {self.run_dir / 'summary.json'}")
+            return summary
+        except BaseException:
+            exit_code = exit_code or 1
+            raise
+        finally:
+            progress.stop()
+            stop.restore()
+            logger.finish(exit_code)
+
+    def loop(self, progress: Any, logger: Any, stop: StopRequest, wall_start: float, wall_before: float) -> None:
+        t = self.t
+        window = torch.zeros(3, dtype=torch.float64, device=self.device)
+        window_steps, window_start = 0, time.perf_counter()
+        self.model.train()
+        while self.state.step < t.max_steps and not stop.requested:
+            step = self.state.step + 1
+            step_start = time.perf_counter()
+            sums, grad_norm = self.train_step(step)
+            window += sums
+            window_steps += 1
+            self.state.step = step
+            self.state.tokens += self.tokens_per_step
+            if step % t.log_every == 0 or step == t.max_steps:
+                loss_sum, weight_sum, correct_sum = window.tolist()  # one device sync per log line
+                elapsed = time.perf_counter() - window_start
+                self.state.train_seconds += time.perf_counter() - step_start
+                metrics = self.task.metrics(loss_sum, weight_sum, correct_sum)
+                if not math.isfinite(metrics["loss"]):
+                    raise UserError(
+                        f"training loss became {metrics['loss']} at step {step}; lower trainer.lr or"
+                        " raise trainer.warmup_steps (the last checkpoint is kept)"
+                    )
+                record = {
+                    "step": step, "split": "train", **metrics, "lr": lr_at(step, t),
+                    "grad_norm": float(grad_norm), "tokens": self.state.tokens,
+                    "tokens_per_s": self.tokens_per_step * window_steps / max(elapsed, 1e-9),
+                    "wall_s": wall_before + time.perf_counter() - wall_start,
+                }
+                self.record(record, logger)
+                progress.report(step, {"loss": metrics["loss"], self.task.metric: metrics.get(self.task.metric)})
+                window.zero_()
+                window_steps, window_start = 0, time.perf_counter()
+            else:
+                self.state.train_seconds += time.perf_counter() - step_start
+                progress.advance(step)
+            if step % t.eval_every == 0 or step == t.max_steps:
+                metrics = self.evaluate("valid", t.eval_batches)
+                self.update_best(metrics)
+                self.record({"step": step, "split": "valid", **metrics}, logger)
+                progress.message(f"step {step}: valid " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+                window_start = time.perf_counter()
+            if step % t.ckpt_every == 0 or step == t.max_steps or stop.requested:
+                self.state.wall_seconds = wall_before + time.perf_counter() - wall_start
+                self.save()
+
+    def update_best(self, metrics: dict[str, float]) -> None:
+        key = self.task.metric
+        value = metrics.get(key)
+        if value is None:
+            return
+        better = value > self.state.best.get(key, -math.inf) if key == "accuracy" else value < self.state.best.get(key, math.inf)
+        if better:
+            self.state.best = {key: value, "step": self.state.step}
+
+    def final_evaluation(self, progress: Any) -> dict[str, dict[str, float]]:
+        final = {"valid": self.evaluate("valid", self.t.final_eval_batches)}
+        progress.message("final valid " + "  ".join(f"{k} {v:.4g}" for k, v in final["valid"].items()))
+        return final
+
+    def write_summary(self, status: str, final: dict, wall_start: float, wall_before: float) -> dict:
+        wall = wall_before + time.perf_counter() - wall_start
+        summary = {
+            "status": status,
+            "run_name": self.run_name,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "task": self.task.describe(),
+            "metric": self.task.metric,
+            "final": final,
+            "best": self.state.best,
+            "steps": self.state.step,
+            "tokens": self.state.tokens,
+            "train_seconds": self.state.train_seconds,
+            "wall_seconds": wall,
+            "tokens_per_second": self.state.tokens / max(self.state.train_seconds, 1e-9),
+            "n_parameters": count_parameters(self.model),
+            "device": str(self.device),
+            "device_name": device_name(self.device),
+            "precision": self.precision,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None,
+            "torch_version": torch.__version__,
+            "code_version": code_version(),
+            "seed": self.cfg.seed,
+            "world_size": self.world_size,
+            "wandb_run_id": self.state.wandb_run_id,
+            "config": self.config_dict,
+        }
+        if self.is_main:
+            write_json_atomic(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def train(cfg: Any, run_dir: Path) -> dict:
+    """Train one configuration into `run_dir`; returns the summary."""
+    return Trainer(cfg, run_dir).run()

@@ -1,0 +1,72 @@
+"""Full attention in both forms against brute force, and no causal leak."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reformer_cli.attention.common import SELF_MASK_VALUE
+from reformer_cli.attention.full import full_attention, shared_qk_full_attention
+
+
+def brute_force(q, k, v, causal, shared_qk):
+    """Each query's attended set and logits built explicitly, one query at a time."""
+    b, h, length, d = q.shape
+    out = torch.zeros_like(v)
+    for bi in range(b):
+        for hi in range(h):
+            for i in range(length):
+                keys = [j for j in range(length) if not causal or j <= i]
+                logits = []
+                for j in keys:
+                    if shared_qk:
+                        kj = q[bi, hi, j] / q[bi, hi, j].norm()
+                        logits.append(SELF_MASK_VALUE if j == i else float(q[bi, hi, i] @ kj))
+                    else:
+                        logits.append(float(q[bi, hi, i] @ k[bi, hi, j]) / math.sqrt(d))
+                w = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=0)
+                out[bi, hi, i] = sum(wj * v[bi, hi, j] for wj, j in zip(w, keys))
+    return out
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("shared_qk", [True, False])
+def test_matches_brute_force(causal, shared_qk):
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 9, 4, generator=gen, dtype=torch.float64) for _ in range(3))
+    if shared_qk:
+        got = shared_qk_full_attention(q, v, causal=causal)
+    else:
+        got = full_attention(q, k, v, causal=causal)
+    want = brute_force(q, k, v, causal, shared_qk)
+    assert (got - want).abs().max() < 1e-12
+
+
+def test_first_token_attends_to_itself_despite_self_mask():
+    qk, v = torch.randn(1, 1, 5, 4, dtype=torch.float64), torch.randn(1, 1, 5, 4, dtype=torch.float64)
+    out = shared_qk_full_attention(qk, v, causal=True)
+    assert torch.allclose(out[0, 0, 0], v[0, 0, 0])
+
+
+@pytest.mark.parametrize("shared_qk", [True, False])
+def test_no_causal_leak(shared_qk):
+    length = 8
+    q = torch.randn(1, 2, length, 4, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 2, length, 4, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(1, 2, length, 4, dtype=torch.float64, requires_grad=True)
+    for i in range(length):
+        out = shared_qk_full_attention(q, v, causal=True) if shared_qk else full_attention(q, k, v, causal=True)
+        grads = torch.autograd.grad(out[:, :, i].sum(), [q, k, v], allow_unused=True)
+        for g in grads:
+            if g is not None:
+                assert torch.all(g[:, :, i + 1 :] == 0)
+
+
+def test_key_padding_excludes_keys():
+    qk, v = torch.randn(1, 1, 6, 4, dtype=torch.float64), torch.randn(1, 1, 6, 4, dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    out = shared_qk_full_attention(qk, v, causal=False, key_padding_mask=mask)
+    ref = shared_qk_full_attention(qk[:, :, :4], v[:, :, :4], causal=False)
+    assert torch.allclose(out[:, :, :4], ref)

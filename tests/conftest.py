@@ -1,0 +1,65 @@
+"""Shared test helpers: compose configs without a command line, and run the CLI as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small, fast settings for end-to-end runs on CPU.
+TINY = [
+    "model=tiny",
+    "task.seq_len=32",
+    "trainer.batch_size=8",
+    "trainer.warmup_steps=5",
+    "trainer.device=cpu",
+    "trainer.progress=plain",
+    "task.eval_sequences=32",
+    "logger=none",
+]
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "config"):
+    """The config `reformer run <overrides>` would get (Hydra's compose API)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from reformer_cli.config import register_schemas
+    from reformer_cli.hydra_entry import CONF_DIR
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env.pop("HYDRA_FULL_ERROR", None)
+    env.setdefault("WANDB_MODE", "disabled")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m reformer_cli <args>` in `cwd` (the same entry point as the `reformer` script)."""
+    return subprocess.run(
+        [sys.executable, "-m", "reformer_cli", *args],
+        cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def popen_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "reformer_cli", *args],
+        cwd=cwd, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+@pytest.fixture
+def tiny() -> list[str]:
+    return list(TINY)

@@ -1,0 +1,46 @@
+"""Every config option composes and validates; semantic checks catch bad combinations."""
+
+from __future__ import annotations
+
+import pytest
+
+from reformer_cli.config import validate
+from reformer_cli.errors import ConfigError
+from reformer_cli.hydra_entry import CONF_DIR
+
+from .conftest import compose
+
+GROUPS = ["model", "attention", "layer", "task", "trainer", "logger"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_validates(group, option):
+    cfg = compose([f"{group}={option}"])
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["trainer.schedule=linear"], "trainer.schedule"),
+        (["trainer.betas=[0.9]"], "trainer.betas"),
+        (["task.seq_len=7"], "even length"),
+        (["model.dropout=1.5"], "model.dropout"),
+        (["trainer.device=tpu"], "trainer.device"),
+        (["logger.mode=sometimes"], "logger.mode"),
+    ],
+)
+def test_semantic_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(overrides))
+
+
+def test_group_schemas_reject_unknown_keys():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose(["model.n_layer=3"])
