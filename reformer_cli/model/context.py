@@ -9,7 +9,9 @@ any other RNG consumer; notes/peers.md b.2).
 
 `cache` carries what a recomputation must reuse rather than recompute: the LSH buckets of the forward
 (trax and HF do the same), since a recomputed input can differ from the original by rounding and
-flip a bucket.
+flip a bucket. Protocol: a module that owns replayable state uses the key `(layer, name)`; when
+`cache` is a dict and the key is absent it computes and stores the state, when the key is present
+it reuses it; when `cache` is None (a plain forward, evaluation) it just computes.
 """
 
 from __future__ import annotations
