@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 
+from .distributed import World, all_reduce_sum
 from .model.context import derive_seed
 from .model.reformer import ReformerLM
 from .runtime import autocast
@@ -24,15 +25,19 @@ def evaluate(
     precision: str,
     seed: int,
     on_batch: Callable[[int], Any] | None = None,
+    world: World = World(),
 ) -> dict[str, float]:
     """Metrics of `model` on `split`. Randomness (LSH rotations) comes from `seed` and the batch
-    index only, so the same call gives the same numbers."""
+    index only, so the same call gives the same numbers. With several processes each takes every
+    `world.size`-th batch and the sums are added up, so every process returns the same metrics."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     try:
         with autocast(device, precision):
             for i, batch in enumerate(task.eval_batches(split, batch_size, max_batches)):
+                if i % world.size != world.rank:
+                    continue
                 batch = batch.to(device)
                 totals = model.loss(batch.inputs, batch.targets, batch.weights, seed=derive_seed(seed, "eval", i))
                 sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).double()
@@ -40,6 +45,7 @@ def evaluate(
                     on_batch(i + 1)
     finally:
         model.train(was_training)
+    all_reduce_sum(sums, world)
     loss_sum, weight_sum, correct_sum = sums.tolist()
     return task.metrics(loss_sum, weight_sum, correct_sum)
 

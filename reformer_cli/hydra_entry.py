@@ -125,6 +125,10 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     sys.argv = [prog, *args]
     try:
         main()
+    except ValueError as exc:
+        # Hydra's own argument checks (e.g. `-m` together with `--cfg`); errors inside the job go
+        # through the reporter above and never arrive here.
+        report_and_exit(str(exc))
     finally:
         sys.argv = saved
 

@@ -9,6 +9,7 @@ checkpoint and exit (code 130 / 143); a second Ctrl-C stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -22,9 +23,10 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from .distributed import all_reduce_sum, any_rank, init_world, wrap_model
 from .errors import UserError
 from .evaluate import eval_seed_of, evaluate
-from .loggers import build_logger
+from .loggers import NullLogger, build_logger
 from .model.context import derive_seed
 from .model.reformer import build_model, count_parameters
 from .progress import make_progress
@@ -165,15 +167,17 @@ def _resume_checkpoint(cfg: Any, run_dir: Path) -> Path | None:
 class Trainer:
     def __init__(self, cfg: Any, run_dir: Path):
         self.cfg, self.run_dir, self.t = cfg, Path(run_dir), cfg.trainer
-        self.rank, self.world_size = 0, 1
-        self.is_main = self.rank == 0
-        self.device = select_device(self.t.device)
+        self.world, device = init_world(self.t.device)
+        self.rank, self.world_size, self.is_main = self.world.rank, self.world.size, self.world.is_main
+        self.device = select_device(device)
         self.precision = resolve_precision(self.t.precision, self.device)
         seed_everything(cfg.seed, self.t.deterministic)
         self.task = build_task(cfg.task, cfg.seed)
         self.task.check_data()
         self.model = build_model(cfg, self.task.vocab_size).to(self.device)
-        self.forward_model = torch.compile(self.model) if self.t.compile else self.model
+        # DistributedDataParallel first, then torch.compile around it (PyTorch's recommended order)
+        self.ddp = wrap_model(self.model, self.world, self.device, static_graph=cfg.layer.name == "reversible")
+        self.forward_model = torch.compile(self.ddp) if self.t.compile else self.ddp
         self.optimizer = build_optimizer(self.t, self.model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.state = TrainState()
@@ -232,22 +236,29 @@ class Trainer:
         for micro in range(self.t.grad_accum):
             index = (step - 1) * self.t.grad_accum + micro
             batch = self.task.train_batch(index, self.t.batch_size, self.rank, self.world_size).to(self.device)
+            # The loss is the mean over the weighted targets of the *global* batch: DDP averages the
+            # processes' gradients, so each scales its sum by world size / global weight.
+            global_weight = all_reduce_sum(batch.weights.sum().double(), self.world).clamp_min(1e-9)
+            # Each process draws its own dropout masks and LSH rotations (as trax draws per example).
             seed = derive_seed(self.cfg.seed, "forward", index, self.rank)
-            with autocast(self.device, self.precision):
-                totals = self.forward_model.loss(batch.inputs, batch.targets, batch.weights, seed=seed)
-            loss = totals.loss_sum / totals.weight_sum.clamp_min(1e-9) / self.t.grad_accum
-            loss.backward()
+            last = micro == self.t.grad_accum - 1
+            sync = contextlib.nullcontext() if last or not self.world.distributed else self.ddp.no_sync()
+            with sync:
+                with autocast(self.device, self.precision):
+                    totals = self.forward_model(batch.inputs, batch.targets, batch.weights, seed=seed)
+                loss = totals.loss_sum * (self.world_size / global_weight / self.t.grad_accum)
+                loss.backward()
             sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).detach().double()
         max_norm = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return sums, grad_norm
+        return all_reduce_sum(sums, self.world), grad_norm
 
     def evaluate(self, split: str, max_batches: int) -> dict[str, float]:
         return evaluate(
             self.model, self.task, split=split, batch_size=self.eval_batch_size, max_batches=max_batches,
-            device=self.device, precision=self.precision, seed=eval_seed_of(self.cfg.attention),
+            device=self.device, precision=self.precision, seed=eval_seed_of(self.cfg.attention), world=self.world,
         )
 
     def record(self, record: dict, logger: Any) -> None:
@@ -261,8 +272,11 @@ class Trainer:
         self.restore()
         if self.is_main:
             write_text_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
-        logger = build_logger(self.cfg.logger, self.run_dir, self.config_dict, self.run_name, self.state.wandb_run_id) \
-            if self.is_main else build_logger(OmegaConf.create({"name": "none"}), self.run_dir, {}, "", None)
+        logger = (
+            build_logger(self.cfg.logger, self.run_dir, self.config_dict, self.run_name, self.state.wandb_run_id)
+            if self.is_main
+            else NullLogger()
+        )
         self.state.wandb_run_id = logger.run_id or self.state.wandb_run_id
         progress = make_progress(self.t.progress if self.is_main else "none", self.t.max_steps, self.run_name)
         stop = StopRequest()
@@ -276,8 +290,7 @@ class Trainer:
                 self.run_name, f"{count_parameters(self.model):,}", self.device, self.precision, self.run_dir,
             )
             progress.start(self.state.step)
-            self.loop(progress, logger, stop, wall_start, wall_before)
-            if stop.requested:
+            if self.loop(progress, logger, stop, wall_start, wall_before):
                 exit_code = 128 + int(stop.signal)
                 self.write_summary("interrupted", {}, wall_start, wall_before)
                 progress.message(
@@ -296,13 +309,17 @@ class Trainer:
             progress.stop()
             stop.restore()
             logger.finish(exit_code)
+            if self.world.distributed and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
-    def loop(self, progress: Any, logger: Any, stop: StopRequest, wall_start: float, wall_before: float) -> None:
+    def loop(self, progress: Any, logger: Any, stop: StopRequest, wall_start: float, wall_before: float) -> bool:
+        """Train until max_steps or a stop; returns True if stopped early."""
         t = self.t
         window = torch.zeros(3, dtype=torch.float64, device=self.device)
         window_steps, window_start = 0, time.perf_counter()
         self.model.train()
-        while self.state.step < t.max_steps and not stop.requested:
+        stopped = False
+        while self.state.step < t.max_steps and not stopped:
             step = self.state.step + 1
             step_start = time.perf_counter()
             sums, grad_norm = self.train_step(step)
@@ -339,9 +356,21 @@ class Trainer:
                 self.record({"step": step, "split": "valid", **metrics}, logger)
                 progress.message(f"step {step}: valid " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
                 window_start = time.perf_counter()
-            if step % t.ckpt_every == 0 or step == t.max_steps or stop.requested:
+            stopped = self.stop_requested(stop)
+            if step % t.ckpt_every == 0 or step == t.max_steps or stopped:
                 self.state.wall_seconds = wall_before + time.perf_counter() - wall_start
                 self.save()
+        return stopped
+
+    def stop_requested(self, stop: StopRequest) -> bool:
+        """Whether to stop now. With several processes they agree (a stop on any one stops all at
+        the same step), so the decision is the collective's answer, not the local flag."""
+        if not self.world.distributed:
+            return stop.requested
+        agreed = any_rank(stop.requested, self.device, self.world)
+        if agreed and stop.signal is None:
+            stop.signal = signal.SIGTERM
+        return agreed
 
     def update_best(self, metrics: dict[str, float]) -> None:
         key = self.task.metric

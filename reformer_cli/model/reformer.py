@@ -83,8 +83,20 @@ class ReformerLM(nn.Module):
         x = ctx.dropout(x, self.dropout, "embedding")
         return self.norm(self.stack(x, ctx, key_padding_mask))
 
-    def forward(self, tokens: torch.Tensor, *, seed: int = 0, key_padding_mask: torch.Tensor | None = None):
-        """Logits [batch, length, vocab]. `seed` drives dropout and LSH rotations."""
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
+        *,
+        seed: int = 0,
+        key_padding_mask: torch.Tensor | None = None,
+    ):
+        """Logits [batch, length, vocab]; with `targets` and `weights`, the `LossTotals` of `loss()`
+        instead (so DistributedDataParallel and torch.compile see the training call as `forward`).
+        `seed` drives dropout and LSH rotations."""
+        if targets is not None:
+            return self.loss(tokens, targets, weights, seed=seed, key_padding_mask=key_padding_mask)
         ctx = ForwardContext(seed=seed, training=self.training)
         return self.head(self.hidden(tokens, ctx, key_padding_mask))
 

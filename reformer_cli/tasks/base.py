@@ -3,7 +3,9 @@
 A language-model batch is (inputs, targets, weights), each `[batch, length]`: the model reads
 `inputs`, predicts `targets` position by position, and the loss and accuracy count only where
 `weights` is non-zero. Training batches are a pure function of (seed, step, rank), so a resumed run
-sees exactly the batches it would have seen, with no sampler state to save.
+sees exactly the batches it would have seen, with no sampler state to save. Under data parallelism
+rank r of N trains on rows [r * B, (r + 1) * B) of the global batch of N * B rows of that step, so a
+run's data does not depend on how many processes share it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Task:
         """Raise DataError (one line: what, where, how to get it) before any training starts."""
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
+        """Rows [rank * batch_size, (rank + 1) * batch_size) of step `step`'s global batch."""
         raise NotImplementedError
 
     def eval_batches(self, split: str, batch_size: int, max_batches: int = 0) -> Iterator[Batch]:

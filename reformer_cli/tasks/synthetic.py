@@ -40,8 +40,11 @@ class SyntheticTask(Task):
         return Batch(shift_right(seqs, SEPARATOR), seqs, weights)
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "synthetic", step, rank))
-        return self.batch_of(self.sequences(batch_size, gen))
+        """Rank `rank`'s slice of the global batch of `batch_size * world_size` sequences of `step`:
+        N processes at batch B see exactly the data of one process at batch N * B."""
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, "synthetic", step))
+        seqs = self.sequences(batch_size * world_size, gen)
+        return self.batch_of(seqs[rank * batch_size : (rank + 1) * batch_size])
 
     def eval_batches(self, split: str, batch_size: int, max_batches: int = 0) -> Iterator[Batch]:
         # 'valid' and 'test' are two fixed sets, disjoint from training with overwhelming probability

@@ -31,7 +31,9 @@ def test_batches_are_a_function_of_seed_and_step():
     a, b = task(), task()
     assert torch.equal(a.train_batch(5, 4).inputs, b.train_batch(5, 4).inputs)
     assert not torch.equal(a.train_batch(5, 4).inputs, a.train_batch(6, 4).inputs)
-    assert not torch.equal(a.train_batch(5, 4, rank=0).inputs, a.train_batch(5, 4, rank=1).inputs)
+    global_batch = a.train_batch(5, 8).inputs
+    assert torch.equal(a.train_batch(5, 4, rank=0, world_size=2).inputs, global_batch[:4])
+    assert torch.equal(a.train_batch(5, 4, rank=1, world_size=2).inputs, global_batch[4:])
 
 
 def test_eval_set_is_fixed_and_covers_every_sequence_once():
