@@ -44,8 +44,44 @@ def torchrun_arguments(args: list[str]) -> list[str]:
     return [*args, *extra]
 
 
+HELP = """usage: reformer run [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
+
+Train one configuration. Pick one option per config group and override any key:
+  reformer run task=synthetic attention=lsh attention.n_rounds=4 trainer.max_steps=2000
+Sweep with -m (each job gets its own folder and W&B run):
+  reformer run -m attention.n_rounds=1,2,4 seed=0,1
+
+config groups (group: options):
+{groups}
+
+Print the composed config (every key and its value) with `reformer run --cfg job`, one group with
+`reformer run --cfg job -p trainer`. Continue an interrupted run with the same command plus
+resume=auto. Hydra's own options: `reformer run --hydra-help`.
+"""
+
+
+def config_groups() -> dict[str, list[str]]:
+    from ..hydra_entry import CONF_DIR
+
+    groups = {}
+    for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        groups[folder.name] = sorted(f.stem for f in folder.glob("*.yaml"))
+    return groups
+
+
+def print_help() -> None:
+    import sys
+
+    lines = [f"  {group + ':':12s}{', '.join(options) or '(none yet)'}" for group, options in config_groups().items()]
+    sys.stdout.write(HELP.format(groups="\n".join(lines)))
+
+
 def main(args: list[str]) -> int:
     from ..resume import resolve_resume_dir
+
+    if "--help" in args or "-h" in args:
+        print_help()
+        return 0
 
     run_hydra(run_job, "config", torchrun_arguments(resolve_resume_dir(args)), prog="reformer run")
     return 0
