@@ -75,6 +75,10 @@ class LayerConfig:
     Y2 = X2 + FF(LN(Y1)) with a backward that recomputes inputs from outputs."""
 
     name: str = "standard"
+    # reversible only. true: the backward rebuilds each layer's inputs from its outputs (memory
+    # constant in depth). false: the same coupling under ordinary autograd, activations stored
+    # (the reference the gradient tests compare with; a fallback).
+    recompute: bool = True
 
 
 @dataclass
