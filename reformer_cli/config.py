@@ -29,8 +29,9 @@ class ModelConfig:
     dropout: float = 0.0  # embedding / residual dropout (replayed exactly by reversible layers)
     ff_activation: str = "relu"  # relu | gelu
     positions: str = "learned"  # learned | axial | none
-    # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) == task.seq_len and
-    # sum(axial_dims) == d_model. Left null, a two-axis shape and an even split are derived.
+    # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) >= task.seq_len (the first
+    # seq_len grid positions are used) and sum(axial_dims) == d_model. Left null, a two-axis shape
+    # covering exactly task.seq_len and an even split are derived (config.axial_layout).
     axial_shape: Optional[List[int]] = None
     axial_dims: Optional[List[int]] = None
     ff_chunks: int = 1  # feed-forward computed in this many chunks along the sequence (eq. 10)
@@ -242,8 +243,9 @@ def axial_layout(model: Any, seq_len: int) -> tuple[list[int], list[int]]:
     `model.axial_shape` left null: two axes [a, seq_len / a], a the largest divisor of seq_len not
     above its square root (65536 -> [256, 256], 1024 -> [32, 32], 12288 -> [96, 128]).
     `model.axial_dims` left null: d_model split evenly over the axes (the last takes any remainder).
-    prod(shape) must equal task.seq_len: a table longer than the training sequence would hold
-    positions that never train (the model accepts shorter inputs at evaluation by slicing).
+    prod(shape) must be at least task.seq_len; a sequence uses the first seq_len positions of the
+    grid (row-major). trax requires equality; allowing a longer grid lets one model config (e.g.
+    `model=large`, laid out for 65,536 tokens) run at shorter lengths. The derived shape is exact.
     """
     shape = None if model.axial_shape is None else [int(n) for n in model.axial_shape]
     dims = None if model.axial_dims is None else [int(n) for n in model.axial_dims]
@@ -264,10 +266,10 @@ def axial_layout(model: Any, seq_len: int) -> tuple[list[int], list[int]]:
     length = 1
     for n in shape:
         length *= n
-    if length != seq_len:
+    if length < seq_len:
         raise ConfigError(
             f"model.axial_shape={shape} covers {length} positions but task.seq_len={seq_len};"
-            " their product must equal it"
+            " their product must be at least the sequence length"
         )
     if sum(dims) != model.d_model:
         raise ConfigError(

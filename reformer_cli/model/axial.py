@@ -1,15 +1,14 @@
 """Axial positional embeddings, as trax's AxialPositionalEncoding (notes/paper.md 2.12).
 
-A length-n sequence is viewed as a grid of `shape` (prod(shape) = n, row-major: the last axis
-varies fastest). Axis i has one learned table of shape `(shape[i], dims[i])`, initialised N(0, 1)
+A sequence is laid out on a grid of `shape` (row-major: the last axis varies fastest; a
+sequence shorter than prod(shape) uses the first positions). Axis i has one learned table of shape `(shape[i], dims[i])`, initialised N(0, 1)
 as in trax (HF: axial_norm_std = 1.0). The embedding of the position with grid coordinates
 (c_0, ..., c_k) is the concatenation [T_0[c_0]; ...; T_k[c_k]] (width sum(dims) = d_model), added
 to the token embedding. Parameters: sum(shape[i] * dims[i]) instead of n * d_model (for 65,536
 positions of width 1024 as [128, 512] x [256, 768]: 0.43M instead of 67M).
 
-`model.axial_shape` / `model.axial_dims` and the rule used when they are null are in
-`config.axial_layout`. Inputs shorter than prod(shape) use the first positions (evaluation of a
-shorter sequence); the config check demands prod(shape) == task.seq_len for training.
+`model.axial_shape` / `model.axial_dims`, the rule used when they are null and the checks
+(prod(shape) >= task.seq_len, sum(dims) == d_model) are in `config.axial_layout`.
 """
 
 from __future__ import annotations

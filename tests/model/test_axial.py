@@ -57,6 +57,12 @@ def test_embedding_is_the_concatenation_of_the_axis_tables():
         assert torch.equal(out[:, pos], x[:, pos] + expected)
 
 
+def test_a_grid_longer_than_the_sequence_is_accepted():
+    cfg = compose(["model=large", "task.seq_len=1024"])  # laid out for 65,536 tokens
+    validate(cfg)
+    assert axial_layout(cfg.model, 1024) == ([128, 512], [256, 768])
+
+
 def test_shorter_inputs_use_the_first_positions_longer_ones_are_an_error():
     axial = AxialPositions([4, 4], [3, 3])
     x = torch.zeros(1, 16, 6)
