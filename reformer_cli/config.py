@@ -29,8 +29,9 @@ class ModelConfig:
     dropout: float = 0.0  # embedding / residual dropout (replayed exactly by reversible layers)
     ff_activation: str = "relu"  # relu | gelu
     positions: str = "learned"  # learned | axial | none
-    # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) == task.seq_len and
-    # sum(axial_dims) == d_model. Left null, a two-axis shape and an even split are derived.
+    # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) >= task.seq_len (the first
+    # seq_len grid positions are used) and sum(axial_dims) == d_model. Left null, a two-axis shape
+    # covering exactly task.seq_len and an even split are derived (config.axial_layout).
     axial_shape: Optional[List[int]] = None
     axial_dims: Optional[List[int]] = None
     ff_chunks: int = 1  # feed-forward computed in this many chunks along the sequence (eq. 10)
@@ -75,6 +76,10 @@ class LayerConfig:
     Y2 = X2 + FF(LN(Y1)) with a backward that recomputes inputs from outputs."""
 
     name: str = "standard"
+    # reversible only. true: the backward rebuilds each layer's inputs from its outputs (memory
+    # constant in depth). false: the same coupling under ordinary autograd, activations stored
+    # (the reference the gradient tests compare with; a fallback).
+    recompute: bool = True
 
 
 @dataclass
@@ -216,6 +221,61 @@ def validate_model(model: Any, seq_len: int) -> None:
     _fraction("model.dropout", model.dropout)
     _choice("model.ff_activation", model.ff_activation, ACTIVATIONS)
     _choice("model.positions", model.positions, POSITIONS)
+    if model.positions == "axial":
+        axial_layout(model, seq_len)
+
+
+def _two_axis_shape(seq_len: int) -> list[int]:
+    """[a, seq_len // a] with a the largest divisor of seq_len not above sqrt(seq_len)."""
+    a = max(d for d in range(1, int(seq_len**0.5) + 1) if seq_len % d == 0)
+    return [a, seq_len // a]
+
+
+def _even_split(d_model: int, axes: int) -> list[int]:
+    """d_model split into `axes` equal parts; the last takes the remainder."""
+    part = d_model // axes
+    return [part] * (axes - 1) + [d_model - part * (axes - 1)]
+
+
+def axial_layout(model: Any, seq_len: int) -> tuple[list[int], list[int]]:
+    """The axial positions' (shape, dims) (trax AxialPositionalEncoding), checked; ConfigError if wrong.
+
+    `model.axial_shape` left null: two axes [a, seq_len / a], a the largest divisor of seq_len not
+    above its square root (65536 -> [256, 256], 1024 -> [32, 32], 12288 -> [96, 128]).
+    `model.axial_dims` left null: d_model split evenly over the axes (the last takes any remainder).
+    prod(shape) must be at least task.seq_len; a sequence uses the first seq_len positions of the
+    grid (row-major). trax requires equality; allowing a longer grid lets one model config (e.g.
+    `model=large`, laid out for 65,536 tokens) run at shorter lengths. The derived shape is exact.
+    """
+    shape = None if model.axial_shape is None else [int(n) for n in model.axial_shape]
+    dims = None if model.axial_dims is None else [int(n) for n in model.axial_dims]
+    if shape is None:
+        if dims is not None and len(dims) != 2:
+            raise ConfigError(f"model.axial_dims={dims} has {len(dims)} axes: set model.axial_shape too")
+        shape = _two_axis_shape(seq_len)
+    if not shape or any(n < 1 for n in shape):
+        raise ConfigError(f"model.axial_shape={shape} must be a non-empty list of positive integers")
+    if dims is None:
+        dims = _even_split(model.d_model, len(shape))
+    if any(d < 1 for d in dims):
+        raise ConfigError(f"model.axial_dims={dims} must be positive integers")
+    if len(dims) != len(shape):
+        raise ConfigError(
+            f"model.axial_shape={shape} has {len(shape)} axes but model.axial_dims={dims} has {len(dims)}"
+        )
+    length = 1
+    for n in shape:
+        length *= n
+    if length < seq_len:
+        raise ConfigError(
+            f"model.axial_shape={shape} covers {length} positions but task.seq_len={seq_len};"
+            " their product must be at least the sequence length"
+        )
+    if sum(dims) != model.d_model:
+        raise ConfigError(
+            f"model.axial_dims={dims} sum to {sum(dims)} but model.d_model={model.d_model}; they must sum to it"
+        )
+    return shape, dims
 
 
 def bucket_factors(n_buckets: Any) -> list[Any] | None:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..attention.layer import SelfAttention
 from ..config import d_head_of
+from .chunking import map_chunks
 from .context import ForwardContext
 from .feedforward import FeedForward
 
@@ -35,19 +36,28 @@ class AttentionSublayer(nn.Module):
 
 
 class FeedForwardSublayer(nn.Module):
-    """G(x) = Dropout(FeedForward(LN(x)))."""
+    """G(x) = Dropout(FeedForward(LN(x))), computed in `model.ff_chunks` chunks along the sequence.
+
+    Every part of G acts on each position alone, so G is chunked as a whole (paper eq. 10:
+    Y2^(k) = X2^(k) + FeedForward(Y1^(k))): `chunk(x_k, ctx, k)` is G on the k-th chunk. With more
+    than one chunk the forward keeps no chunk's activations and the backward recomputes them chunk
+    by chunk (chunking.py); the reversible backward calls `chunk` itself, so its recomputation is
+    chunked too. Dropout masks are keyed by the chunk index (chunking.py explains the choice).
+    """
 
     def __init__(self, model: Any, layer: int):
         super().__init__()
         self.norm = nn.LayerNorm(model.d_model)
-        self.feedforward = FeedForward(
-            model.d_model, model.d_ff, model.ff_activation, float(model.dropout), int(model.ff_chunks), layer
-        )
-        self.dropout, self.layer = float(model.dropout), layer
+        self.feedforward = FeedForward(model.d_model, model.d_ff, model.ff_activation, float(model.dropout), layer)
+        self.dropout, self.layer, self.chunks = float(model.dropout), layer, int(model.ff_chunks)
+
+    def chunk(self, x: torch.Tensor, ctx: ForwardContext, index: int) -> torch.Tensor:
+        """G on the `index`-th sequence chunk `x`."""
+        out = self.feedforward(self.norm(x), ctx, index)
+        return ctx.dropout(out, self.dropout, self.layer, "feedforward_out", index)
 
     def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        out = self.feedforward(self.norm(x), ctx)
-        return ctx.dropout(out, self.dropout, self.layer, "feedforward_out")
+        return map_chunks(lambda piece, i: self.chunk(piece, ctx, i), x, self.chunks, list(self.parameters()))
 
 
 class Block(nn.Module):

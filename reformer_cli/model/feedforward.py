@@ -1,4 +1,4 @@
-"""The position-wise feed-forward layer, computed in chunks along the sequence (paper eq. 10)."""
+"""The position-wise feed-forward layer (the paper's FeedForward; chunked by its sublayer, eq. 10)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,20 @@ ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 
 
 class FeedForward(nn.Module):
-    """Dense(d_ff) -> activation -> dropout -> Dense(d_model), applied to `chunks` sequence slices
-    one at a time: each position is independent, so chunking "only affects the implementation;
-    it is numerically identical" (paper section 3)."""
+    """Dense(d_ff) -> activation -> dropout -> Dense(d_model) on each position independently.
 
-    def __init__(self, d_model: int, d_ff: int, activation: str, dropout: float, chunks: int, layer: int):
+    `chunk` is the index of the sequence chunk `x` is (0 when unchunked): it keys the dropout mask,
+    so a recomputation of the same chunk draws the same mask. Chunking itself lives in
+    `FeedForwardSublayer` (blocks.py), which chunks LN, this layer and the output dropout together.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, activation: str, dropout: float, layer: int):
         super().__init__()
         self.w_in = nn.Linear(d_model, d_ff)
         self.w_out = nn.Linear(d_ff, d_model)
         self.activation = ACTIVATIONS[activation]
-        self.dropout, self.chunks, self.layer = dropout, chunks, layer
+        self.dropout, self.layer = dropout, layer
 
-    def _chunk(self, x: torch.Tensor, ctx: ForwardContext, chunk: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: ForwardContext, chunk: int = 0) -> torch.Tensor:
         hidden = ctx.dropout(self.activation(self.w_in(x)), self.dropout, self.layer, "ff_hidden", chunk)
         return self.w_out(hidden)
-
-    def forward(self, x: torch.Tensor, ctx: ForwardContext) -> torch.Tensor:
-        if self.chunks == 1:
-            return self._chunk(x, ctx, 0)
-        pieces = x.chunk(self.chunks, dim=1)
-        return torch.cat([self._chunk(piece, ctx, i) for i, piece in enumerate(pieces)], dim=1)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import Block, StandardStack
+from .chunking import split, sum_chunks
 from .context import ForwardContext
 from .positions import LearnedPositions, NoPositions
 
@@ -77,11 +78,15 @@ class ReformerLM(nn.Module):
         for block in self.stack.blocks:
             block.attention.attention.set_core(attention, seq_len or self.seq_len)
 
-    def hidden(self, tokens: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
-        """Normalised final hidden states, [batch, length, width]."""
+    def features(self, tokens: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
+        """The stack's output before the final LayerNorm, [batch, length, width]."""
         x = self.positions(self.embed(tokens))
         x = ctx.dropout(x, self.dropout, "embedding")
-        return self.norm(self.stack(x, ctx, key_padding_mask))
+        return self.stack(x, ctx, key_padding_mask)
+
+    def hidden(self, tokens: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
+        """Normalised final hidden states, [batch, length, width]."""
+        return self.norm(self.features(tokens, ctx, key_padding_mask))
 
     def forward(
         self,
@@ -100,13 +105,14 @@ class ReformerLM(nn.Module):
         ctx = ForwardContext(seed=seed, training=self.training)
         return self.head(self.hidden(tokens, ctx, key_padding_mask))
 
-    def _chunk_loss(self, hidden: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> LossTotals:
-        logits = self.head(hidden)
+    def _chunk_loss(self, features: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """[loss_sum, weight_sum, correct_sum] of one sequence chunk: LN -> output layer -> loss."""
+        logits = self.head(self.norm(features))
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
         weights = weights.to(logits.dtype)
         nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
         correct = (logits.argmax(dim=-1) == targets).to(weights.dtype)
-        return LossTotals((nll * weights).sum(), weights.sum(), (correct * weights).sum())
+        return torch.stack([(nll * weights).sum(), weights.sum(), (correct * weights).sum()])
 
     def loss(
         self,
@@ -117,16 +123,23 @@ class ReformerLM(nn.Module):
         seed: int = 0,
         key_padding_mask: torch.Tensor | None = None,
     ) -> LossTotals:
-        """Summed cross-entropy (nats), weight and correct predictions over weighted targets."""
+        """Summed cross-entropy (nats), weight and correct predictions over weighted targets.
+
+        The final LayerNorm, output layer and loss are computed in `model.loss_chunks` slices of the
+        sequence (paper section 3); with more than one, only one slice's logits are alive at a time,
+        in the forward and in the backward (chunking.py).
+        """
         ctx = ForwardContext(seed=seed, training=self.training)
-        hidden = self.hidden(inputs, ctx, key_padding_mask)
-        if self.loss_chunks == 1:
-            return self._chunk_loss(hidden, targets, weights)
-        totals = None
-        for h, t, w in zip(*(x.chunk(self.loss_chunks, dim=1) for x in (hidden, targets, weights))):
-            part = self._chunk_loss(h, t, w)
-            totals = part if totals is None else totals + part
-        return totals
+        features = self.features(inputs, ctx, key_padding_mask)
+        chunks = self.loss_chunks
+        target_chunks, weight_chunks = split(targets, chunks), split(weights, chunks)
+
+        def chunk_loss(piece: torch.Tensor, i: int) -> torch.Tensor:
+            return self._chunk_loss(piece, target_chunks[i], weight_chunks[i])
+
+        params = [*self.norm.parameters(), *self.head.parameters()]
+        loss_sum, weight_sum, correct_sum = sum_chunks(chunk_loss, features, chunks, params).unbind(0)
+        return LossTotals(loss_sum, weight_sum.detach(), correct_sum.detach())
 
 
 def build_model(cfg: Any, vocab_size: int) -> ReformerLM:

@@ -1,0 +1,428 @@
+"""`reformer bench memory`: memory of one training step, standard vs reversible layers, over depths.
+
+For each layer kind and depth it builds the model, runs one training step (forward, backward and,
+with `--optimizer adamw`, an optimizer step) and reports
+
+* **saved for backward**: the bytes of every tensor autograd keeps for the backward pass, counted
+  through `torch.autograd.graph.saved_tensors_hooks`, each storage once, parameters excluded (on
+  any device; this is what reversible layers and chunking lower), and
+* **peak allocated** (CUDA only): `torch.cuda.max_memory_allocated` over the step after a reset,
+  parameters, gradients and optimizer state included: the number a GPU has to hold.
+
+An out-of-memory error is a result ("OOM"), not a crash. `--markdown` and `--json` write the table
+with the device, date and the exact command. Defaults are small enough for a CPU in seconds; the
+paper's claim (12 layers, d_model 1024, d_ff 4096, 8 heads, LSH, 65,536 tokens) is in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ..config import (
+    FullAttentionConfig,
+    LayerConfig,
+    LSHAttentionConfig,
+    ModelConfig,
+    validate_attention,
+    validate_model,
+)
+from ..errors import ConfigError, UserError, one_line, report_and_exit
+from ..records import code_version, write_json_atomic, write_text_atomic
+from ..runtime import autocast, device_name, resolve_precision
+
+MIB = 2**20
+LAYERS = ("standard", "reversible")
+
+
+# ------------------------------------------------------------------------------ measuring
+
+
+class SavedBytes:
+    """Counts the bytes autograd saves for backward while active: each storage once.
+
+    `exclude` holds tensors not to count (the parameters: they exist whether saved or not).
+    Use as a context manager around the forward pass."""
+
+    def __init__(self, exclude: Iterator[torch.Tensor] = ()):
+        self._excluded = {self._key(t) for t in exclude}
+        self._seen: dict[tuple, int] = {}
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    @staticmethod
+    def _key(t: torch.Tensor) -> tuple:
+        return (t.device, t.untyped_storage().data_ptr())
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        key = self._key(t)
+        if key not in self._excluded and key not in self._seen:
+            self._seen[key] = t.untyped_storage().nbytes()
+        return t
+
+    @property
+    def total(self) -> int:
+        return sum(self._seen.values())
+
+    def __enter__(self) -> "SavedBytes":
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+
+@dataclass
+class Setting:
+    """Everything one measurement depends on (the command's options)."""
+
+    d_model: int = 64
+    d_ff: int = 256
+    heads: int = 2
+    d_head: int | None = None
+    vocab: int = 256
+    length: int = 512
+    batch: int = 1
+    attention: str = "full"
+    shared_qk: bool = False
+    rounds: int = 1
+    chunk_length: int = 64
+    n_buckets: int | None = None
+    ff_chunks: int = 1
+    loss_chunks: int = 1
+    positions: str = "learned"
+    dropout: float = 0.0
+    optimizer: str = "none"
+    warmup_steps: int = 0
+    seed: int = 0
+
+    def model_config(self, depth: int) -> Any:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.structured(
+            ModelConfig(
+                d_model=self.d_model, d_ff=self.d_ff, n_heads=self.heads, d_head=self.d_head, n_layers=depth,
+                dropout=self.dropout, positions=self.positions, ff_chunks=self.ff_chunks,
+                loss_chunks=self.loss_chunks,
+            )
+        )
+
+    def attention_config(self) -> Any:
+        from omegaconf import OmegaConf
+
+        if self.attention == "lsh":
+            node = LSHAttentionConfig(
+                n_rounds=self.rounds, chunk_length=self.chunk_length, n_buckets=self.n_buckets, dropout=self.dropout
+            )
+        else:
+            node = FullAttentionConfig(shared_qk=self.shared_qk, dropout=self.dropout)
+        return OmegaConf.structured(node)
+
+    def check(self, depths: list[int]) -> None:
+        """Config errors before any work (one line)."""
+        for depth in depths:
+            validate_model(self.model_config(depth), self.length)
+        validate_attention(self.attention_config(), self.length)
+        if self.attention == "lsh":
+            try:
+                import reformer_cli.attention.lsh_core  # noqa: F401
+            except ImportError as exc:
+                raise UserError(f"attention 'lsh' is not available in this build ({one_line(str(exc))})") from None
+        for key in ("vocab", "length", "batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"--{key}={getattr(self, key)} must be a positive integer")
+
+
+@dataclass
+class Result:
+    layer: str
+    depth: int
+    status: str  # ok | OOM
+    saved_bytes: int | None = None
+    peak_bytes: int | None = None  # CUDA only
+    param_bytes: int | None = None
+    seconds: float | None = None
+
+
+def build(setting: Setting, layer: str, depth: int, device: torch.device) -> torch.nn.Module:
+    from omegaconf import OmegaConf
+
+    from ..model.reformer import ReformerLM
+
+    torch.manual_seed(setting.seed)  # the benchmark owns its process: same weights for every row
+    model = ReformerLM(
+        setting.model_config(depth), setting.attention_config(), OmegaConf.structured(LayerConfig(name=layer)),
+        setting.vocab, setting.length,
+    )
+    return model.to(device).train()
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def training_step(model, optimizer, batch: tuple[torch.Tensor, ...], device, precision, seed: int, meter=None):
+    """One forward + backward (+ optimizer step); `meter` (a SavedBytes) watches the forward."""
+    inputs, targets, weights = batch
+    with autocast(device, precision), (meter if meter is not None else contextlib.nullcontext()):
+        totals = model.loss(inputs, targets, weights, seed=seed)
+        loss = totals.loss_sum / totals.weight_sum
+    loss.backward()
+    if optimizer is not None:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    else:
+        model.zero_grad(set_to_none=True)
+
+
+def measure(setting: Setting, layer: str, depth: int, device: torch.device, precision: str) -> Result:
+    """One row of the table: build, warm up, measure one step. OOM is reported, not raised."""
+    result = Result(layer, depth, "ok")
+    oom = False
+    try:
+        model = build(setting, layer, depth, device)
+        result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if setting.optimizer == "adamw" else None
+        gen = torch.Generator().manual_seed(setting.seed)
+        shape = (setting.batch, setting.length)
+        batch = (
+            torch.randint(0, setting.vocab, shape, generator=gen).to(device),
+            torch.randint(0, setting.vocab, shape, generator=gen).to(device),
+            torch.ones(shape).to(device),
+        )
+        for step in range(setting.warmup_steps):
+            training_step(model, optimizer, batch, device, precision, seed=step)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        meter = SavedBytes(exclude=model.parameters())
+        start = time.perf_counter()
+        training_step(model, optimizer, batch, device, precision, seed=setting.warmup_steps, meter=meter)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            result.peak_bytes = torch.cuda.max_memory_allocated(device)
+        result.seconds = time.perf_counter() - start
+        result.saved_bytes = meter.total
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_oom(exc):
+            raise
+        oom = True
+    finally:
+        model = optimizer = batch = meter = None  # noqa: F841  (drop references before freeing)
+    if oom:
+        result.status = "OOM"
+    _release(device)
+    return result
+
+
+# ------------------------------------------------------------------------------ reporting
+
+
+def _mib(n: int | None) -> str:
+    return "-" if n is None else f"{n / MIB:,.1f}"
+
+
+def table_rows(results: list[Result], cuda: bool) -> tuple[list[str], list[list[str]]]:
+    header = ["layer", "depth", "saved for backward (MiB)", f"x depth {results[0].depth}" if results else "x"]
+    if cuda:
+        header.append("peak allocated (MiB)")
+    header += ["parameters (MiB)", "step (s)"]
+    first: dict[str, int] = {}
+    rows = []
+    for r in results:
+        if r.status != "ok":
+            row = [r.layer, str(r.depth), r.status, "-"] + (["OOM"] if cuda else []) + [_mib(r.param_bytes), "-"]
+            rows.append(row)
+            continue
+        first.setdefault(r.layer, r.saved_bytes)
+        ratio = f"{r.saved_bytes / first[r.layer]:.2f}" if first[r.layer] else "-"
+        row = [r.layer, str(r.depth), _mib(r.saved_bytes), ratio]
+        if cuda:
+            row.append(_mib(r.peak_bytes))
+        row += [_mib(r.param_bytes), f"{r.seconds:.3f}"]
+        rows.append(row)
+    return header, rows
+
+
+def plain_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.rjust(w) if i > 0 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(header: list[str], rows: list[list[str]], info: dict) -> str:
+    s = info["setting"]
+    attention = f"LSH, {s['rounds']} round(s), chunk {s['chunk_length']}" if s["attention"] == "lsh" else (
+        "full, shared-QK" if s["shared_qk"] else "full"
+    )
+    lines = [
+        "# Memory of one training step: standard vs reversible layers",
+        "",
+        f"- device: {info['device']}",
+        f"- date: {info['date']}",
+        f"- torch {info['torch']}, reformer {info['code_version'].get('package')}"
+        f" (git {info['code_version'].get('git_sha') or 'unknown'})",
+        f"- command: `{info['command']}`",
+        f"- model: d_model {s['d_model']}, d_ff {s['d_ff']}, {s['heads']} heads, attention {attention},"
+        f" length {s['length']}, batch {s['batch']}, vocab {s['vocab']}, ff_chunks {s['ff_chunks']},"
+        f" loss_chunks {s['loss_chunks']}, positions {s['positions']}, precision {info['precision']},"
+        f" optimizer {s['optimizer']}",
+        "",
+        "'saved for backward' counts the tensors autograd keeps for the backward pass (each storage once,"
+        " parameters excluded); 'peak allocated' is torch.cuda.max_memory_allocated over the step"
+        " (parameters, gradients and optimizer state included). OOM: out of memory.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as every other user error
+        report_and_exit(f"reformer bench memory: {message}")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _layers(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in LAYERS]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"layers must be among {', '.join(LAYERS)}, got {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="reformer bench memory",
+        description="Memory of one training step (forward + backward) for standard and reversible layers over"
+        " depths: bytes saved for backward (any device) and the CUDA allocator's peak.",
+    )
+    d = Setting()
+    m = p.add_argument_group("model")
+    m.add_argument("--d-model", type=int, default=d.d_model)
+    m.add_argument("--d-ff", type=int, default=d.d_ff)
+    m.add_argument("--heads", type=int, default=d.heads)
+    m.add_argument("--d-head", type=int, default=None, help="default: d_model / heads")
+    m.add_argument("--vocab", type=int, default=d.vocab)
+    m.add_argument("--positions", choices=("learned", "axial", "none"), default=d.positions)
+    m.add_argument("--dropout", type=float, default=d.dropout, help="model and attention dropout")
+    m.add_argument("--ff-chunks", type=int, default=d.ff_chunks)
+    m.add_argument("--loss-chunks", type=int, default=d.loss_chunks)
+    a = p.add_argument_group("attention")
+    a.add_argument("--attention", choices=("full", "lsh"), default=d.attention)
+    a.add_argument("--shared-qk", action="store_true", help="full attention with shared QK")
+    a.add_argument("--rounds", type=int, default=d.rounds, help="LSH hash rounds")
+    a.add_argument("--chunk-length", type=int, default=d.chunk_length, help="LSH chunk length")
+    a.add_argument("--n-buckets", type=int, default=None, help="LSH buckets (default 2 * length / chunk)")
+    r = p.add_argument_group("run")
+    r.add_argument("--length", type=int, default=d.length, help="sequence length")
+    r.add_argument("--batch", type=int, default=d.batch)
+    r.add_argument("--depths", type=_ints, default=[2, 6, 12], help="comma-separated layer counts (default 2,6,12)")
+    r.add_argument("--layers", type=_layers, default=list(LAYERS), help="standard,reversible (default both)")
+    r.add_argument("--optimizer", choices=("none", "adamw"), default=d.optimizer,
+                   help="adamw: include an optimizer step and its state in the peak")
+    r.add_argument("--warmup-steps", type=int, default=None,
+                   help="unmeasured steps before the measured one (default: 1 on CUDA, 0 on CPU)")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 elsewhere")
+    r.add_argument("--seed", type=int, default=d.seed)
+    o = p.add_argument_group("output")
+    o.add_argument("--markdown", type=Path, default=None, help="write the table as markdown (e.g. results/memory.md)")
+    o.add_argument("--json", type=Path, default=None, help="write the records as JSON")
+    return p
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} but no CUDA device is available")
+    return device
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
+    setting = Setting(
+        d_model=args.d_model, d_ff=args.d_ff, heads=args.heads, d_head=args.d_head, vocab=args.vocab,
+        length=args.length, batch=args.batch, attention=args.attention, shared_qk=args.shared_qk,
+        rounds=args.rounds, chunk_length=args.chunk_length, n_buckets=args.n_buckets, ff_chunks=args.ff_chunks,
+        loss_chunks=args.loss_chunks, positions=args.positions, dropout=args.dropout, optimizer=args.optimizer,
+        seed=args.seed,
+    )
+    setting.check(args.depths)
+    device = _device(args.device)
+    setting.warmup_steps = max(0, args.warmup_steps) if args.warmup_steps is not None else int(device.type == "cuda")
+    precision = resolve_precision(args.precision, device)
+    results = []
+    for layer in args.layers:
+        for depth in args.depths:
+            result = measure(setting, layer, depth, device, precision)
+            sys.stderr.write(
+                f"{layer} depth {depth}: "
+                + (result.status if result.status != "ok" else f"saved {_mib(result.saved_bytes)} MiB"
+                   + (f", peak {_mib(result.peak_bytes)} MiB" if result.peak_bytes is not None else ""))
+                + "\n"
+            )
+            results.append(result)
+    header, rows = table_rows(results, device.type == "cuda")
+    sys.stdout.write(plain_table(header, rows) + "\n")
+    info = {
+        "device": f"{device_name(device)} ({device})",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "code_version": code_version(),
+        "command": "reformer bench memory " + " ".join(shlex.quote(a) for a in argv),
+        "precision": precision,
+        "setting": asdict(setting),
+    }
+    if args.markdown is not None:
+        write_text_atomic(args.markdown, markdown(header, rows, info))
+    if args.json is not None:
+        write_json_atomic(args.json, {**info, "results": [asdict(r) for r in results]})
+    return results
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        run(args, argv)
+    except UserError as exc:
+        report_and_exit(str(exc))
+    return 0
