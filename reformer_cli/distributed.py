@@ -89,15 +89,18 @@ def any_rank(flag: bool, device: torch.device, world: World) -> bool:
     return bool(t.item())
 
 
-def wrap_model(model: torch.nn.Module, world: World, device: torch.device, static_graph: bool) -> torch.nn.Module:
+def wrap_model(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
     """DistributedDataParallel around `model` when there are several processes.
 
-    Reversible layers recompute their blocks inside backward; `static_graph=True` is DDP's documented
-    mode for such reentrant backwards (notes/ecosystem.md d).
+    Reversible layers need no special mode: their backward (model/reversible.py) returns each
+    parameter's gradient through autograd exactly once instead of calling backward inside backward,
+    so DDP's gradient hooks fire once per parameter, as for any module. (`static_graph=True`, the
+    usual workaround for reentrant backwards, is not used: tests/test_distributed.py found it
+    skipping the first step's all-reduce for this model's dataclass output.)
     """
     if not world.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids, static_graph=static_graph)
+    return DistributedDataParallel(model, device_ids=device_ids)

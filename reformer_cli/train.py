@@ -176,7 +176,7 @@ class Trainer:
         self.task.check_data()
         self.model = build_model(cfg, self.task.vocab_size).to(self.device)
         # DistributedDataParallel first, then torch.compile around it (PyTorch's recommended order)
-        self.ddp = wrap_model(self.model, self.world, self.device, static_graph=cfg.layer.name == "reversible")
+        self.ddp = wrap_model(self.model, self.world, self.device)
         self.forward_model = torch.compile(self.ddp) if self.t.compile else self.ddp
         self.optimizer = build_optimizer(self.t, self.model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
