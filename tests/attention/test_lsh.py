@@ -56,6 +56,19 @@ def test_matches_brute_force(index, setting):
             assert err < 1e-9, (length, chunk, factors, rounds, setting, err)
 
 
+@pytest.mark.parametrize("dedup", [False, True])
+def test_matches_brute_force_when_a_window_holds_a_chunk_twice(dedup):
+    """Two chunks in all, look-back 2 with wrap-around: the window is chunks (g, g-1, g), so the
+    own chunk's keys count twice and the other chunk's once (the multiset of the docstring)."""
+    qk, v, rotations, _ = random_inputs(11, 8, [2], rounds=1)
+    kwargs = dict(chunk_length=4, causal=False, n_chunks_before=2, dedup=dedup)
+    got = lsh_attention(qk, v, rotations, wrap_lookback=True, **kwargs)
+    want, _ = brute_lsh(qk.numpy(), v.numpy(), [r.numpy() for r in rotations], wrap=True, **kwargs)
+    assert np.abs(got.numpy() - want).max() < 1e-9
+    once = lsh_attention(qk, v, rotations, wrap_lookback=True, **{**kwargs, "n_chunks_before": 1})
+    assert (np.abs(got.numpy() - once.numpy()).max() < 1e-12) == dedup  # dedup: a set again
+
+
 @pytest.mark.parametrize(
     "wrap, nb, shape, differs",
     [(False, 1, SHAPES[0], True), (True, 1, SHAPES[1], True), (False, 2, SHAPES[4], True),
