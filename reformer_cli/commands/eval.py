@@ -136,6 +136,7 @@ def eval_job(cfg: Any) -> dict:
         model.load_state_dict(saved["model"])
     except RuntimeError as exc:
         raise UserError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
+    _loaded.pop(path, None)  # a sweep over many checkpoints keeps none of them in memory
     model.to(device)
     if evaluated != trained:
         model.set_attention(evaluated_cfg)
