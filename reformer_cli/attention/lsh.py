@@ -4,8 +4,8 @@ This module defines what LSH attention computes; every faster implementation (th
 `reformer_cli.attention.fast`) implements `lsh_attention_from_buckets` with the same signature and
 is tested against it. Each step of the paper is one function below, named after it:
 
-    hash_buckets  ->  sort_by_bucket  ->  look_back  ->  lsh_logits (+ duplicate_counts)
-                  ->  attend_per_round  ->  merge_rounds
+    hash_buckets  ->  pad_to_chunks  ->  sort_by_bucket  ->  look_back  ->  lsh_logits
+    (+ duplicate_counts for dedup)  ->  attend_per_round  ->  unsort  ->  merge_rounds
 
 `lsh_attention(qk, v, rotations, ...)` = `hash_buckets` + `lsh_attention_from_buckets`. The split
 exists because (a) a fast implementation replaces only the second part, and (b) a reversible
@@ -247,6 +247,19 @@ def attend_per_round(logits: torch.Tensor, values: torch.Tensor, probs_dropout: 
     return torch.matmul(probs, values), lse
 
 
+def unsort(outputs: torch.Tensor, lse: torch.Tensor, inverse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-round results from sorted slots back to original positions.
+
+    outputs `[b, h, R, n, c, d]`, lse `[b, h, R, n, c]`, inverse `[b, h, R, L']` ->
+    (`[b, h, R, L', d]`, `[b, h, R, L']`)."""
+    b, h, rounds, padded = inverse.shape
+    # slot s of round r is row r * L' + s of the rounds' concatenated results
+    rows = inverse + torch.arange(rounds, device=inverse.device)[:, None] * padded
+    outputs = gather_positions(outputs.reshape(b, h, rounds * padded, -1), rows)
+    lse = torch.gather(lse.reshape(b, h, rounds * padded), 2, rows.view(b, h, -1)).view(b, h, rounds, padded)
+    return outputs, lse
+
+
 def merge_rounds(outputs: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     """o = sum_r softmax_r(z^(r)) o^(r) (paper eq. 14). outputs `[b, h, R, L, d]`, lse `[b, h, R, L]`."""
     if outputs.shape[2] == 1:
@@ -312,12 +325,7 @@ def lsh_attention_from_buckets(
         logits = lsh_logits(queries, keys, q_pos[..., :, None], k_pos[..., None, :], excluded, log_counts)
         out, lse = attend_per_round(logits, values, probs_dropout)
 
-        # back to original positions, then merge the rounds
-        out = gather_positions(out.view(b, h, rounds * padded, -1), inverse.view(b, h, rounds, padded)
-                               + torch.arange(rounds, device=qk.device)[:, None] * padded)
-        lse = torch.gather(lse.reshape(b, h, rounds * padded), 2,
-                           (inverse + torch.arange(rounds, device=qk.device)[:, None] * padded).view(b, h, -1))
-        merged = merge_rounds(out, lse.view(b, h, rounds, padded))
+        merged = merge_rounds(*unsort(out, lse, inverse))
     return merged[:, :, :length].to(v.dtype)
 
 
