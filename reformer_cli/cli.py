@@ -14,6 +14,7 @@ from . import __version__
 # command word -> (module with a `main(args: list[str]) -> int | None`, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("reformer_cli.commands.run", "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
+    "eval": ("reformer_cli.commands.eval", "evaluate a checkpoint, optionally under another attention (Table 2)"),
     "bench": ("reformer_cli.commands.bench", "speed and memory benchmarks"),
 }
 

@@ -155,6 +155,22 @@ class RunConfig:
     resume: Optional[str] = None
 
 
+@dataclass
+class EvalConfig:
+    """The root of `reformer eval`: a trained checkpoint, evaluated under its own attention or
+    another one (`attention=...` selects and overrides it, as in `reformer run`)."""
+
+    checkpoint: Optional[str] = None  # a checkpoint file, or a run folder (its newest checkpoint)
+    attention: Any = None  # null: the trained attention
+    split: str = "valid"  # valid | test
+    max_batches: int = 0  # 0 = the whole split
+    batch_size: Optional[int] = None  # default: the run's trainer.eval_batch_size or batch_size
+    device: str = "auto"
+    precision: str = "auto"  # auto | bf16 | fp32
+    progress: str = "auto"  # auto | bar | plain | none
+    output: Optional[str] = None  # the JSON record; default: eval.json in the eval's own folder
+
+
 SCHEMAS = {
     ("model", "model"): ModelConfig,
     ("attention", "full"): FullAttentionConfig,
@@ -173,6 +189,7 @@ def register_schemas() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
+    cs.store(name="eval_schema", node=EvalConfig)
     for (group, name), node in SCHEMAS.items():
         cs.store(group=f"schema/{group}", name=name, node=node)
 
@@ -352,6 +369,23 @@ def validate_task(task: Any) -> None:
 def validate_logger(logger: Any) -> None:
     if logger.name == "wandb":
         _choice("logger.mode", logger.mode, WANDB_MODES)
+
+
+def validate_eval(cfg: Any) -> None:
+    """Checks on a composed `reformer eval` config (the attention is checked once it is merged
+    with the trained one)."""
+    if cfg.checkpoint is None or not str(cfg.checkpoint).strip():
+        raise ConfigError("checkpoint=PATH is required (a checkpoint file or a run folder)")
+    _choice("split", cfg.split, ("valid", "test"))
+    if cfg.max_batches < 0:
+        raise ConfigError(f"max_batches={cfg.max_batches} must be >= 0 (0 = the whole split)")
+    if cfg.batch_size is not None:
+        _positive("batch_size", cfg.batch_size)
+    _choice("precision", cfg.precision, PRECISIONS)
+    _choice("progress", cfg.progress, PROGRESS)
+    device = str(cfg.device)
+    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
 def validate(cfg: Any) -> None:

@@ -36,10 +36,14 @@ class SelfAttention(nn.Module):
         core = build_attention_core(attention, seq_len)
         if core.shared_qk != self.shared_qk:
             trained = "shared-QK" if self.shared_qk else "separate Q and K"
+            hint = (
+                "train full attention with attention.shared_qk=true to evaluate it under LSH"
+                if core.shared_qk
+                else "evaluate it with attention=full attention.shared_qk=true"
+            )
             raise UserError(
                 f"attention '{attention.name}' needs {'shared-QK' if core.shared_qk else 'separate Q and K'}"
-                f" weights but this model was trained with {trained}"
-                " (train full attention with attention.shared_qk=true to evaluate it under LSH)"
+                f" weights but this model was trained with {trained} ({hint})"
             )
         self.core = core
 

@@ -56,6 +56,10 @@ class Task:
         """Batches covering `split` ('valid' or 'test'); at most `max_batches` of them if > 0."""
         raise NotImplementedError
 
+    def eval_batch_count(self, split: str, batch_size: int) -> int | None:
+        """How many batches `eval_batches(split, batch_size)` yields, if known (for progress)."""
+        return None
+
     def metrics(self, loss_sum: float, weight_sum: float, correct_sum: float) -> dict[str, float]:
         """Metrics from summed totals. Bits = nats / ln 2."""
         loss = loss_sum / max(weight_sum, 1e-12)

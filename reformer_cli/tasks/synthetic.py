@@ -55,5 +55,8 @@ class SyntheticTask(Task):
                 return
             yield self.batch_of(seqs[start : start + batch_size])
 
+    def eval_batch_count(self, split: str, batch_size: int) -> int:
+        return -(-self.eval_sequences // batch_size)
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "word_len": self.word_len, "eval_sequences": self.eval_sequences}

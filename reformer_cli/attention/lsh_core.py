@@ -1,0 +1,117 @@
+"""LSH attention inside the model: rotations from the run's generator, replayable buckets, and the
+choice of implementation (reference or fast).
+
+The core computes exactly `lsh_attention(qk, v, rotations, ...)` of `attention/lsh.py` with
+rotations drawn from `ctx.generator(device, layer, "lsh_rotations")`: the trainer passes a fresh
+seed every step (fresh rotations, as trax and HF draw them on every forward pass) and evaluation a
+seed derived from `attention.eval_seed` (repeatable numbers). The buckets go through `ctx.cache`
+under `(layer, "lsh_buckets")` so that a reversible block's recomputation reuses the forward's
+buckets (model/context.py describes the protocol).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from functools import lru_cache
+from typing import Any, Callable
+
+import torch
+
+from ..config import bucket_factors
+from ..errors import UserError
+from .cores import AttentionCore
+from .lsh import hash_buckets, lsh_attention_from_buckets, rotations_shape
+
+FAST_MODULE = "reformer_cli.attention.fast"
+
+
+@lru_cache(maxsize=None)
+def _fast_module() -> tuple[Any, str | None]:
+    """(module, None) if the fast implementation imports, else (None, why not)."""
+    try:
+        module = importlib.import_module(FAST_MODULE)
+    except ImportError as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if not hasattr(module, "lsh_attention_from_buckets"):
+        return None, f"{FAST_MODULE} has no lsh_attention_from_buckets"
+    return module, None
+
+
+def lsh_implementation(impl: str, device: torch.device) -> Callable[..., torch.Tensor]:
+    """The `lsh_attention_from_buckets` to use for `attention.impl` on `device`.
+
+    reference: always the plain-PyTorch reference. fast: the GPU kernels, which need CUDA and the
+    module `reformer_cli.attention.fast` (a UserError names what is missing). auto: fast when both
+    are there, else the reference."""
+    if impl == "reference":
+        return lsh_attention_from_buckets
+    module, why = _fast_module()
+    if impl == "fast":
+        if device.type != "cuda":
+            raise UserError(f"attention.impl=fast needs a CUDA device (this run is on {device}); use attention.impl=reference")
+        if module is None:
+            raise UserError(f"attention.impl=fast needs the module {FAST_MODULE}, which is not available ({why});"
+                            " use attention.impl=reference")
+        return module.lsh_attention_from_buckets
+    if impl == "auto" and device.type == "cuda" and module is not None:
+        return module.lsh_attention_from_buckets
+    return lsh_attention_from_buckets
+
+
+class LSHAttentionCore(AttentionCore):
+    """Shared-QK angular LSH attention (SPEC section 2) configured by an `attention=lsh` config."""
+
+    shared_qk = True
+
+    def __init__(self, cfg: Any, seq_len: int):
+        self.causal = bool(cfg.causal)
+        self.dropout = float(cfg.dropout)
+        self.n_rounds = int(cfg.n_rounds)
+        self.chunk_length = int(cfg.chunk_length)
+        self.factors = bucket_factors(cfg.n_buckets)  # None: the default for the actual length
+        self.n_chunks_before = int(cfg.n_chunks_before)
+        self.wrap_lookback = bool(cfg.wrap_lookback)
+        self.dedup = bool(cfg.dedup)
+        self.impl = str(cfg.impl)
+
+    def bucket_factors(self, length: int) -> list[int]:
+        """The bucket factors for a sequence of `length`: the config's, or the paper's default
+        `2 * max(1, length // chunk_length)` (m = 2l / n_buckets) as one factor."""
+        if self.factors is None:
+            return [2 * max(1, length // self.chunk_length)]
+        return [int(f) for f in self.factors]
+
+    def rotations(self, ctx: Any, layer: int, n_heads: int, d_head: int, length: int, device: torch.device):
+        """Random rotations R ~ N(0, 1), one `[heads, d_head, n_rounds, f/2]` tensor per factor (fp32)."""
+        gen = ctx.generator(device, layer, "lsh_rotations")
+        return [
+            torch.randn(rotations_shape(n_heads, d_head, self.n_rounds, f), generator=gen, device=device)
+            for f in self.bucket_factors(length)
+        ]
+
+    def buckets(self, qk: torch.Tensor, ctx: Any, layer: int) -> torch.Tensor:
+        """Hash, or replay the forward's buckets from `ctx.cache` (key `(layer, "lsh_buckets")`)."""
+        key = (layer, "lsh_buckets")
+        if ctx.cache is not None and key in ctx.cache:
+            return ctx.cache[key]
+        _, heads, length, d_head = qk.shape
+        buckets = hash_buckets(qk, self.rotations(ctx, layer, heads, d_head, length, qk.device))
+        if ctx.cache is not None:
+            ctx.cache[key] = buckets
+        return buckets
+
+    def __call__(self, q, k, v, ctx, layer, key_padding_mask=None):
+        buckets = self.buckets(q, ctx, layer)
+        attend = lsh_implementation(self.impl, q.device)
+        return attend(
+            q, v, buckets,
+            chunk_length=self.chunk_length,
+            n_buckets=math.prod(self.bucket_factors(q.shape[-2])),
+            causal=self.causal,
+            n_chunks_before=self.n_chunks_before,
+            wrap_lookback=self.wrap_lookback,
+            dedup=self.dedup,
+            key_padding_mask=key_padding_mask,
+            probs_dropout=self.probs_dropout(ctx, self.dropout, layer),
+        )

@@ -1,0 +1,206 @@
+"""`reformer eval checkpoint=PATH [overrides]`: evaluate a trained model, optionally under another
+attention, as the paper's Table 2 does (a Hydra app; `-m` sweeps, e.g. over `attention.n_rounds`).
+
+Which attention is evaluated:
+* no `attention...` argument: the trained attention, unchanged;
+* `attention.<key>=...` alone: the trained attention with only those keys changed
+  (`attention.n_rounds=8 attention.eval_seed=3` on an LSH-trained model);
+* `attention=<name>` of the trained type: the same, the trained settings plus the keys given;
+* `attention=<other name>`: that option's defaults plus the keys given, keeping the trained
+  `causal`; `attention=full` on a shared-QK model (LSH, or full with shared QK) is full attention
+  with shared QK (the only full attention those weights define) unless `attention.shared_qk` is given.
+
+The record (`eval.json` in the eval's own folder, or `output=PATH`) holds the checkpoint, both
+attentions, the split, the metrics and the number of weighted targets, the seed, device, date, code
+version and task description: one row of Table 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..hydra_entry import run_hydra
+
+log = logging.getLogger("reformer")
+
+_ATTENTION_KEY = re.compile(r"^[+~]*attention\.([A-Za-z_][A-Za-z0-9_]*)")
+_ATTENTION_CHOICE = re.compile(r"^[+~]*attention=")
+_loaded: dict[Path, dict] = {}  # checkpoint file -> its contents (read once per process)
+
+
+def _value(args: list[str], key: str) -> str | None:
+    for arg in args:
+        if arg.startswith(f"{key}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def load_trained(checkpoint: str) -> tuple[Path, dict]:
+    """(checkpoint file, contents) for a checkpoint file or a run folder (its newest checkpoint)."""
+    from ..records import find_checkpoint, load_checkpoint
+
+    path = find_checkpoint(checkpoint)
+    if path is None:
+        raise UserError(f"checkpoint={checkpoint}: that run folder holds no checkpoint (checkpoints/step-N.pt)")
+    path = path.resolve()
+    if path not in _loaded:
+        saved = load_checkpoint(path)
+        if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
+            raise UserError(f"checkpoint {path} is not a reformer checkpoint (no model weights and config)")
+        _loaded[path] = saved
+    return path, _loaded[path]
+
+
+def select_trained_attention(args: list[str]) -> list[str]:
+    """`attention.<key>=...` without `attention=<name>`: select the trained attention's option, so
+    that its keys exist when Hydra composes the overrides."""
+    if any(_ATTENTION_CHOICE.match(a) for a in args) or not any(_ATTENTION_KEY.match(a) for a in args):
+        return args
+    checkpoint = _value(args, "checkpoint")
+    if checkpoint is None:
+        raise UserError("checkpoint=PATH is required (a checkpoint file or a run folder)")
+    if "," in checkpoint:  # a sweep over checkpoints: each must name its attention itself
+        return args
+    _, saved = load_trained(checkpoint)
+    # beside the user's first attention key, so Hydra's overrides stay one contiguous list
+    at = next(i for i, a in enumerate(args) if _ATTENTION_KEY.match(a))
+    return [*args[:at], f"attention={saved['config']['attention']['name']}", *args[at:]]
+
+
+def explicit_attention_keys(overrides: list[str]) -> set[str]:
+    """The attention keys a user set on the command line (`attention.n_rounds=8` -> n_rounds)."""
+    return {m.group(1) for m in map(_ATTENTION_KEY.match, overrides) if m}
+
+
+def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> dict:
+    """The attention to evaluate (the rules of the module docstring)."""
+    if chosen is None:
+        return dict(trained)
+    if chosen["name"] == trained["name"]:
+        merged = {**chosen, **trained}  # trained values; keys a newer schema added keep defaults
+    else:
+        merged = dict(chosen)
+        merged["causal"] = trained.get("causal", merged.get("causal", True))
+        trained_shared_qk = trained["name"] == "lsh" or bool(trained.get("shared_qk", False))
+        if merged["name"] == "full" and trained_shared_qk:
+            merged["shared_qk"] = True
+    for key in explicit:
+        merged[key] = chosen[key]
+    return merged
+
+
+def attention_label(attention: Any) -> str:
+    """A short name for tables: `full`, `full-sharedqk`, `lsh-8`."""
+    if attention["name"] == "lsh":
+        return f"lsh-{attention['n_rounds']}"
+    return "full-sharedqk" if attention.get("shared_qk") else "full"
+
+
+def eval_job(cfg: Any) -> dict:
+    """One Hydra job: load, swap the attention, evaluate, write the record."""
+    from ..config import validate_attention, validate_eval
+
+    validate_eval(cfg)
+    from datetime import datetime, timezone
+
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from ..evaluate import eval_seed_of, evaluate_totals
+    from ..hydra_entry import output_dir
+    from ..model.reformer import build_model, count_parameters
+    from ..progress import make_progress
+    from ..records import code_version, write_json_atomic
+    from ..runtime import device_name, resolve_precision, select_device
+    from ..tasks import build_task
+
+    path, saved = load_trained(str(cfg.checkpoint))
+    run_cfg = OmegaConf.create(saved["config"])
+    trained = OmegaConf.to_container(run_cfg.attention, resolve=True)
+    chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
+    evaluated = merge_attention(trained, chosen, explicit_attention_keys(list(HydraConfig.get().overrides.task)))
+    evaluated_cfg = OmegaConf.create(evaluated)
+    validate_attention(evaluated_cfg, int(run_cfg.task.seq_len))
+
+    device = select_device(str(cfg.device))
+    precision = resolve_precision(cfg.precision, device)
+    task = build_task(run_cfg.task, int(run_cfg.seed))
+    task.check_data()
+    model = build_model(run_cfg, task.vocab_size)
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
+    _loaded.pop(path, None)  # a sweep over many checkpoints keeps none of them in memory
+    model.to(device)
+    if evaluated != trained:
+        model.set_attention(evaluated_cfg)
+
+    t = run_cfg.trainer
+    batch_size = int(cfg.batch_size or t.get("eval_batch_size") or t.batch_size)
+    seed = eval_seed_of(evaluated_cfg)
+    total = task.eval_batch_count(cfg.split, batch_size) or 0
+    if cfg.max_batches:
+        total = min(total, cfg.max_batches) if total else cfg.max_batches
+    label = f"{attention_label(trained)} -> {attention_label(evaluated)}"
+    progress = make_progress(cfg.progress, total, f"eval {label}")
+    progress.start(0)
+    try:
+        loss_sum, weight_sum, correct_sum, batches = evaluate_totals(
+            model, task, split=cfg.split, batch_size=batch_size, max_batches=cfg.max_batches,
+            device=device, precision=precision, seed=seed, on_batch=progress.advance,
+        )
+    finally:
+        progress.stop()
+    metrics = task.metrics(loss_sum, weight_sum, correct_sum)
+    record = {
+        "kind": "eval",
+        "checkpoint": str(path),
+        "step": saved.get("state", {}).get("step"),
+        "run_name": run_cfg.get("run_name"),
+        "trained_attention": trained,
+        "evaluated_attention": evaluated,
+        "trained_label": attention_label(trained),
+        "evaluated_label": attention_label(evaluated),
+        "split": cfg.split,
+        "metric": task.metric,
+        "metrics": metrics,
+        "n_targets": weight_sum,
+        "batches": batches,
+        "batch_size": batch_size,
+        "max_batches": cfg.max_batches,
+        "seed": seed,
+        "train_seed": int(run_cfg.seed),
+        "device": str(device),
+        "device_name": device_name(device),
+        "precision": precision,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "torch_version": torch.__version__,
+        "task": task.describe(),
+        "n_parameters": count_parameters(model),
+        "model": OmegaConf.to_container(run_cfg.model, resolve=True),
+        "layer": OmegaConf.to_container(run_cfg.layer, resolve=True),
+    }
+    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
+    write_json_atomic(out, record)
+    shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    log.info("%s on %s (%d targets): %s", label, cfg.split, int(weight_sum), shown)
+    log.info("written: %s", out)
+    return record
+
+
+def main(args: list[str]) -> int:
+    from ..errors import report_and_exit
+
+    try:
+        args = select_trained_attention(args)
+    except UserError as exc:
+        report_and_exit(str(exc))
+    run_hydra(eval_job, "eval", args, prog="reformer eval")
+    return 0
