@@ -15,6 +15,7 @@ from . import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("reformer_cli.commands.run", "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
     "bench": ("reformer_cli.commands.bench", "speed and memory benchmarks"),
+    "data": ("reformer_cli.commands.data", "download, verify and prepare enwik8, a text file or imagenet64"),
 }
 
 USAGE = """usage: reformer <command> [args]
