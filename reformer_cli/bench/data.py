@@ -34,7 +34,9 @@ def fake_prepared(folder: Path, task: str, sizes: dict[str, int], shape_tail: tu
         with StagedFile(folder / f"{name}{suffix}") as out:
             left = n
             while left:
-                step = min(left, 16 << 20)
+                # small chunks: big temporary arrays would raise glibc's mmap/trim thresholds and
+                # make the timed batches cheaper than in a fresh training process
+                step = min(left, 64 << 10)
                 out.write(rng.integers(0, 256, step, dtype=np.uint8).tobytes())
                 left -= step
             out.commit()
