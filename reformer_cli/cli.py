@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("reformer_cli.commands.run", "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
     "eval": ("reformer_cli.commands.eval", "evaluate a checkpoint, optionally under another attention (Table 2)"),
     "bench": ("reformer_cli.commands.bench", "speed and memory benchmarks"),
+    "data": ("reformer_cli.commands.data", "download, verify and prepare enwik8, a text file or imagenet64"),
 }
 
 USAGE = """usage: reformer <command> [args]

@@ -93,6 +93,52 @@ class SyntheticTaskConfig:
     eval_seed: int = 1_000_003
 
 
+# enwik8 (SPEC section 4): the first 10^8 bytes of English Wikipedia, split by bytes.
+ENWIK8_SPLIT_SIZES = [90_000_000, 5_000_000, 5_000_000]
+
+
+@dataclass
+class Enwik8TaskConfig:
+    """enwik8 as bytes (reformer_cli/tasks/bytes.py). Prepare with `reformer data prepare task=enwik8`."""
+
+    name: str = "enwik8"
+    seq_len: int = 65536  # the paper's enwik8-64K
+    # prepared split files + manifest.json; null: $REFORMER_DATA_DIR/enwik8, else
+    # ${XDG_CACHE_HOME:-~/.cache}/reformer/enwik8
+    data_dir: Optional[str] = None
+    # bytes of train / valid / test; they must add up to the source's size (10^8 for enwik8)
+    split_sizes: List[int] = field(default_factory=lambda: list(ENWIK8_SPLIT_SIZES))
+    # checks at run start: size (file sizes vs manifest) | full (also sha256) | auto (full up to 2 GiB)
+    verify: str = "auto"
+
+
+@dataclass
+class TextTaskConfig:
+    """Any local file as bytes, the enwik8 pipeline with splits by fraction."""
+
+    name: str = "text"
+    seq_len: int = 1024
+    path: Optional[str] = None  # the corpus file (required)
+    # null: <cache>/text/<file stem>-<hash of its absolute path>
+    data_dir: Optional[str] = None
+    split_fractions: List[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
+    verify: str = "auto"
+
+
+@dataclass
+class ImageNet64TaskConfig:
+    """64x64x3 images as 12,288 tokens in (row, column, channel) order; bits per dim."""
+
+    name: str = "imagenet64"
+    variant: str = "oord"  # oord (the paper's, PNG tars) | chrabaszcz (npz/pickle batches); never mixed
+    seq_len: int = 12288  # a divisor of 12,288 cuts each image into independent windows (CPU tests)
+    # the downloaded files; null: <cache>/imagenet64/<variant>
+    data_dir: Optional[str] = None
+    # the prepared memmap + manifest.json; null: <data_dir>/prepared
+    prepared_dir: Optional[str] = None
+    verify: str = "auto"
+
+
 @dataclass
 class TrainerConfig:
     max_steps: int = 1000
@@ -177,6 +223,9 @@ SCHEMAS = {
     ("attention", "lsh"): LSHAttentionConfig,
     ("layer", "layer"): LayerConfig,
     ("task", "synthetic"): SyntheticTaskConfig,
+    ("task", "enwik8"): Enwik8TaskConfig,
+    ("task", "text"): TextTaskConfig,
+    ("task", "imagenet64"): ImageNet64TaskConfig,
     ("trainer", "trainer"): TrainerConfig,
     ("logger", "wandb"): WandbLoggerConfig,
     ("logger", "none"): NoLoggerConfig,
@@ -204,6 +253,9 @@ PRECISIONS = ("auto", "bf16", "fp32")
 PROGRESS = ("auto", "bar", "plain", "none")
 LSH_IMPLS = ("auto", "reference", "fast")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+DATA_VERIFY = ("auto", "size", "full")
+IMAGENET64_VARIANTS = ("oord", "chrabaszcz")
+IMAGENET64_TOKENS = 64 * 64 * 3
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
@@ -364,6 +416,25 @@ def validate_task(task: Any) -> None:
         if task.vocab_size < 2:
             raise ConfigError(f"task.vocab_size={task.vocab_size} must be >= 2")
         _positive("task.eval_sequences", task.eval_sequences)
+    if task.name in ("enwik8", "text", "imagenet64"):
+        _choice("task.verify", task.verify, DATA_VERIFY)
+    if task.name == "enwik8":
+        sizes = list(task.split_sizes)
+        if len(sizes) != 3 or any(s < 1 for s in sizes):
+            raise ConfigError(f"task.split_sizes={sizes} must be three positive byte counts (train, valid, test)")
+    if task.name == "text":  # a missing task.path is reported by the task (every option must validate)
+        fractions = list(task.split_fractions)
+        if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise ConfigError(
+                f"task.split_fractions={fractions} must be three positive fractions (train, valid, test)"
+                " adding up to 1"
+            )
+    if task.name == "imagenet64":
+        _choice("task.variant", task.variant, IMAGENET64_VARIANTS)
+        if IMAGENET64_TOKENS % task.seq_len:
+            raise ConfigError(
+                f"task.seq_len={task.seq_len} must divide {IMAGENET64_TOKENS} (64x64x3; the paper uses all of it)"
+            )
 
 
 def validate_logger(logger: Any) -> None:

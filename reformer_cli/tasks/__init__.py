@@ -11,6 +11,9 @@ from .base import Batch, Task
 # task name -> "module:Class"; each class takes (task config, run seed)
 TASKS = {
     "synthetic": "reformer_cli.tasks.synthetic:SyntheticTask",
+    "enwik8": "reformer_cli.tasks.bytes:Enwik8Task",
+    "text": "reformer_cli.tasks.bytes:TextTask",
+    "imagenet64": "reformer_cli.tasks.imagenet64:ImageNet64Task",
 }
 
 
