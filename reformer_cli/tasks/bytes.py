@@ -7,7 +7,7 @@ the first byte of a window (`shift_right`) and the pad of the last, partial eval
 distinct from the start token, so any file, binary included, is modelled exactly.
 
 Training reads windows of `task.seq_len` bytes at offsets drawn uniformly from the train split by a
-generator seeded by (seed, step, rank): a pure function of the step, resumable with no sampler
+generator seeded by (seed, step); rank r takes its rows of that global batch: a pure function of the step, resumable with no sampler
 state. Evaluation covers the split in consecutive non-overlapping windows, every byte predicted
 exactly once, no context carried between windows (T2T's protocol); the last window is padded with
 zero weight. bpc = summed nats / ln 2 / number of bytes.
@@ -87,8 +87,10 @@ class ByteTask(Task):
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
         data = self.split("train")
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.name, "train", step, rank))
-        offsets = torch.randint(0, len(data) - self.seq_len + 1, (batch_size,), generator=gen).tolist()
+        # this rank's rows of the step's global batch (tasks/base.py)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.name, "train", step))
+        offsets = torch.randint(0, len(data) - self.seq_len + 1, (batch_size * world_size,), generator=gen)
+        offsets = offsets[rank * batch_size : (rank + 1) * batch_size].tolist()
         targets = np.empty((batch_size, self.seq_len), dtype=np.int64)
         for row, offset in zip(targets, offsets):
             row[:] = data[offset : offset + self.seq_len]

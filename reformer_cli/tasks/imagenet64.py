@@ -15,7 +15,7 @@ The paper has no test split: `valid` is the held-out set, and a request for `tes
 `task.seq_len` = 12,288 (default) models whole images, as the paper. A divisor of 12,288 cuts each
 image into independent windows (e.g. 64 tokens for CPU tests): cheaper, but a different task, so
 its numbers are not the paper's. Training draws (image, window) uniformly from a generator seeded
-by (seed, step, rank); evaluation covers every window of every image exactly once, in order.
+by (seed, step), rank r taking its rows of that global batch; evaluation covers every window of every image exactly once, in order.
 """
 
 from __future__ import annotations
@@ -97,9 +97,10 @@ class ImageNet64Task(Task):
 
     def train_batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> Batch:
         data = self.images("train")
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.name, "train", step, rank))
-        indices = torch.randint(0, data.shape[0] * self.windows_per_image, (batch_size,), generator=gen)
-        return self.batch_of(data, indices.tolist())
+        # this rank's rows of the step's global batch (tasks/base.py)
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, self.name, "train", step))
+        indices = torch.randint(0, data.shape[0] * self.windows_per_image, (batch_size * world_size,), generator=gen)
+        return self.batch_of(data, indices[rank * batch_size : (rank + 1) * batch_size].tolist())
 
     def eval_batches(self, split: str, batch_size: int, max_batches: int = 0) -> Iterator[Batch]:
         data = self.images(split)

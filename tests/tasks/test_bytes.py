@@ -57,7 +57,9 @@ def test_training_batches_are_a_function_of_seed_step_and_rank(corpus):
     a, b = task_of(corpus), task_of(corpus)
     assert torch.equal(a.train_batch(5, 4).targets, b.train_batch(5, 4).targets)
     assert not torch.equal(a.train_batch(5, 4).targets, a.train_batch(6, 4).targets)
-    assert not torch.equal(a.train_batch(5, 4, rank=1).targets, a.train_batch(5, 4).targets)
+    global_batch = a.train_batch(5, 8).targets  # ranks take their rows of the global batch
+    assert torch.equal(a.train_batch(5, 4, rank=0, world_size=2).targets, global_batch[:4])
+    assert torch.equal(a.train_batch(5, 4, rank=1, world_size=2).targets, global_batch[4:])
     assert not torch.equal(task_of(corpus, seed=1).train_batch(5, 4).targets, a.train_batch(5, 4).targets)
     starts = {bytes(r[:8]) for _ in range(3) for r in a.train_batch(_, 64).targets.tolist()}
     assert len(starts) > 100  # offsets vary across the split
