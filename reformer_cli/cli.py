@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("reformer_cli.commands.eval", "evaluate a checkpoint, optionally under another attention (Table 2)"),
     "bench": ("reformer_cli.commands.bench", "speed and memory benchmarks"),
     "data": ("reformer_cli.commands.data", "download, verify and prepare enwik8, a text file or imagenet64"),
+    "reproduce": ("reformer_cli.commands.reproduce", "run the paper's experiments (experiments/) at a profile: smoke, quick, paper"),
+    "table": ("reformer_cli.commands.table", "rebuild results/*.md tables and plots from results/runs/, beside the paper's numbers"),
 }
 
 USAGE = """usage: reformer <command> [args]

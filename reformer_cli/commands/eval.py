@@ -102,17 +102,30 @@ def attention_label(attention: Any) -> str:
 
 def eval_job(cfg: Any) -> dict:
     """One Hydra job: load, swap the attention, evaluate, write the record."""
+    from ..config import validate_eval
+
+    validate_eval(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    from ..hydra_entry import output_dir
+
+    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
+    return evaluate_checkpoint(cfg, list(HydraConfig.get().overrides.task), out)
+
+
+def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
+    """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
+    attention keys were given explicitly) and write the record to `out`. Also used without a
+    Hydra app, by `reformer reproduce` to evaluate one checkpoint several ways in one process."""
     from ..config import validate_attention, validate_eval
 
     validate_eval(cfg)
     from datetime import datetime, timezone
 
     import torch
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from ..evaluate import eval_seed_of, evaluate_totals
-    from ..hydra_entry import output_dir
     from ..model.reformer import build_model, count_parameters
     from ..progress import make_progress
     from ..records import code_version, write_json_atomic
@@ -123,7 +136,7 @@ def eval_job(cfg: Any) -> dict:
     run_cfg = OmegaConf.create(saved["config"])
     trained = OmegaConf.to_container(run_cfg.attention, resolve=True)
     chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
-    evaluated = merge_attention(trained, chosen, explicit_attention_keys(list(HydraConfig.get().overrides.task)))
+    evaluated = merge_attention(trained, chosen, explicit_attention_keys(overrides))
     evaluated_cfg = OmegaConf.create(evaluated)
     validate_attention(evaluated_cfg, int(run_cfg.task.seq_len))
 
@@ -187,7 +200,6 @@ def eval_job(cfg: Any) -> dict:
         "model": OmegaConf.to_container(run_cfg.model, resolve=True),
         "layer": OmegaConf.to_container(run_cfg.layer, resolve=True),
     }
-    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
     write_json_atomic(out, record)
     shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
     log.info("%s on %s (%d targets): %s", label, cfg.split, int(weight_sum), shown)

@@ -1,0 +1,76 @@
+"""`reformer reproduce --profile smoke|quick|paper [--only table2,fig3]`: run the experiments of
+`experiments/` at one profile, resumably, and curate their records into `results/runs/`
+(reformer_cli/reproduce.py). `make reproduce-table PROFILE=...` runs this, then `reformer table`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError, report_and_exit
+from ..experiments import EXPERIMENTS_DIR, PROFILES
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as every other user error
+        report_and_exit(f"reformer reproduce: {message}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="reformer reproduce",
+        description="Run the paper's experiments (experiments/*.yaml) at one profile: smoke (CPU, minutes; what"
+        " CI runs), quick (one H100, up to ~30 minutes per result), paper (the paper's sizes and steps)."
+        " Each step runs in a fixed folder and resumes where it stopped; finished steps are not rerun.",
+        epilog="Exit codes: 0 all ran; 1 a step failed; 2 usage error; 3 steps skipped (missing data, device or"
+        " command); 4 stopped by --time-limit (run again to continue).",
+    )
+    p.add_argument("--profile", required=True, choices=PROFILES)
+    p.add_argument("--only", default=None, help="comma-separated experiments (default: all), e.g. table2,fig3")
+    p.add_argument("--list", action="store_true", help="list the experiments and their steps at this profile, run nothing")
+    p.add_argument("--outputs", type=Path, default=Path("outputs/reproduce"),
+                   help="run folders go to <outputs>/<profile>/<experiment>/<step> (default outputs/reproduce)")
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="records go to <results>/runs/<profile>/<experiment>/<step>.json (default results)")
+    p.add_argument("--experiments", type=Path, default=EXPERIMENTS_DIR, help="the definitions (default: experiments/)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop cleanly after this long (a training run saves a checkpoint); rerun to continue")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each step's own output")
+    return p
+
+
+def list_steps(experiments: list, profile: str) -> None:
+    import shlex
+
+    for e in experiments:
+        p = e.profile(profile)
+        if p is None:
+            print(f"{e.name}: no '{profile}' profile")
+            continue
+        print(f"{e.name}: {e.title}")
+        print(f"  {profile}: {p.about} ({p.estimate})")
+        for step in p.steps:
+            print(f"    {step.name:24s} reformer {shlex.join(step.args)}")
+
+
+def main(args: list[str]) -> int:
+    opts = parser().parse_args(args)
+    from ..experiments import load_experiments
+    from ..reproduce import Reproduction
+
+    try:
+        only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
+        experiments = load_experiments(opts.experiments, only)
+        if opts.list:
+            list_steps(experiments, opts.profile)
+            return 0
+        if opts.time_limit is not None and opts.time_limit <= 0:
+            raise UserError(f"--time-limit {opts.time_limit} must be positive")
+        return Reproduction(
+            profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=opts.results,
+            experiments_dir=opts.experiments, time_limit=opts.time_limit, verbose=opts.verbose,
+        ).run()
+    except UserError as exc:
+        report_and_exit(str(exc))
+    return 2

@@ -1,0 +1,74 @@
+"""Several `reformer eval` commands in one process: `python -m reformer_cli.eval_batch SPEC.json`.
+
+`reformer reproduce` evaluates each trained model of Table 2 five ways; one process for all of
+them saves a Python + torch start-up per evaluation (seconds each, on a CPU and on a GPU machine).
+SPEC.json is a list of argument lists, each exactly what follows `reformer eval` on the command
+line (with `output=PATH`); each writes the record that command would write. One line per
+evaluation on stdout: `eval-batch: ok|error SECONDS OUTPUT [message]`. Exit code 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError, one_line
+
+PREFIX = "eval-batch:"
+
+
+def compose_eval(args: list[str]):
+    """The config `reformer eval <args>` composes (Hydra's own options dropped)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config import register_schemas
+    from .hydra_entry import CONF_DIR, describe_hydra_error
+
+    register_schemas()
+    overrides = [a for a in args if not a.startswith("hydra.")]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="eval", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(describe_hydra_error(exc)) from None
+
+
+def evaluate_one(args: list[str]) -> Path:
+    from .commands.eval import evaluate_checkpoint, select_trained_attention
+
+    args = select_trained_attention(list(args))
+    cfg = compose_eval(args)
+    if not cfg.output:
+        raise UserError("output=PATH is required in a batch")
+    out = Path(cfg.output)
+    evaluate_checkpoint(cfg, args, out)
+    return out
+
+
+def output_of(args: list[str]) -> str:
+    return next((a.split("=", 1)[1] for a in args if a.startswith("output=")), "?")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m reformer_cli.eval_batch SPEC.json\n")
+        return 2
+    batch = json.loads(Path(argv[0]).read_text())
+    failed = 0
+    for args in batch:
+        start = time.monotonic()
+        try:
+            evaluate_one(args)
+            print(f"{PREFIX} ok {time.monotonic() - start:.2f} {output_of(args)}", flush=True)
+        except UserError as exc:
+            failed += 1
+            print(f"{PREFIX} error {time.monotonic() - start:.2f} {output_of(args)} {one_line(str(exc))}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,233 @@
+"""The paper's results as experiment definitions (`experiments/*.yaml`), expanded into steps.
+
+One YAML file per paper result. Each holds what the paper reports (`paper:`, read by the table
+builder named in `layout:`) and, per profile (`smoke`, `quick`, `paper`), the commands that
+reproduce it:
+
+    title: Table 2 ...
+    layout: matrix                  # which builder renders it (reformer_cli/table/)
+    paper: {...}                    # the paper's numbers, exactly as notes/paper.md gives them
+    profiles:
+      smoke:
+        about: one line: what this profile trains, on what data
+        comparable: false           # false: every table built from it says "not comparable"
+        estimate: about 2 minutes on 2 CPU cores
+        recipe: why these settings (optional, shown under the table)
+        prepare: [[task=text, task.path={experiments}/data/smoke_corpus.txt, ...]]
+        tasks: {enwik8: [task=enwik8, ...]}        # optional: every run once per task
+        train:
+          common: [overrides for every run]
+          runs: {full: [attention=full, attention.shared_qk=true], lsh-4: [...]}
+        eval:                       # every trained run (or those in `of`) under each setting
+          common: [split=test]
+          of: [full]                # optional
+          runs: {full: [attention=full], lsh-8: [attention=lsh, attention.n_rounds=8]}
+        bench: {memory: [memory, --depths, "2,4"]}
+
+Steps and their names (each name is also its record's file name):
+    prepare   `reformer data prepare <overrides>` (only committed local corpora; never a download)
+    train     `reformer run <task overrides> <common> <run>`          name `<run>` or `<task>.<run>`
+    eval      `reformer eval checkpoint=<train folder> <common> <as>` name `<train step>__<as>`
+    bench     `reformer bench <args>` (the runner adds `--json`)      name `<bench>`
+
+Placeholders in any argument: `{experiments}` (this folder, absolute), `{root}` (the profile's
+output folder, e.g. outputs/reproduce/smoke), `{dir}` (the step's own folder).
+
+Nothing here imports torch or Hydra: `reformer table` reads the same definitions in CI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+PROFILES = ("smoke", "quick", "paper")
+LAYOUTS = ("matrix", "curves", "speed", "memory")
+PLACEHOLDERS = ("experiments", "root", "dir")
+
+_EXPERIMENT_KEYS = {"title", "layout", "paper", "profiles"}
+_PROFILE_KEYS = {"about", "comparable", "estimate", "recipe", "prepare", "tasks", "train", "eval", "bench"}
+_TRAIN_KEYS = {"common", "runs"}
+_EVAL_KEYS = {"common", "of", "runs"}
+
+
+@dataclass
+class Step:
+    """One command of a profile. `args` follow the command word(s) of `reformer`, placeholders
+    unresolved; the runner adds the folder, resume and output arguments."""
+
+    experiment: str
+    profile: str
+    name: str
+    kind: str  # prepare | train | eval | bench
+    args: list[str]
+    run: str | None = None  # train / eval: the run's name in `train.runs`
+    task: str | None = None  # the key in `tasks`, if the profile has several
+    evaluates: str | None = None  # eval: the name of the train step it evaluates
+    as_: str | None = None  # eval: the name of the setting in `eval.runs`
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """What the table builders key on, copied into the curated record."""
+        out = {"run": self.run, "task_key": self.task}
+        if self.kind == "eval":
+            out.update(evaluates=self.evaluates, as_=self.as_)
+        return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass
+class Profile:
+    name: str
+    about: str
+    comparable: bool
+    estimate: str
+    recipe: str
+    steps: list[Step] = field(default_factory=list)
+
+
+@dataclass
+class Experiment:
+    name: str
+    title: str
+    layout: str
+    paper: dict
+    profiles: dict[str, Profile]
+    path: Path
+
+    def profile(self, name: str) -> Profile | None:
+        return self.profiles.get(name)
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def _fail(path: Path, message: str) -> None:
+    raise ConfigError(f"{path}: {message}")
+
+
+def _strings(path: Path, where: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+        _fail(path, f"{where} must be a list of command-line arguments")
+    return [str(v) for v in value]
+
+
+def _mapping(path: Path, where: str, value: Any, allowed: set[str] | None = None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(path, f"{where} must be a mapping")
+    if allowed is not None:
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            _fail(path, f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _named_lists(path: Path, where: str, value: Any) -> dict[str, list[str]]:
+    out = {}
+    for name, args in _mapping(path, where, value).items():
+        name = str(name)
+        if not name or any(c in name for c in "/\\ ") or "__" in name or name.startswith("."):
+            _fail(path, f"{where}: '{name}' is not a usable name (no spaces, slashes, '__' or leading dot)")
+        out[name] = _strings(path, f"{where}.{name}", args)
+    return out
+
+
+def expand_steps(experiment: str, profile: str, spec: dict, path: Path) -> list[Step]:
+    """The steps of one profile, in the order they run: prepare, train, eval, bench."""
+    steps: list[Step] = []
+    for i, overrides in enumerate(spec.get("prepare") or []):
+        args = _strings(path, f"profiles.{profile}.prepare[{i}]", overrides)
+        steps.append(Step(experiment, profile, f"prepare-{i + 1}", "prepare", ["data", "prepare", *args]))
+
+    tasks = _named_lists(path, f"profiles.{profile}.tasks", spec.get("tasks")) or {None: []}
+    train = _mapping(path, f"profiles.{profile}.train", spec.get("train"), _TRAIN_KEYS)
+    common = _strings(path, f"profiles.{profile}.train.common", train.get("common"))
+    runs = _named_lists(path, f"profiles.{profile}.train.runs", train.get("runs"))
+    evaluation = _mapping(path, f"profiles.{profile}.eval", spec.get("eval"), _EVAL_KEYS)
+    eval_common = _strings(path, f"profiles.{profile}.eval.common", evaluation.get("common"))
+    settings = _named_lists(path, f"profiles.{profile}.eval.runs", evaluation.get("runs"))
+    of = [str(r) for r in evaluation.get("of") or runs]
+    unknown = [r for r in of if r not in runs]
+    if unknown:
+        _fail(path, f"profiles.{profile}.eval.of names {', '.join(unknown)}, not in train.runs")
+    # each training run is followed by its evaluations, so an interrupted reproduction has
+    # complete rows rather than trained models without numbers
+    for task, task_args in tasks.items():
+        for run, run_args in runs.items():
+            name = run if task is None else f"{task}.{run}"
+            steps.append(Step(experiment, profile, name, "train", ["run", *task_args, *common, *run_args], run=run, task=task))
+            if run not in of:
+                continue
+            for as_, as_args in settings.items():
+                steps.append(Step(
+                    experiment, profile, f"{name}__{as_}", "eval", ["eval", *eval_common, *as_args],
+                    run=run, task=task, evaluates=name, as_=as_,
+                ))
+
+    for name, args in _named_lists(path, f"profiles.{profile}.bench", spec.get("bench")).items():
+        steps.append(Step(experiment, profile, name, "bench", ["bench", *args]))
+    return steps
+
+
+def load_experiment(path: Path) -> Experiment:
+    import yaml
+
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the definition ({' '.join(str(exc).split())})") from None
+    spec = _mapping(path, "the file", spec, _EXPERIMENT_KEYS)
+    for key in ("title", "layout", "profiles"):
+        if key not in spec:
+            _fail(path, f"'{key}' is required")
+    if spec["layout"] not in LAYOUTS:
+        _fail(path, f"layout '{spec['layout']}' is not one of: {', '.join(LAYOUTS)}")
+    name = Path(path).stem
+    profiles = {}
+    for profile, pspec in _mapping(path, "profiles", spec["profiles"]).items():
+        if profile not in PROFILES:
+            _fail(path, f"profile '{profile}' is not one of: {', '.join(PROFILES)}")
+        pspec = _mapping(path, f"profiles.{profile}", pspec, _PROFILE_KEYS)
+        if not isinstance(pspec.get("about"), str):
+            _fail(path, f"profiles.{profile}.about: one line saying what this profile trains is required")
+        if not isinstance(pspec.get("comparable"), bool):
+            _fail(path, f"profiles.{profile}.comparable must be true or false")
+        profiles[profile] = Profile(
+            name=profile,
+            about=" ".join(pspec["about"].split()),
+            comparable=pspec["comparable"],
+            estimate=" ".join(str(pspec.get("estimate", "")).split()),
+            recipe=str(pspec.get("recipe") or "").strip(),
+            steps=expand_steps(name, profile, pspec, Path(path)),
+        )
+    return Experiment(name, str(spec["title"]), spec["layout"], dict(spec.get("paper") or {}), profiles, Path(path))
+
+
+def load_experiments(folder: Path | None = None, only: list[str] | None = None) -> list[Experiment]:
+    """Every definition in `folder` (default: the repository's experiments/), by file name;
+    `only` selects some (ConfigError naming the unknown ones)."""
+    folder = Path(folder) if folder is not None else EXPERIMENTS_DIR
+    if not folder.is_dir():
+        raise ConfigError(f"experiments folder {folder} not found")
+    found = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    if only:
+        unknown = [n for n in only if n not in found]
+        if unknown:
+            raise ConfigError(f"unknown experiment(s) {', '.join(unknown)} (available: {', '.join(found)})")
+        found = {n: found[n] for n in found if n in only}
+    return [load_experiment(p) for p in found.values()]
+
+
+def resolve(arg: str, *, experiments: Path, root: Path, step_dir: Path) -> str:
+    """An argument with its placeholders filled in (other braces, e.g. Hydra's `${...}`, are kept)."""
+    values = {"experiments": experiments, "root": root, "dir": step_dir}
+    for name in PLACEHOLDERS:
+        arg = arg.replace("{" + name + "}", str(values[name]))
+    return arg

@@ -1,0 +1,475 @@
+"""`reformer reproduce --profile P`: run the experiments of `experiments/` at one profile.
+
+Every step runs as its own `python -m reformer_cli ...` process in a fixed folder,
+`<outputs>/<profile>/<experiment>/<step>/` (default outputs/reproduce/...):
+
+* train: `reformer run ... hydra.run.dir=<folder> resume=auto`: an interrupted run continues from
+  its last checkpoint; a run whose summary says it completed is not run again;
+* eval: `reformer eval checkpoint=<train folder> ... output=<folder>/eval.json`, run again only
+  when its training run is newer than the evaluation;
+* bench: `reformer bench ... --json <folder>/bench.json`, once;
+* prepare: `reformer data prepare ...` for a corpus committed under experiments/ (a no-op once done).
+
+Each folder holds `reproduce.json`, the definition of the step that made it: a folder made by
+another definition is refused (one line), never silently continued. After each step its record
+is curated into `<results>/runs/<profile>/<experiment>/<step>.json` (reformer_cli/curate.py).
+
+Before an experiment trains, the runner composes each run's config (a wrong override stops it
+here, with one line) and checks the data of each task (`Task.check_data`) and the device; what is
+missing is named in one line with the command that gets it, and the steps that need it are
+skipped, never run on something else. A benchmark that this build does not have is skipped the
+same way. `--time-limit` stops a running step cleanly (a training run saves a checkpoint) once the
+time is up, so a reproduction can be split over sessions of bounded length.
+
+Exit codes: 0 every step ran or was already done; 1 a step failed; 2 a user error (bad definition
+or option); 3 some steps were skipped (data, device or command missing); 4 stopped by the time
+limit (run the same command again to continue); 130 / 143 interrupted (likewise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .curate import curate, write_record
+from .errors import DataError, UserError, one_line
+from .experiments import EXPERIMENTS_DIR, Experiment, Step, resolve
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+MARKER = "reproduce.json"
+
+EXIT_OK, EXIT_FAILED, EXIT_SKIPPED, EXIT_TIME_LIMIT = 0, 1, 3, 4
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _relative(path: Path) -> str:
+    """A path as a user would type it from the working folder (absolute if outside it)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve()) if not path.is_absolute() else str(path)
+
+
+@dataclass
+class Outcome:
+    step: Step
+    status: str  # ran | done | skipped | failed | stopped
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Reproduction:
+    """One `reformer reproduce` invocation."""
+
+    profile: str
+    experiments: list[Experiment]
+    outputs: Path = Path("outputs/reproduce")
+    results: Path = Path("results")
+    experiments_dir: Path = EXPERIMENTS_DIR
+    time_limit: float | None = None
+    verbose: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.start = time.monotonic()
+        self.stop_signal: int | None = None
+        self.root = Path(self.outputs) / self.profile
+        self.base = Path.cwd()
+        self._checked_data: dict[str, str | None] = {}
+
+    # --- output
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def time_up(self) -> bool:
+        return self.time_limit is not None and self.elapsed() >= self.time_limit
+
+    # --- folders and commands
+
+    def step_dir(self, step: Step) -> Path:
+        return self.root / step.experiment / step.name
+
+    def resolved(self, step: Step) -> list[str]:
+        experiments = Path(_relative(self.experiments_dir.resolve()))
+        return [resolve(a, experiments=experiments, root=self.root, step_dir=self.step_dir(step)) for a in step.args]
+
+    def command(self, step: Step) -> list[str]:
+        """The full argument list after `reformer`."""
+        folder = self.step_dir(step)
+        args = self.resolved(step)
+        if step.kind == "train":
+            return [*args, f"hydra.run.dir={folder}", "resume=auto", "trainer.progress=plain"]
+        if step.kind == "eval":
+            train_dir = self.root / step.experiment / step.evaluates
+            return [args[0], f"checkpoint={train_dir}", *args[1:], f"output={folder / 'eval.json'}",
+                    f"hydra.run.dir={folder}", "progress=plain"]
+        if step.kind == "bench":
+            return [*args, "--json", str(folder / "bench.json")]
+        return args
+
+    # --- state of a step's folder
+
+    def marker(self, step: Step) -> dict:
+        return {"experiment": step.experiment, "profile": step.profile, "step": step.name, "kind": step.kind,
+                "args": step.args}
+
+    def claim_folder(self, step: Step) -> None:
+        """Write the marker into a fresh folder; refuse one made by another definition."""
+        folder = self.step_dir(step)
+        path = folder / MARKER
+        if path.is_file():
+            try:
+                existing = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                existing = None
+            if existing != self.marker(step):
+                raise UserError(
+                    f"{_relative(folder)} was made by another definition of this step; delete that folder to run"
+                    " the step again"
+                )
+            return
+        if folder.is_dir() and any(folder.iterdir()):
+            raise UserError(f"{_relative(folder)} exists and was not made by reformer reproduce; move it away")
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.marker(step), indent=2) + "\n")
+
+    def is_done(self, step: Step) -> bool:
+        folder = self.step_dir(step)
+        if not (folder / MARKER).is_file():
+            return False
+        self.claim_folder(step)  # a folder of another definition is an error, not "done"
+        if step.kind == "train":
+            return train_completed(folder)
+        if step.kind == "eval":
+            summary = self.root / step.experiment / step.evaluates / "summary.json"
+            result = folder / "eval.json"
+            return result.is_file() and summary.is_file() and result.stat().st_mtime >= summary.stat().st_mtime
+        if step.kind == "bench":
+            return (folder / "bench.json").is_file()
+        return False
+
+    # --- checks before running
+
+    def missing_requirement(self, step: Step) -> str | None:
+        """Why `step` cannot run here (data, device, command), or None."""
+        if self.is_done(step):
+            return None
+        if step.kind == "bench":
+            return missing_benchmark(step.args[1] if len(step.args) > 1 else "")
+        if step.kind == "eval":
+            return wants_missing_cuda(step.args)
+        if step.kind != "train":
+            return None
+        cuda = wants_missing_cuda(step.args)
+        if cuda:
+            return cuda
+        cfg = compose_run(self.resolved(step)[1:])
+        return self.missing_data(cfg)
+
+    def missing_data(self, cfg: Any) -> str | None:
+        """One line naming the data a run config needs and does not find (checked once per task)."""
+        from omegaconf import OmegaConf
+
+        key = OmegaConf.to_yaml(cfg.task)
+        if key not in self._checked_data:
+            from .tasks import build_task
+
+            try:
+                build_task(cfg.task, int(cfg.seed)).check_data()
+                self._checked_data[key] = None
+            except DataError as exc:
+                self._checked_data[key] = one_line(str(exc))
+        return self._checked_data[key]
+
+    # --- running
+
+    def execute(self, argv: list[str], log_path: Path, shown: str) -> tuple[int, list[str]]:
+        """Run `python <argv>` with its output appended to `log_path`; (exit code, its last lines).
+        A stop (time limit, SIGINT, SIGTERM) is passed on as SIGTERM: a training run checkpoints."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("WANDB_SILENT", "true")
+        tail: list[str] = []
+        with open(log_path, "a") as log:
+            log.write(f"$ {shown}\n")
+            log.flush()
+            proc = subprocess.Popen(
+                [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+                errors="replace",
+            )
+
+            def copy() -> None:
+                for line in proc.stdout:
+                    log.write(line)
+                    log.flush()
+                    tail.append(line.rstrip("\n"))
+                    del tail[:-50]
+                    if self.verbose:
+                        self.out.write("    " + line)
+                        self.out.flush()
+
+            reader = threading.Thread(target=copy, daemon=True)
+            reader.start()
+            signalled = False
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    if not signalled and (self.stop_signal is not None or self.time_up()):
+                        proc.send_signal(signal.SIGTERM)
+                        signalled = True
+            reader.join(timeout=10)
+        return code, tail
+
+    def interrupted(self) -> bool:
+        return self.stop_signal is not None or self.time_up()
+
+    def before(self, step: Step) -> Outcome | None:
+        """The outcome of a step that needs no running (done, stopped, its training missing)."""
+        if step.kind != "prepare" and self.is_done(step):
+            return Outcome(step, "done", "already done")
+        if self.interrupted():
+            return Outcome(step, "stopped", "not started (time limit)" if self.time_up() else "not started")
+        if step.kind == "eval" and not train_completed(self.root / step.experiment / step.evaluates):
+            return Outcome(step, "skipped", f"its training run {step.evaluates} did not complete")
+        return None
+
+    def after(self, step: Step, code: int, tail: list[str], log: Path) -> Outcome:
+        """The outcome of a step that ran and exited with `code`."""
+        if code == 0 and (step.kind == "prepare" or self.is_done(step)):
+            return Outcome(step, "ran", "ok")
+        if self.interrupted():
+            return Outcome(step, "stopped", "stopped; run the same command again to continue")
+        last = next((line for line in reversed(tail) if line.strip()), "")
+        return Outcome(step, "failed", f"exit {code}: {one_line(last)[:300]} (log: {_relative(log)})")
+
+    def report(self, outcome: Outcome, where: str) -> Outcome:
+        """Curate the record of a finished step, print its line."""
+        step = outcome.step
+        if outcome.status in ("ran", "done") and step.kind != "prepare":
+            try:
+                record = curate(step, self.step_dir(step), "reformer " + shlex.join(self.command(step)), self.base)
+                write_record(self.results, step, record)
+            except UserError as exc:
+                outcome = Outcome(step, "failed", f"record: {one_line(str(exc))}", outcome.seconds)
+        self.say(f"{where} {outcome.status}: {outcome.message} "
+                 f"[{format_seconds(outcome.seconds)}, total {format_seconds(self.elapsed())}]")
+        self.outcomes.append(outcome)
+        return outcome
+
+    def run_step(self, step: Step, where: str) -> Outcome:
+        start = time.monotonic()
+        try:
+            outcome = self.before(step)
+            if outcome is None:
+                if step.kind != "prepare":
+                    self.claim_folder(step)
+                log = self.step_dir(step) / "reproduce.log"
+                args = self.command(step)
+                code, tail = self.execute(["-m", "reformer_cli", *args], log, "reformer " + shlex.join(args))
+                outcome = self.after(step, code, tail, log)
+        except UserError as exc:
+            outcome = Outcome(step, "failed", one_line(str(exc)))
+        outcome.seconds = time.monotonic() - start
+        return self.report(outcome, where)
+
+    def run_evals(self, steps: list[Step], wheres: list[str]) -> None:
+        """The evaluations of one trained run, in one process (reformer_cli/eval_batch.py)."""
+        pending: list[Step] = []
+        for step, where in zip(steps, wheres):
+            try:
+                outcome = self.before(step)
+                if outcome is None:
+                    self.claim_folder(step)
+                    pending.append(step)
+                    continue
+            except UserError as exc:
+                outcome = Outcome(step, "failed", one_line(str(exc)))
+            self.report(outcome, where)
+        if not pending:
+            return
+        folder = self.root / pending[0].experiment
+        spec = folder / f".{pending[0].evaluates}.evals.json"
+        spec.write_text(json.dumps([self.command(s)[1:] for s in pending], indent=1) + "\n")
+        log = folder / f"{pending[0].evaluates}.evals.log"
+        shown = "; ".join("reformer " + shlex.join(self.command(s)) for s in pending)
+        code, tail = self.execute(["-m", "reformer_cli.eval_batch", str(spec)], log, shown)
+        results = {}
+        for line in tail:
+            parts = line.split(" ", 4)
+            if len(parts) >= 4 and parts[0] == "eval-batch:":
+                results[parts[3]] = (parts[1], float(parts[2]), parts[4] if len(parts) > 4 else "")
+        for step in pending:
+            status, seconds, message = results.get(str(self.step_dir(step) / "eval.json"), ("missing", 0.0, ""))
+            if status == "ok" and self.is_done(step):
+                outcome = Outcome(step, "ran", "ok", seconds)
+            elif status == "error":
+                outcome = Outcome(step, "failed", f"{message[:300]} (log: {_relative(log)})", seconds)
+            else:
+                outcome = self.after(step, code or 1, tail, log)
+            self.report(outcome, wheres[steps.index(step)])
+
+    def plan(self) -> list[Step]:
+        """Prepare the committed corpora, then check every step's requirements; report what is
+        skipped (one line per experiment and reason) and return the steps to run."""
+        planned: list[Step] = []
+        for e in self.experiments:
+            profile = e.profile(self.profile)
+            if profile is None:
+                self.say(f"{e.name}: no '{self.profile}' profile defined; skipped")
+                continue
+            prepares = [s for s in profile.steps if s.kind == "prepare"]
+            rest = [s for s in profile.steps if s.kind != "prepare"]
+            for step in prepares:
+                outcome = self.run_step(step, f"{e.name}: prepare {_relative(self.step_dir(step))}")
+                if outcome.status != "ran":
+                    self.skip(e, rest, "its data could not be prepared")
+                    rest = []
+                    break
+            reasons: dict[str, list[Step]] = {}
+            for step in rest:
+                try:
+                    why = self.missing_requirement(step)
+                except UserError as exc:
+                    self.outcomes.append(Outcome(step, "failed", one_line(str(exc))))
+                    self.say(f"{e.name}/{step.name}: failed: {one_line(str(exc))}")
+                    continue
+                if why:
+                    reasons.setdefault(why, []).append(step)
+                else:
+                    planned.append(step)
+            for why, steps in reasons.items():
+                self.skip(e, steps, why)
+        return planned
+
+    def skip(self, experiment: Experiment, steps: list[Step], why: str) -> None:
+        if not steps:
+            return
+        names = ", ".join(s.name for s in steps[:4]) + (f" and {len(steps) - 4} more" if len(steps) > 4 else "")
+        self.say(f"{experiment.name}: skipping {len(steps)} step(s) ({names}): {why}")
+        self.outcomes += [Outcome(s, "skipped", why) for s in steps]
+
+    def run(self) -> int:
+        names = ", ".join(e.name for e in self.experiments)
+        self.say(f"reproduce {self.profile} ({names}): steps in {_relative(self.root)}, records in"
+                 f" {_relative(Path(self.results) / 'runs' / self.profile)}")
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            planned = self.plan()
+            width = len(str(len(planned)))
+            wheres = [f"[{i:>{width}}/{len(planned)}] {s.experiment}/{s.name} ({s.kind})" for i, s in enumerate(planned, 1)]
+            i = 0
+            while i < len(planned):
+                step = planned[i]
+                if step.kind != "eval":
+                    self.run_step(step, wheres[i])
+                    i += 1
+                    continue
+                j = i
+                while j < len(planned) and planned[j].kind == "eval" and planned[j].evaluates == step.evaluates:
+                    j += 1
+                self.run_evals(planned[i:j], wheres[i:j])
+                i = j
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.finish()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+
+    def finish(self) -> int:
+        counts: dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        shown = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
+        self.say(f"reproduce {self.profile}: {shown} in {format_seconds(self.elapsed())}")
+        if self.stop_signal is not None:
+            return 128 + int(self.stop_signal)
+        if counts.get("failed"):
+            return EXIT_FAILED
+        if counts.get("stopped"):
+            self.say("stopped by the time limit: run the same command again to continue where it stopped")
+            return EXIT_TIME_LIMIT
+        if counts.get("skipped"):
+            return EXIT_SKIPPED
+        return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def train_completed(run_dir: Path) -> bool:
+    """A training folder whose summary says it completed all its steps."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    wanted = (summary.get("config") or {}).get("trainer", {}).get("max_steps")
+    return summary.get("status") == "completed" and summary.get("steps") == wanted
+
+
+def missing_benchmark(name: str) -> str | None:
+    import importlib.util
+
+    from .commands.bench import BENCHMARKS
+
+    if name not in BENCHMARKS or importlib.util.find_spec(BENCHMARKS[name][0]) is None:
+        return f"`reformer bench {name}` is not available in this build"
+    return None
+
+
+def wants_missing_cuda(args: list[str]) -> str | None:
+    wants = any(a.split("=", 1)[-1].startswith("cuda") for a in args if a.split("=", 1)[0] in ("trainer.device", "device"))
+    if not wants:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return "needs a CUDA device and this machine has none (this profile is sized for one H100)"
+
+
+def compose_run(overrides: list[str]) -> Any:
+    """The validated config `reformer run <overrides>` would train (UserError with one line if not)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config import register_schemas, validate
+    from .hydra_entry import CONF_DIR, describe_hydra_error
+
+    register_schemas()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(describe_hydra_error(exc)) from None
+    validate(cfg)
+    return cfg
