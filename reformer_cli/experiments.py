@@ -13,7 +13,8 @@ reproduce it:
         comparable: false           # false: every table built from it says "not comparable"
         estimate: about 2 minutes on 2 CPU cores
         recipe: why these settings (optional, shown under the table)
-        prepare: [[task=text, task.path={experiments}/data/smoke_corpus.txt, ...]]
+        env: {OMP_NUM_THREADS: "1"}  # environment of every step's process (optional)
+        prepare: [[task=text, task.path=<experiments>/data/smoke_corpus.txt, ...]]
         tasks: {enwik8: [task=enwik8, ...]}        # optional: every run once per task
         train:
           common: [overrides for every run]
@@ -30,8 +31,8 @@ Steps and their names (each name is also its record's file name):
     eval      `reformer eval checkpoint=<train folder> <common> <as>` name `<train step>__<as>`
     bench     `reformer bench <args>` (the runner adds `--json`)      name `<bench>`
 
-Placeholders in any argument: `{experiments}` (this folder, absolute), `{root}` (the profile's
-output folder, e.g. outputs/reproduce/smoke), `{dir}` (the step's own folder).
+Placeholders in any argument: `<experiments>` (this folder), `<root>` (the profile's output
+folder, e.g. outputs/reproduce/smoke), `<dir>` (the step's own folder).
 
 Nothing here imports torch or Hydra: `reformer table` reads the same definitions in CI.
 """
@@ -50,7 +51,7 @@ LAYOUTS = ("matrix", "curves", "speed", "memory")
 PLACEHOLDERS = ("experiments", "root", "dir")
 
 _EXPERIMENT_KEYS = {"title", "layout", "paper", "profiles"}
-_PROFILE_KEYS = {"about", "comparable", "estimate", "recipe", "prepare", "tasks", "train", "eval", "bench"}
+_PROFILE_KEYS = {"about", "comparable", "estimate", "recipe", "env", "prepare", "tasks", "train", "eval", "bench"}
 _TRAIN_KEYS = {"common", "runs"}
 _EVAL_KEYS = {"common", "of", "runs"}
 
@@ -69,6 +70,7 @@ class Step:
     task: str | None = None  # the key in `tasks`, if the profile has several
     evaluates: str | None = None  # eval: the name of the train step it evaluates
     as_: str | None = None  # eval: the name of the setting in `eval.runs`
+    env: dict[str, str] = field(default_factory=dict)  # the profile's `env`
 
     @property
     def labels(self) -> dict[str, Any]:
@@ -86,6 +88,7 @@ class Profile:
     comparable: bool
     estimate: str
     recipe: str
+    env: dict[str, str] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
 
 
@@ -199,13 +202,18 @@ def load_experiment(path: Path) -> Experiment:
             _fail(path, f"profiles.{profile}.about: one line saying what this profile trains is required")
         if not isinstance(pspec.get("comparable"), bool):
             _fail(path, f"profiles.{profile}.comparable must be true or false")
+        env = {str(k): str(v) for k, v in _mapping(path, f"profiles.{profile}.env", pspec.get("env")).items()}
+        steps = expand_steps(name, profile, pspec, Path(path))
+        for step in steps:
+            step.env = env
         profiles[profile] = Profile(
             name=profile,
             about=" ".join(pspec["about"].split()),
             comparable=pspec["comparable"],
             estimate=" ".join(str(pspec.get("estimate", "")).split()),
             recipe=str(pspec.get("recipe") or "").strip(),
-            steps=expand_steps(name, profile, pspec, Path(path)),
+            env=env,
+            steps=steps,
         )
     return Experiment(name, str(spec["title"]), spec["layout"], dict(spec.get("paper") or {}), profiles, Path(path))
 
@@ -226,8 +234,8 @@ def load_experiments(folder: Path | None = None, only: list[str] | None = None) 
 
 
 def resolve(arg: str, *, experiments: Path, root: Path, step_dir: Path) -> str:
-    """An argument with its placeholders filled in (other braces, e.g. Hydra's `${...}`, are kept)."""
+    """An argument with its placeholders filled in ."""
     values = {"experiments": experiments, "root": root, "dir": step_dir}
     for name in PLACEHOLDERS:
-        arg = arg.replace("{" + name + "}", str(values[name]))
+        arg = arg.replace(f"<{name}>", str(values[name]))
     return arg

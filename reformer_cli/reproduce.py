@@ -206,11 +206,11 @@ class Reproduction:
 
     # --- running
 
-    def execute(self, argv: list[str], log_path: Path, shown: str) -> tuple[int, list[str]]:
+    def execute(self, argv: list[str], log_path: Path, shown: str, extra_env: dict[str, str]) -> tuple[int, list[str]]:
         """Run `python <argv>` with its output appended to `log_path`; (exit code, its last lines).
         A stop (time limit, SIGINT, SIGTERM) is passed on as SIGTERM: a training run checkpoints."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = {**os.environ, **extra_env}
         env["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("PYTHONUNBUFFERED", "1")
         env.setdefault("WANDB_SILENT", "true")
@@ -292,7 +292,7 @@ class Reproduction:
                     self.claim_folder(step)
                 log = self.step_dir(step) / "reproduce.log"
                 args = self.command(step)
-                code, tail = self.execute(["-m", "reformer_cli", *args], log, "reformer " + shlex.join(args))
+                code, tail = self.execute(["-m", "reformer_cli", *args], log, "reformer " + shlex.join(args), step.env)
                 outcome = self.after(step, code, tail, log)
         except UserError as exc:
             outcome = Outcome(step, "failed", one_line(str(exc)))
@@ -319,7 +319,7 @@ class Reproduction:
         spec.write_text(json.dumps([self.command(s)[1:] for s in pending], indent=1) + "\n")
         log = folder / f"{pending[0].evaluates}.evals.log"
         shown = "; ".join("reformer " + shlex.join(self.command(s)) for s in pending)
-        code, tail = self.execute(["-m", "reformer_cli.eval_batch", str(spec)], log, shown)
+        code, tail = self.execute(["-m", "reformer_cli.eval_batch", str(spec)], log, shown, pending[0].env)
         results = {}
         for line in tail:
             parts = line.split(" ", 4)

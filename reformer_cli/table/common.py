@@ -1,0 +1,180 @@
+"""What every results page shares: the provenance header, number formatting, the cell
+`ours / paper / difference`, markdown tables. Pure text from records: no torch, no clock, so the
+same records always give the same bytes (the golden test checks exactly that)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+MISSING = "missing"
+
+
+def not_comparable(profile: str) -> str:
+    return f"**{profile} profile: not comparable to the paper.**"
+
+
+@dataclass
+class Page:
+    """One results page: its markdown and the plots it refers to (name -> draw function)."""
+
+    name: str
+    markdown: str
+    plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """An experiment at the profile its page shows, with that profile's records."""
+
+    experiment: Any  # experiments.Experiment
+    profile: str | None  # None: no records at any profile
+    records: dict[str, dict]  # step name -> curated record
+    runs_shown: str  # the records folder as shown on the page, e.g. results/runs
+
+    @property
+    def spec(self) -> Any:
+        return self.experiment.profile(self.profile) if self.profile else None
+
+    @property
+    def comparable(self) -> bool:
+        return bool(self.spec and self.spec.comparable)
+
+    def record(self, name: str) -> dict | None:
+        return self.records.get(name)
+
+
+# ------------------------------------------------------------------------------------ numbers
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number as the tables print it; '-0.0' never appears."""
+    if value is None:
+        return MISSING
+    text = f"{value:.{digits}f}"
+    return text[1:] if re.fullmatch(r"-0\.?0*", text) else text
+
+
+def fmt_signed(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    text = fmt(value, digits)
+    return text if text.startswith("-") or text.strip("0.") == "" else "+" + text
+
+
+def fmt_paper(value: float | None) -> str:
+    """The paper's number exactly as printed (100, 94.8)."""
+    if value is None:
+        return "-"
+    return f"{value:g}"
+
+
+def cell(ours: float | None, paper: float | None, digits: int = 1) -> str:
+    """`ours / paper / difference` (ours - paper); `missing / paper / -` without a record."""
+    if ours is None:
+        return f"{MISSING} / {fmt_paper(paper)} / -"
+    if paper is None:
+        return f"{fmt(ours, digits)} / - / -"
+    return f"{fmt(ours, digits)} / {fmt_paper(paper)} / {fmt_signed(ours - paper, digits)}"
+
+
+def _escape(text: str) -> str:
+    """A table cell: a `|` in the text must not end the cell."""
+    return re.sub(r"(?<!\\)\|", r"\\|", str(text))
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(map(_escape, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(map(_escape, row)) + " |" for row in rows]
+    return lines
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+# ------------------------------------------------------------------------------------ header
+
+
+def _day(date: Any) -> str | None:
+    match = re.match(r"(\d{4}-\d{2}-\d{2})", str(date or ""))
+    return match.group(1) if match else None
+
+
+def _code(version: Any) -> str | None:
+    if not isinstance(version, dict):
+        return None
+    sha = (version.get("git_sha") or "")[:7] or "unknown commit"
+    dirty = " (modified tree)" if version.get("git_dirty") else ""
+    return f"reformer {version.get('package', '?')}, git {sha}{dirty}"
+
+
+def provenance(ctx: Context) -> dict[str, str]:
+    devices = sorted({str(r.get("device")) for r in ctx.records.values() if r.get("device")})
+    days = sorted({d for d in (_day(r.get("date")) for r in ctx.records.values()) if d})
+    codes = sorted({c for c in (_code(r.get("code_version")) for r in ctx.records.values()) if c})
+    if not days:
+        dates = "-"
+    elif len(days) == 1:
+        dates = days[0]
+    else:
+        dates = f"{days[0]} to {days[-1]}"
+    return {"devices": ", ".join(devices) or "-", "dates": dates, "code": "; ".join(codes) or "-"}
+
+
+def expected_records(ctx: Context) -> int:
+    return sum(1 for s in ctx.spec.steps if s.kind != "prepare") if ctx.spec else 0
+
+
+def header(ctx: Context, intro: str | None = None) -> list[str]:
+    e = ctx.experiment
+    lines = [f"# {e.title}", ""]
+    if ctx.profile is None:
+        lines += [
+            "No records yet: nothing has been run for this result. Run"
+            f" `make reproduce-table PROFILE=quick` (or `reformer reproduce --profile quick --only {e.name}`).",
+            "",
+        ]
+    elif not ctx.comparable:
+        lines += [f"> {not_comparable(ctx.profile)} Its runs are far smaller than the paper's (see `profile`"
+                  " below): they check that the pipeline runs end to end, not that the paper reproduces.", ""]
+    if intro:
+        lines += [intro, ""]
+    rows = []
+    if ctx.profile is not None:
+        p = provenance(ctx)
+        folder = f"{ctx.runs_shown}/{ctx.profile}/{e.name}/"
+        rows += [
+            ["profile", f"`{ctx.profile}`: {ctx.spec.about}"],
+            ["records", f"`{folder}` ({len(ctx.records)} of {expected_records(ctx)})"],
+            ["device", p["devices"]],
+            ["date", p["dates"]],
+            ["code", p["code"]],
+            ["reproduce", f"`make reproduce-table PROFILE={ctx.profile}`, or this result alone:"
+                          f" `reformer reproduce --profile {ctx.profile} --only {e.name}` then `reformer table`"],
+        ]
+    rows.append(["paper", str(e.paper.get("source", "-"))])
+    lines += table(["", ""], rows)
+    lines.append("")
+    return lines
+
+
+def recipe(ctx: Context) -> list[str]:
+    if not ctx.spec or not ctx.spec.recipe:
+        return []
+    return ["## How it was trained, and why", "", ctx.spec.recipe, ""]
+
+
+def records_by_run(ctx: Context, kind: str = "train") -> dict[str, dict]:
+    return {name: r for name, r in ctx.records.items() if r.get("kind") == kind}

@@ -1,0 +1,146 @@
+"""Figures 3, 4 and 5 (left): learning curves the paper shows without numbers. The page gives
+each run's final held-out number, its difference to the panel's baseline run and the paper's
+words; the plot redraws the curves from the validation points stored in the records. Numbers the
+paper does state (`paper.values`) get their own `ours / paper / difference` table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .common import Context, Page, cell, fmt, fmt_signed, header, recipe, table
+
+METRIC_LABELS = {"bpc": "bits per character", "bits_per_dim": "bits per dim", "accuracy": "accuracy", "bits": "bits"}
+
+
+def metric_of(records: list[dict]) -> str:
+    for r in records:
+        if r.get("metric"):
+            return str(r["metric"])
+    return "bits"
+
+
+def final_value(record: dict | None, metric: str) -> float | None:
+    if record is None:
+        return None
+    if record.get("kind") == "eval":
+        v = (record.get("metrics") or {}).get(metric)
+    else:
+        v = ((record.get("final") or {}).get("valid") or {}).get(metric)
+    return None if v is None else float(v)
+
+
+def task_groups(ctx: Context) -> list[str | None]:
+    """The task keys of the profile in definition order ([None] for a single task)."""
+    if not ctx.spec:
+        return [None]
+    seen: list[str | None] = []
+    for s in ctx.spec.steps:
+        if s.kind == "train" and s.task not in seen:
+            seen.append(s.task)
+    return seen or [None]
+
+
+def step_name(task: str | None, run: str) -> str:
+    return run if task is None else f"{task}.{run}"
+
+
+def defined_runs(ctx: Context) -> list[str]:
+    if not ctx.spec:
+        return []
+    runs: list[str] = []
+    for s in ctx.spec.steps:
+        if s.kind == "train" and s.run not in runs:
+            runs.append(s.run)
+    return runs
+
+
+def panel_runs(ctx: Context, panel: dict) -> list[str]:
+    """The panel's runs this profile defines (all of them without records)."""
+    runs = defined_runs(ctx)
+    return [r for r in panel["runs"] if r in runs] if runs else list(panel["runs"])
+
+
+def build(ctx: Context) -> Page:
+    paper: dict[str, Any] = ctx.experiment.paper
+    trained = [r for r in ctx.records.values() if r.get("kind") == "train"]
+    metric = metric_of(trained)
+    label = METRIC_LABELS.get(metric, metric)
+    lines = header(ctx)
+    lines += [
+        f"The paper publishes {paper.get('published', 'curves only')}. Each table: our final {label} on held-out"
+        " data (`valid` split, the run's last evaluation), and the difference to the panel's baseline run"
+        " (ours - baseline), beside what the paper says. `missing`: no record.",
+        "",
+    ]
+    has_curves = False
+    for task in task_groups(ctx):
+        if task is not None:
+            lines += [f"## {task}", ""]
+        for panel in paper.get("panels", []):
+            runs = panel_runs(ctx, panel)
+            lines += [f"### {panel['title']}" if task is not None else f"## {panel['title']}", ""]
+            body, previous = [], None
+            baseline = panel.get("baseline")
+            for run in runs:
+                r = ctx.record(step_name(task, run))
+                ours = final_value(r, metric)
+                ref_name = previous if baseline == "previous" else baseline
+                ref = final_value(ctx.record(step_name(task, ref_name)), metric) if ref_name else None
+                if run == ref_name or ref_name is None:
+                    diff = "-"
+                elif ours is None or ref is None:
+                    diff = "-"
+                else:
+                    diff = f"{fmt_signed(ours - ref, 3)} vs {ref_name}"
+                steps = f"{r['steps']:,}" if r and isinstance(r.get("steps"), int) else "-"
+                body.append([run, steps, fmt(ours, 3), "curve only", diff])
+                if r and r.get("curve"):
+                    has_curves = True
+                previous = run
+            lines += table(["run", "steps", f"ours: final {label}", "paper", "difference (ours)"], body)
+            lines += ["", f"The paper: {' '.join(str(panel.get('claim', '-')).split())}", ""]
+    values = paper.get("values") or {}
+    if values:
+        lines += ["## Numbers the paper states", "", "Each: **ours / paper / difference** (ours - paper).", ""]
+        body = []
+        for name, entry in values.items():
+            r = ctx.record(name)
+            body.append([str(entry.get("what", name)), f"`{name}`", cell(final_value(r, metric), float(entry["value"]), 3)])
+        lines += table(["what", "record", f"{label}: ours / paper / difference"], body)
+        lines.append("")
+    plots = {}
+    if has_curves:
+        png = f"{ctx.experiment.name}.png"
+        lines += [f"![{ctx.experiment.title}]({png})", ""]
+        plots[png] = lambda path: plot(ctx, metric, label, path)
+    lines += recipe(ctx)
+    return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
+
+
+def plot(ctx: Context, metric: str, label: str, path: Path) -> None:
+    from .plots import mark_empty, new_figure, save
+
+    tasks = task_groups(ctx)
+    panels = ctx.experiment.paper.get("panels", [])
+    fig, axes = new_figure(len(tasks), len(panels))
+    for i, task in enumerate(tasks):
+        for j, panel in enumerate(panels):
+            ax = axes[i][j]
+            for run in panel_runs(ctx, panel):
+                r = ctx.record(step_name(task, run))
+                points = [(p["step"], p[metric]) for p in (r or {}).get("curve", []) if p.get(metric) is not None]
+                if points:
+                    xs, ys = zip(*points)
+                    ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1.2, label=run)
+            title = panel["title"] if task is None else f"{task}: {panel['title']}"
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(f"held-out {label}")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=8)
+            mark_empty(ax)
+    note = f"profile {ctx.profile}" + ("" if ctx.comparable else ": not comparable to the paper")
+    fig.suptitle(f"{ctx.experiment.title}\n({note})", fontsize=10)
+    save(fig, path)

@@ -1,0 +1,117 @@
+"""Table 2: a matrix of evaluation records, rows = attention in training, columns = attention in
+evaluation; every cell `ours / paper / difference`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import Context, Page, cell, duration, fmt, fmt_paper, fmt_signed, header, recipe, table
+
+
+def value(record: dict | None, metric: str, scale: float) -> float | None:
+    if record is None:
+        return None
+    metrics = record.get("metrics") or {}
+    return None if metrics.get(metric) is None else float(metrics[metric]) * scale
+
+
+def build(ctx: Context) -> Page:
+    paper: dict[str, Any] = ctx.experiment.paper
+    columns, rows = list(paper["columns"]), dict(paper["rows"])
+    labels = paper.get("labels", {})
+    metric, scale, unit = paper.get("metric", "accuracy"), float(paper.get("scale", 1)), paper.get("unit", "")
+    tolerance = paper.get("tolerance")
+
+    lines = header(ctx)
+    lines += [
+        f"Each cell: **ours / paper / difference** ({metric} in {unit}; difference = ours - paper)."
+        " `missing`: no record for that cell.",
+        "",
+    ]
+    corner = f"{paper.get('rows_title', 'row')} \\ {paper.get('columns_title', 'column')}"
+    body, compared, misses, missing = [], 0, [], 0
+    for row, paper_values in rows.items():
+        cells = [labels.get(row, row)]
+        for col, paper_value in zip(columns, paper_values):
+            ours = value(ctx.record(f"{row}__{col}"), metric, scale)
+            cells.append(cell(ours, paper_value))
+            if ours is None:
+                missing += 1
+                continue
+            compared += 1
+            if tolerance is not None and abs(ours - paper_value) > tolerance:
+                misses.append((abs(ours - paper_value), f"{labels.get(row, row)} -> {labels.get(col, col)}",
+                               ours - paper_value))
+        body.append(cells)
+    lines += table([corner, *(labels.get(c, c) for c in columns)], body)
+    lines.append("")
+
+    total = sum(len(v) for v in rows.values())
+    if tolerance is not None:
+        within = compared - len(misses)
+        summary = f"Within {fmt_paper(tolerance)} points of the paper: **{within} of {total}** cells"
+        if missing:
+            summary += f" ({missing} missing)"
+        if not ctx.comparable and ctx.profile is not None:
+            summary += " (smoke profile: the comparison only exercises the table)"
+        lines += [summary + ".", ""]
+        if misses:
+            shown = "; ".join(f"{where} {fmt_signed(diff)}" for _, where, diff in sorted(misses, reverse=True))
+            lines += [f"Cells further than {fmt_paper(tolerance)} points from the paper (ours - paper): {shown}.", ""]
+    if paper.get("note"):
+        lines += [str(paper["note"]).strip(), ""]
+
+    trained = [(row, ctx.record(row)) for row in rows]
+    if any(r for _, r in trained):
+        lines += ["## Training runs", ""]
+        body = []
+        for row, r in trained:
+            if r is None:
+                body.append([labels.get(row, row), "missing", "-", "-", "-"])
+                continue
+            final = ((r.get("final") or {}).get("valid") or {}).get(metric)
+            body.append([
+                labels.get(row, row),
+                f"{r.get('steps', '-'):,}" if isinstance(r.get("steps"), int) else "-",
+                fmt(None if final is None else final * scale),
+                duration(r.get("train_seconds")),
+                str(r.get("device", "-")),
+            ])
+        lines += table(["trained with", "steps", f"final valid {metric} ({unit})", "training time", "device"], body)
+        lines.append("")
+    lines += recipe(ctx)
+    return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n")
+
+
+def readme_block(ctx: Context, page_path: str) -> str:
+    """The Table 2 block of the README: the measured matrix with its provenance, or, without
+    comparable records, the paper's table and a note that it has not been run on a GPU."""
+    paper = ctx.experiment.paper
+    columns, rows, labels = list(paper["columns"]), dict(paper["rows"]), paper.get("labels", {})
+    head = ["train \\ eval", *(labels.get(c, c) for c in columns)]
+    if ctx.profile is None or not ctx.comparable or not ctx.records:
+        body = [[labels.get(r, r), *(f"{fmt_paper(v)}" for v in values)] for r, values in rows.items()]
+        lines = [
+            "**Not yet run on a GPU.** The paper's Table 2 (accuracy %, rows: attention in training, columns:"
+            " in evaluation); `make reproduce-table PROFILE=quick` on one H100 fills in ours beside it"
+            f" (`{page_path}`):",
+            "",
+            *table(head, body),
+        ]
+        return "\n".join(lines)
+    metric, scale = paper.get("metric", "accuracy"), float(paper.get("scale", 1))
+    body = []
+    for row, paper_values in rows.items():
+        body.append([labels.get(row, row), *(
+            cell(value(ctx.record(f"{row}__{col}"), metric, scale), pv) for col, pv in zip(columns, paper_values)
+        )])
+    from .common import provenance
+
+    p = provenance(ctx)
+    lines = [
+        f"Accuracy %, **ours / paper / difference**; profile `{ctx.profile}` ({ctx.spec.about}); {p['devices']},"
+        f" {p['dates']}. Details, training runs and what was tried: `{page_path}`.",
+        "",
+        *table(head, body),
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""Figure 5 (right): attention time by sequence length, batch x length fixed, from a
+`reformer bench speed --json` record, beside the paper's digitised seconds per step.
+
+The two are different measurements (ours: forward + backward of attention alone, at the
+benchmark's tokens per batch; the paper's: a training step at 32,768 tokens per batch), so the
+page compares the shapes: each method's time relative to its own time at the shortest common
+length, and each LSH setting's time relative to full attention at the same length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .common import MISSING, Context, Page, cell, header, recipe, table
+
+
+def paper_rows(paper: dict) -> dict[int, tuple[int, dict[str, float]]]:
+    """length -> (batch, {method: seconds})."""
+    methods = list(paper["methods"])
+    out = {}
+    for length, values in paper["rows"].items():
+        out[int(length)] = (int(values[0]), dict(zip(methods, (float(v) for v in values[1:]))))
+    return out
+
+
+def our_rows(result: dict) -> tuple[list[str], dict[int, tuple[Any, dict[str, dict]]]]:
+    """(methods in record order, length -> (batch, {method: row}))."""
+    methods: list[str] = []
+    out: dict[int, tuple[Any, dict[str, dict]]] = {}
+    for row in result.get("rows", []):
+        method, length = str(row.get("method")), int(row.get("length"))
+        if method not in methods:
+            methods.append(method)
+        batch, by_method = out.setdefault(length, (row.get("batch"), {}))
+        by_method[method] = row
+    return methods, dict(sorted(out.items()))
+
+
+def ms(row: dict | None) -> float | None:
+    if row is None or row.get("ms") is None or row.get("error"):
+        return None
+    return float(row["ms"])
+
+
+def shown_ms(row: dict | None) -> str:
+    if row is None:
+        return MISSING
+    if row.get("error"):
+        return str(row["error"])
+    return "-" if row.get("ms") is None else f"{float(row['ms']):.2f}"
+
+
+def build(ctx: Context) -> Page:
+    paper = ctx.experiment.paper
+    record = next((r for r in ctx.records.values() if r.get("kind") == "bench"), None)
+    result = (record or {}).get("result") or {}
+    methods, ours = our_rows(result)
+    theirs = paper_rows(paper)
+    lines = header(ctx)
+    tokens = result.get("tokens")
+    lines += [
+        f"Ours: `reformer bench speed`, forward + backward of the attention alone, {tokens or '?':,}"
+        f" tokens per batch, {result.get('heads', '?')} heads of {result.get('d_head', '?')},"
+        f" {'causal' if result.get('causal', True) else 'not causal'}, {result.get('dtype', '?')}, LSH chunks of"
+        f" {result.get('chunk_length', '?')}; milliseconds. The paper: {paper['unit']} at"
+        f" {int(paper['tokens']):,} tokens per batch ({paper.get('uncertainty', '')})."
+        " **Different problems and units: compare how times grow, not the times.**"
+        if record else "No benchmark record: the tables below show the paper's numbers only.",
+        "",
+    ]
+    if record:
+        lines += ["## Ours (ms)", ""]
+        body = [[f"{length:,}", str(batch)] + [shown_ms(rows.get(m)) for m in methods] for length, (batch, rows) in ours.items()]
+        lines += table(["length", "batch", *methods], body)
+        lines.append("")
+    lines += [f"## The paper ({paper['unit']}, digitised)", ""]
+    pm = list(paper["methods"])
+    lines += table(["length", "batch", *pm],
+                   [[f"{length:,}", str(b), *(f"{v[m]:.2f}" for m in pm)] for length, (b, v) in theirs.items()])
+    lines.append("")
+
+    common = [length for length in theirs if length in ours]
+    if common:
+        base = common[0]
+        lines += [
+            f"## Growth with length: time / time at length {base:,}",
+            "",
+            "Each cell: **ours / paper / difference**. The paper's claim: "
+            + " ".join(str(paper.get("claim", "")).split()) + " (LSH ratios near 1, full attention's growing).",
+            "",
+        ]
+        body = []
+        for length in common:
+            row = [f"{length:,}"]
+            for m in pm:
+                o0, o = ms(ours[base][1].get(m)), ms(ours[length][1].get(m))
+                ratio = o / o0 if o is not None and o0 else None
+                row.append(cell(ratio, round(theirs[length][1][m] / theirs[base][1][m], 2), 2))
+            body.append(row)
+        lines += table(["length", *pm], body)
+        lines.append("")
+        lines += ["## Relative to full attention at the same length: time / full attention's time", "",
+                  "Each cell: **ours / paper / difference**; below 1: faster than full attention.", ""]
+        body = []
+        for length in common:
+            row = [f"{length:,}"]
+            full_ours = ms(ours[length][1].get("full"))
+            for m in pm[1:] if pm and pm[0] == "full" else pm:
+                o = ms(ours[length][1].get(m))
+                ratio = o / full_ours if o is not None and full_ours else None
+                row.append(cell(ratio, round(theirs[length][1][m] / theirs[length][1]["full"], 2), 2))
+            body.append(row)
+        lines += table(["length", *(m for m in pm if m != "full")], body)
+        lines.append("")
+    elif record:
+        lines += ["No sequence length is in both ours and the paper's: no ratio to compare.", ""]
+    if record and result.get("command"):
+        lines += [f"Benchmark command: `{result['command']}`", ""]
+    plots = {}
+    png = f"{ctx.experiment.name}.png"
+    lines += [f"![{ctx.experiment.title}]({png})", ""]
+    plots[png] = lambda path: plot(ctx, methods, ours, theirs, path)
+    lines += recipe(ctx)
+    return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
+
+
+def plot(ctx: Context, methods: list[str], ours: dict, theirs: dict, path: Path) -> None:
+    from .plots import mark_empty, new_figure, save
+
+    fig, axes = new_figure(1, 2)
+    left, right = axes[0]
+    for m in methods:
+        points = [(length, ms(rows.get(m))) for length, (_, rows) in ours.items() if ms(rows.get(m)) is not None]
+        if points:
+            xs, ys = zip(*points)
+            left.plot(xs, ys, marker="o", label=m)
+    pm = list(ctx.experiment.paper["methods"])
+    for m in pm:
+        xs = list(theirs)
+        right.plot(xs, [theirs[x][1][m] for x in xs], marker="o", label=m)
+    note = f"profile {ctx.profile}" + ("" if ctx.comparable else ", not comparable") if ctx.profile else "no record"
+    left.set_title(f"ours: attention forward + backward ({note})", fontsize=9)
+    left.set_ylabel("ms")
+    right.set_title(f"paper (digitised): {int(ctx.experiment.paper['tokens']):,} tokens per batch", fontsize=9)
+    right.set_ylabel("seconds per step")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length (batch x length fixed)")
+        ax.grid(alpha=0.3, which="both")
+        if ax.lines:
+            ax.legend(fontsize=8)
+        mark_empty(ax)
+    save(fig, path)
