@@ -49,6 +49,9 @@ EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
 PROFILES = ("smoke", "quick", "paper")
 LAYOUTS = ("matrix", "curves", "speed", "memory")
 PLACEHOLDERS = ("experiments", "root", "dir")
+# The paper's order (runs and pages follow it; other definitions come after, by name). Table 2
+# first: it is the result a short GPU session must finish.
+ORDER = ("table2", "fig3", "fig4", "fig5_depth", "fig5_speed", "memory_claims")
 
 _EXPERIMENT_KEYS = {"title", "layout", "paper", "profiles"}
 _PROFILE_KEYS = {"about", "comparable", "estimate", "recipe", "env", "prepare", "tasks", "train", "eval", "bench"}
@@ -219,12 +222,13 @@ def load_experiment(path: Path) -> Experiment:
 
 
 def load_experiments(folder: Path | None = None, only: list[str] | None = None) -> list[Experiment]:
-    """Every definition in `folder` (default: the repository's experiments/), by file name;
+    """Every definition in `folder` (default: the repository's experiments/), in ORDER;
     `only` selects some (ConfigError naming the unknown ones)."""
     folder = Path(folder) if folder is not None else EXPERIMENTS_DIR
     if not folder.is_dir():
         raise ConfigError(f"experiments folder {folder} not found")
-    found = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    paths = sorted(folder.glob("*.yaml"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else len(ORDER), p.stem))
+    found = {p.stem: p for p in paths}
     if only:
         unknown = [n for n in only if n not in found]
         if unknown:

@@ -71,13 +71,15 @@ def fmt_paper(value: float | None) -> str:
     return f"{value:g}"
 
 
-def cell(ours: float | None, paper: float | None, digits: int = 1) -> str:
-    """`ours / paper / difference` (ours - paper); `missing / paper / -` without a record."""
+def cell(ours: float | None, paper: float | None, digits: int = 1, as_printed: bool = True) -> str:
+    """`ours / paper / difference` (ours - paper); `missing / paper / -` without a record.
+    The paper's number as printed (`as_printed`), or with `digits` like ours (a derived ratio)."""
+    shown = fmt_paper(paper) if as_printed or paper is None else fmt(paper, digits)
     if ours is None:
-        return f"{MISSING} / {fmt_paper(paper)} / -"
+        return f"{MISSING} / {shown} / -"
     if paper is None:
         return f"{fmt(ours, digits)} / - / -"
-    return f"{fmt(ours, digits)} / {fmt_paper(paper)} / {fmt_signed(ours - paper, digits)}"
+    return f"{fmt(ours, digits)} / {shown} / {fmt_signed(ours - paper, digits)}"
 
 
 def _escape(text: str) -> str:

@@ -61,20 +61,27 @@ def panel_runs(ctx: Context, panel: dict) -> list[str]:
     return [r for r in panel["runs"] if r in runs] if runs else list(panel["runs"])
 
 
+def group_metric(ctx: Context, task: str | None) -> str:
+    """The metric of a task group's records (bpc for text and enwik8, bits_per_dim for images)."""
+    return metric_of([r for r in ctx.records.values() if r.get("kind") == "train" and
+                      (r.get("labels") or {}).get("task_key") == task])
+
+
 def build(ctx: Context) -> Page:
     paper: dict[str, Any] = ctx.experiment.paper
-    trained = [r for r in ctx.records.values() if r.get("kind") == "train"]
-    metric = metric_of(trained)
-    label = METRIC_LABELS.get(metric, metric)
+    tasks = task_groups(ctx)
+    metrics = {task: group_metric(ctx, task) for task in tasks}
+    labels = {task: METRIC_LABELS.get(m, m) for task, m in metrics.items()}
     lines = header(ctx)
     lines += [
-        f"The paper publishes {paper.get('published', 'curves only')}. Each table: our final {label} on held-out"
-        " data (`valid` split, the run's last evaluation), and the difference to the panel's baseline run"
+        f"The paper publishes {paper.get('published', 'curves only')}. Each table: our final number on held-out"
+        " data (`valid` split, the run's last evaluation) and its difference to the panel's baseline run"
         " (ours - baseline), beside what the paper says. `missing`: no record.",
         "",
     ]
     has_curves = False
-    for task in task_groups(ctx):
+    for task in tasks:
+        metric, label = metrics[task], labels[task]
         if task is not None:
             lines += [f"## {task}", ""]
         for panel in paper.get("panels", []):
@@ -87,9 +94,7 @@ def build(ctx: Context) -> Page:
                 ours = final_value(r, metric)
                 ref_name = previous if baseline == "previous" else baseline
                 ref = final_value(ctx.record(step_name(task, ref_name)), metric) if ref_name else None
-                if run == ref_name or ref_name is None:
-                    diff = "-"
-                elif ours is None or ref is None:
+                if run == ref_name or ref_name is None or ours is None or ref is None:
                     diff = "-"
                 else:
                     diff = f"{fmt_signed(ours - ref, 3)} vs {ref_name}"
@@ -102,6 +107,8 @@ def build(ctx: Context) -> Page:
             lines += ["", f"The paper: {' '.join(str(panel.get('claim', '-')).split())}", ""]
     values = paper.get("values") or {}
     if values:
+        metric = paper.get("values_metric") or metrics[tasks[0]]
+        label = METRIC_LABELS.get(metric, metric)
         lines += ["## Numbers the paper states", "", "Each: **ours / paper / difference** (ours - paper).", ""]
         body = []
         for name, entry in values.items():
@@ -113,18 +120,19 @@ def build(ctx: Context) -> Page:
     if has_curves:
         png = f"{ctx.experiment.name}.png"
         lines += [f"![{ctx.experiment.title}]({png})", ""]
-        plots[png] = lambda path: plot(ctx, metric, label, path)
+        plots[png] = lambda path: plot(ctx, metrics, labels, path)
     lines += recipe(ctx)
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
 
 
-def plot(ctx: Context, metric: str, label: str, path: Path) -> None:
+def plot(ctx: Context, metrics: dict, labels: dict, path: Path) -> None:
     from .plots import mark_empty, new_figure, save
 
     tasks = task_groups(ctx)
     panels = ctx.experiment.paper.get("panels", [])
     fig, axes = new_figure(len(tasks), len(panels))
     for i, task in enumerate(tasks):
+        metric, label = metrics[task], labels[task]
         for j, panel in enumerate(panels):
             ax = axes[i][j]
             for run in panel_runs(ctx, panel):

@@ -50,7 +50,7 @@ def build(ctx: Context) -> Page:
         ours = r["saved_bytes"] / b0 if b0 else None
         expected = {"depth": depth / d0, "constant": 1.0}.get(growth.get(layer))
         body.append([str(layer), str(depth), mib(r.get("saved_bytes")), mib(r.get("peak_bytes")),
-                     cell(ours, None if expected is None else round(expected, 2), 2)])
+                     cell(ours, None if expected is None else round(expected, 2), 2, as_printed=False)])
     lines += table(["layers", "depth", "saved for backward (MiB)", "peak (MiB)", f"growth vs depth {min((d for d, _ in first.values()), default='-')}"], body)
     lines.append("")
     if result.get("command"):

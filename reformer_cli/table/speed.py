@@ -95,7 +95,7 @@ def build(ctx: Context) -> Page:
             for m in pm:
                 o0, o = ms(ours[base][1].get(m)), ms(ours[length][1].get(m))
                 ratio = o / o0 if o is not None and o0 else None
-                row.append(cell(ratio, round(theirs[length][1][m] / theirs[base][1][m], 2), 2))
+                row.append(cell(ratio, round(theirs[length][1][m] / theirs[base][1][m], 2), 2, as_printed=False))
             body.append(row)
         lines += table(["length", *pm], body)
         lines.append("")
@@ -108,7 +108,7 @@ def build(ctx: Context) -> Page:
             for m in pm[1:] if pm and pm[0] == "full" else pm:
                 o = ms(ours[length][1].get(m))
                 ratio = o / full_ours if o is not None and full_ours else None
-                row.append(cell(ratio, round(theirs[length][1][m] / theirs[length][1]["full"], 2), 2))
+                row.append(cell(ratio, round(theirs[length][1][m] / theirs[length][1]["full"], 2), 2, as_printed=False))
             body.append(row)
         lines += table(["length", *(m for m in pm if m != "full")], body)
         lines.append("")
