@@ -353,15 +353,21 @@ class Reproduction:
                     rest = []
                     break
             reasons: dict[str, list[Step]] = {}
+            blocked: dict[str, str] = {}  # train step -> why its evaluations cannot run either
             for step in rest:
+                if step.kind == "eval" and step.evaluates in blocked:
+                    reasons.setdefault(blocked[step.evaluates], []).append(step)
+                    continue
                 try:
                     why = self.missing_requirement(step)
                 except UserError as exc:
                     self.outcomes.append(Outcome(step, "failed", one_line(str(exc))))
                     self.say(f"{e.name}/{step.name}: failed: {one_line(str(exc))}")
+                    blocked[step.name] = "their training run failed"
                     continue
                 if why:
                     reasons.setdefault(why, []).append(step)
+                    blocked[step.name] = why
                 else:
                     planned.append(step)
             for why, steps in reasons.items():

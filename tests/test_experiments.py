@@ -1,0 +1,169 @@
+"""experiments/*.yaml: every result has the three profiles, every command of every profile
+composes to a valid config (so a typo fails here, not an hour into a GPU session), and the smoke
+profile is honest: CPU only, never the real datasets, never substituted into a quick/paper run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from reformer_cli.commands.eval import explicit_attention_keys, merge_attention
+from reformer_cli.config import validate_attention, validate_eval
+from reformer_cli.errors import ConfigError
+from reformer_cli.eval_batch import compose_eval
+from reformer_cli.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
+from reformer_cli.reproduce import compose_run as _compose_run
+
+_composed: dict = {}
+
+
+def compose_run(overrides: list[str]):
+    """compose_run, once per distinct command (the tests compose the same runs several times)."""
+    key = tuple(overrides)
+    if key not in _composed:
+        _composed[key] = _compose_run(list(overrides))
+    return _composed[key]
+
+EXPERIMENTS = load_experiments()
+STEPS = [(e.name, p, s) for e in EXPERIMENTS for p in PROFILES for s in e.profile(p).steps]
+
+
+def resolved(step, tmp: Path) -> list[str]:
+    """The step's arguments with fixed placeholder paths (`tmp` is not used: the same command
+    composes the same way in every test, and data folders are never touched)."""
+    root = Path("/nonexistent/reproduce")
+    return [resolve(a, experiments=EXPERIMENTS_DIR, root=root, step_dir=root / "step") for a in step.args]
+
+
+def test_every_paper_result_has_three_profiles():
+    assert [e.name for e in EXPERIMENTS] == list(ORDER)
+    for e in EXPERIMENTS:
+        assert sorted(e.profiles) == sorted(PROFILES), e.name
+        for name, profile in e.profiles.items():
+            assert profile.steps, (e.name, name)
+            assert profile.comparable == (name != "smoke"), (e.name, name)
+            assert profile.about and profile.estimate, (e.name, name)
+
+
+@pytest.mark.parametrize("experiment,profile", [(e.name, p) for e in EXPERIMENTS for p in PROFILES])
+def test_every_command_composes_to_a_valid_config(experiment, profile, tmp_path):
+    e = next(x for x in EXPERIMENTS if x.name == experiment)
+    trained = {}
+    for step in e.profile(profile).steps:
+        args = resolved(step, tmp_path)
+        if step.kind == "train":
+            trained[step.name] = compose_run(args[1:])
+        elif step.kind == "eval":
+            cfg = compose_eval(["checkpoint=somewhere", *args[1:]])
+            validate_eval(cfg)
+            run_cfg = trained[step.evaluates]
+            chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
+            merged = merge_attention(OmegaConf.to_container(run_cfg.attention, resolve=True), chosen,
+                                     explicit_attention_keys(args))
+            validate_attention(OmegaConf.create(merged), int(run_cfg.task.seq_len))
+        elif step.kind == "bench" and args[1] == "memory":
+            from reformer_cli.bench.memory import parser
+
+            parser().parse_args([*args[2:], "--json", "x.json"])
+        elif step.kind == "prepare":
+            assert args[:2] == ["data", "prepare"]
+            assert any(a.startswith("task.path=") and "experiments" in a for a in args), "prepare only committed corpora"
+
+
+def test_table2_definitions_fill_every_cell_of_the_paper_table():
+    e = next(x for x in EXPERIMENTS if x.name == "table2")
+    paper = e.paper
+    assert list(paper["columns"]) == ["full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"]
+    assert list(paper["rows"]) == ["full", "lsh-4", "lsh-2", "lsh-1"]
+    for profile in e.profiles.values():
+        names = {s.name for s in profile.steps if s.kind == "eval"}
+        assert names == {f"{r}__{c}" for r in paper["rows"] for c in paper["columns"]}, profile.name
+
+
+def test_table2_quick_is_the_papers_task_and_model(tmp_path):
+    e = next(x for x in EXPERIMENTS if x.name == "table2")
+    for step in e.profile("quick").steps:
+        if step.kind != "train":
+            continue
+        cfg = compose_run(resolved(step, tmp_path)[1:])
+        assert (cfg.task.name, cfg.task.seq_len, cfg.task.vocab_size) == ("synthetic", 1024, 128)
+        assert (cfg.model.n_layers, cfg.model.d_model, cfg.model.d_ff, cfg.model.n_heads) == (1, 256, 256, 4)
+        if cfg.attention.name == "full":
+            assert cfg.attention.shared_qk  # evaluated under LSH: only a shared-QK model defines that
+        else:
+            assert cfg.attention.chunk_length == 64 and cfg.attention.n_buckets is None  # 2 * 1024 / 64 = 32
+
+
+def test_smoke_is_cpu_only_and_never_reads_or_replaces_real_data(tmp_path):
+    for name, profile, step in STEPS:
+        args = resolved(step, tmp_path)
+        if profile == "smoke":
+            assert not any(a.split("=", 1)[-1].startswith("cuda") for a in args), (name, step.name)
+            if step.kind == "train":
+                assert compose_run(args[1:]).task.name in ("synthetic", "text"), (name, step.name)
+        elif step.kind == "train":
+            cfg = compose_run(args[1:])
+            assert not (cfg.task.name == "text"), (name, profile, step.name)  # quick/paper: the real datasets only
+            if name != "table2":
+                assert cfg.task.name in ("enwik8", "imagenet64"), (name, profile, step.name)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_definition_mistakes_are_one_line_errors(tmp_path):
+    base = "title: t\nlayout: matrix\nprofiles:\n  smoke:\n    about: a\n    comparable: false\n"
+    cases = {
+        "layout: matrix\nprofiles: {}\n": "'title' is required",
+        base.replace("matrix", "pie"): "layout 'pie' is not one of",
+        base + "    trains: {}\n": "unknown key(s) trains",
+        base.replace("smoke:", "fast:"): "profile 'fast' is not one of",
+        base + "    train:\n      runs:\n        a b: []\n": "'a b' is not a usable name",
+        base + "    train:\n      runs:\n        a: []\n    eval:\n      of: [b]\n      runs:\n        x: []\n": "eval.of names b",
+        base + "    train:\n      runs:\n        a: oops\n": "must be a list of command-line arguments",
+        "title: [unclosed\n": "cannot read the definition",
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        path = write(tmp_path / f"e{i}.yaml", text)
+        with pytest.raises(ConfigError, match=re.escape(message)) as info:
+            load_experiment(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
+    with pytest.raises(ConfigError, match="unknown experiment.*nosuch"):
+        load_experiments(only=["table2", "nosuch"])
+
+
+def test_steps_expand_in_run_order_with_names_and_labels(tmp_path):
+    path = write(tmp_path / "x.yaml", """
+title: x
+layout: curves
+profiles:
+  smoke:
+    about: a
+    comparable: false
+    env: {OMP_NUM_THREADS: 1}
+    prepare: [[task=text, task.path=<experiments>/c.txt]]
+    tasks: {t1: [task.seq_len=8], t2: [task.seq_len=16]}
+    train:
+      common: [model=tiny]
+      runs: {a: [seed=1], b: [seed=2]}
+    eval:
+      of: [b]
+      common: [split=test]
+      runs: {e: [max_batches=1]}
+    bench: {m: [memory, --depths, "1"]}
+""")
+    steps = load_experiment(path).profile("smoke").steps
+    assert [(s.kind, s.name) for s in steps] == [
+        ("prepare", "prepare-1"), ("train", "t1.a"), ("train", "t1.b"), ("eval", "t1.b__e"),
+        ("train", "t2.a"), ("train", "t2.b"), ("eval", "t2.b__e"), ("bench", "m"),
+    ]
+    assert steps[3].args == ["eval", "split=test", "max_batches=1"] and steps[3].evaluates == "t1.b"
+    assert steps[4].args == ["run", "task.seq_len=16", "model=tiny", "seed=1"]
+    assert steps[3].labels == {"run": "b", "task_key": "t1", "evaluates": "t1.b", "as_": "e"}
+    assert all(s.env == {"OMP_NUM_THREADS": "1"} for s in steps)
+    assert resolve("<root>/d/<dir>", experiments=Path("e"), root=Path("r"), step_dir=Path("s")) == "r/d/s"

@@ -1,0 +1,189 @@
+"""`reformer reproduce`: steps in fixed folders, resumed after an interruption, never rerun once
+done, records curated after each step; missing data, devices and commands skipped with one line;
+a folder made by another definition refused; the time limit."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import cli_env, run_cli
+
+TINY = """
+title: tiny
+layout: matrix
+paper: {source: a test, metric: accuracy, scale: 100, unit: "%", columns: [full, lsh-2], rows: {full: [100, 90]}, tolerance: 3}
+profiles:
+  smoke:
+    about: a tiny duplication task
+    comparable: false
+    env: {OMP_NUM_THREADS: "1"}
+    train:
+      common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=32, model=tiny,
+               model.n_layers=1, trainer.batch_size=8, trainer.max_steps=MAX_STEPS, trainer.log_every=20,
+               trainer.eval_every=500, trainer.eval_batches=1, trainer.ckpt_every=100000, trainer.device=cpu,
+               logger=none]
+      runs:
+        full: [attention=full, attention.shared_qk=true]
+    eval:
+      common: [split=test, device=cpu]
+      runs:
+        full: [attention=full]
+        lsh-2: [attention=lsh, attention.n_rounds=2, attention.chunk_length=4]
+    bench:
+      memory: [memory, --device, cpu, --depths, "1,2", --d-model, "32", --d-ff, "64", --length, "64"]
+      nosuch: [nosuch]
+"""
+
+
+def definitions(folder: Path, max_steps: int = 1500) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "tiny.yaml").write_text(TINY.replace("MAX_STEPS", str(max_steps)))
+    return folder
+
+
+def reproduce(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli(["reproduce", "--profile", "smoke", "--experiments", "defs", "--outputs", "out",
+                    "--results", "results", *extra], cwd)
+
+
+def lines(text: str, word: str) -> list[str]:
+    return [line for line in text.splitlines() if word in line]
+
+
+def test_interrupted_resumed_then_never_rerun(tmp_path):
+    definitions(tmp_path / "defs")
+    run_dir = tmp_path / "out" / "smoke" / "tiny" / "full"
+    # 1. interrupted (SIGTERM to the runner, passed on to the training run, which checkpoints)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reformer_cli", "reproduce", "--profile", "smoke", "--experiments", "defs",
+         "--outputs", "out", "--results", "results"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log = run_dir / "reproduce.log"
+        if log.exists() and "step 20/1500" in log.read_text():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert lines(out, "tiny/full (train) stopped"), out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 20 <= summary["steps"] < 1500
+    assert list((run_dir / "checkpoints").glob("step-*.pt"))
+    assert not (tmp_path / "results" / "runs" / "smoke" / "tiny" / "full.json").exists()
+
+    # 2. the same command continues the run, evaluates, benchmarks; a missing command is skipped
+    second = reproduce(tmp_path)
+    assert second.returncode == 3, second.stdout + second.stderr
+    for step in ("tiny/full (train)", "tiny/full__full (eval)", "tiny/full__lsh-2 (eval)", "tiny/memory (bench)"):
+        assert lines(second.stdout, f"{step} ran: ok"), (step, second.stdout)
+    assert "tiny: skipping 1 step(s) (nosuch): `reformer bench nosuch` is not available in this build" in second.stdout
+    assert f"resumed from {run_dir.resolve()}/checkpoints/step-" in (run_dir / "reproduce.log").read_text()
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [m["step"] for m in metrics if m["split"] == "train"]
+    assert train_steps == list(range(20, 1501, 20))  # nothing lost or repeated across the interruption
+
+    records = tmp_path / "results" / "runs" / "smoke" / "tiny"
+    assert sorted(p.stem for p in records.glob("*.json")) == ["full", "full__full", "full__lsh-2", "memory"]
+    train = json.loads((records / "full.json").read_text())
+    assert (train["schema"], train["kind"], train["experiment"], train["profile"], train["step"]) == (1, "train", "tiny", "smoke", "full")
+    assert train["status"] == "completed" and train["steps"] == 1500 and train["device"].endswith("(cpu)")
+    assert train["curve"] == [{k: v for k, v in m.items() if k != "split"} for m in metrics if m["split"] == "valid"]
+    assert train["command"].startswith("reformer run task=synthetic ")
+    assert train["command"].endswith("hydra.run.dir=out/smoke/tiny/full resume=auto trainer.progress=plain")
+    assert train["config"]["trainer"]["max_steps"] == 1500 and "checkpoint" not in json.dumps(train)
+    evaluated = json.loads((records / "full__lsh-2.json").read_text())
+    raw = json.loads((tmp_path / "out" / "smoke" / "tiny" / "full__lsh-2" / "eval.json").read_text())
+    assert evaluated["metrics"] == raw["metrics"] and evaluated["evaluated_label"] == "lsh-2"
+    assert evaluated["labels"] == {"run": "full", "evaluates": "full", "as_": "lsh-2"}
+    assert evaluated["checkpoint"] == "out/smoke/tiny/full/checkpoints/step-00001500.pt"  # relative, not /tmp/...
+    bench = json.loads((records / "memory.json").read_text())
+    assert [r["depth"] for r in bench["result"]["results"]] == [1, 2, 1, 2]
+
+    # 3. again: everything is done, nothing is rerun
+    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "summary.json", tmp_path / "out/smoke/tiny/full__full/eval.json")}
+    third = reproduce(tmp_path)
+    assert third.returncode == 3
+    assert len(lines(third.stdout, "done: already done")) == 4, third.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # 4. the time limit: a step not yet started is left for the next run (exit 4)
+    for p in (tmp_path / "out/smoke/tiny/full__lsh-2").iterdir():
+        p.unlink()
+    limited = reproduce(tmp_path, "--time-limit", "0.001")
+    assert limited.returncode == 4, limited.stdout
+    assert lines(limited.stdout, "tiny/full__lsh-2 (eval) stopped: not started (time limit)")
+
+    # 5. a changed definition does not continue a folder made by the old one
+    definitions(tmp_path / "defs", max_steps=2000)
+    changed = reproduce(tmp_path)
+    assert changed.returncode == 1
+    assert "out/smoke/tiny/full was made by another definition of this step; delete that folder" in changed.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 1500
+
+    # 6. the records make a page
+    table = run_cli(["table", "--experiments", "defs", "--runs", "results/runs", "--out", "results", "--no-plots"], tmp_path)
+    assert table.returncode == 0, table.stderr
+    page = (tmp_path / "results" / "tiny.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| full | "))
+    full_cell, lsh_cell = row.rstrip(" |").split(" | ")[1:3]
+    assert re.fullmatch(r"\d+\.\d / 100 / [+-]?\d+\.\d", full_cell), row
+    assert re.fullmatch(r"\d+\.\d / 90 / [+-]?\d+\.\d", lsh_cell), row
+    assert "**smoke profile: not comparable to the paper.**" in page
+
+
+QUICK = """
+title: {name}
+layout: curves
+profiles:
+  quick:
+    about: needs {what}
+    comparable: true
+    train:
+      common: [{common}, model=tiny, task.seq_len=64, logger=none]
+      runs:
+        a: []
+        b: [attention=lsh]
+    eval:
+      runs:
+        again: []
+"""
+
+
+def test_missing_data_device_and_bad_definitions_are_one_line_each(tmp_path):
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    (defs / "needs_data.yaml").write_text(QUICK.format(
+        name="needs_data", what="enwik8", common="task=enwik8, task.data_dir=<root>/no-enwik8, trainer.device=cpu"))
+    (defs / "needs_gpu.yaml").write_text(QUICK.format(name="needs_gpu", what="a GPU", common="task=synthetic, trainer.device=cuda"))
+    (defs / "typo.yaml").write_text(QUICK.format(name="typo", what="nothing", common="task=synthetic, trainer.max_stepz=3"))
+    out = run_cli(["reproduce", "--profile", "quick", "--experiments", "defs", "--outputs", "out", "--results", "results"], tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr  # a failed step outranks skipped ones
+    text = out.stdout
+    data = lines(text, "needs_data: skipping 4 step(s) (a, a__again, b, b__again):")
+    assert len(data) == 1 and "enwik8" in data[0] and "reformer data prepare task=enwik8" in data[0], text
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "needs_gpu: skipping 4 step(s) (a, a__again, b, b__again): needs a CUDA device" in text, text
+    assert lines(text, "typo/a: failed: unknown config key 'trainer.max_stepz'"), text
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing was recorded, nothing substituted
+    assert not list(tmp_path.glob("out/quick/*/*/reproduce.log"))
+    assert "typo: skipping 2 step(s) (a__again, b__again): their training run failed" in text
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    out = run_cli(["reproduce", "--profile", "huge"], tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: reformer reproduce: argument --profile")
+    out = run_cli(["reproduce", "--profile", "smoke", "--only", "table9"], tmp_path)
+    assert out.returncode == 2 and "unknown experiment(s) table9" in out.stderr and out.stderr.count("\n") == 1
+    listing = run_cli(["reproduce", "--profile", "quick", "--only", "table2", "--list"], tmp_path)
+    assert listing.returncode == 0 and "full__lsh-8" in listing.stdout and not (tmp_path / "outputs").exists()
