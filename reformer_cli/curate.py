@@ -7,7 +7,9 @@ what says where a number came from (config, metrics, the validation curve, devic
 version, the command), never checkpoints. Every record starts with the same header:
 
     schema, experiment, profile, step, kind (train | eval | bench), labels (run, task_key,
-    evaluates, as_), command, device (a readable name), date, code_version
+    evaluates, as_), command, definition (the step's arguments as experiments/ defines them:
+    a record of the current definition means the step is done), device (a readable name), date,
+    code_version
 
 Paths under the working folder are stored relative to it, so records do not carry a machine's
 folder layout.
@@ -118,6 +120,7 @@ def curate(step: Any, step_dir: Path, command: str, base: Path) -> dict:
         "kind": step.kind,
         "labels": step.labels,
         "command": command,
+        "definition": step.args,
         **payload,
     }
     return relative_paths(record, base)

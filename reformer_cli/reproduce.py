@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .curate import curate, write_record
+from .curate import curate, record_path, write_record
 from .errors import DataError, UserError, one_line
 from .experiments import EXPERIMENTS_DIR, Experiment, Step, resolve
 
@@ -84,6 +84,7 @@ class Reproduction:
     results: Path = Path("results")
     experiments_dir: Path = EXPERIMENTS_DIR
     time_limit: float | None = None
+    pack: Path | None = None
     verbose: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -156,7 +157,8 @@ class Reproduction:
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.marker(step), indent=2) + "\n")
 
-    def is_done(self, step: Step) -> bool:
+    def folder_done(self, step: Step) -> bool:
+        """The step's folder holds its finished result (made by this definition)."""
         folder = self.step_dir(step)
         if not (folder / MARKER).is_file():
             return False
@@ -170,6 +172,29 @@ class Reproduction:
         if step.kind == "bench":
             return (folder / "bench.json").is_file()
         return False
+
+    def record_done(self, step: Step) -> bool:
+        """A curated record of this very definition exists (committed, or brought from another
+        machine): the step need not run again. A training run counts only once every evaluation
+        of it is done too, since an evaluation needs its checkpoint."""
+        try:
+            record = json.loads(record_path(self.results, step).read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        if record.get("definition") != step.args:
+            return False
+        if step.kind == "train":
+            return all(self.is_done(e) for e in self.evaluations_of(step))
+        return True
+
+    def is_done(self, step: Step) -> bool:
+        if step.kind == "prepare":
+            return False
+        return self.folder_done(step) or self.record_done(step)
+
+    def evaluations_of(self, step: Step) -> list[Step]:
+        experiment = next(e for e in self.experiments if e.name == step.experiment)
+        return [s for s in experiment.profile(step.profile).steps if s.kind == "eval" and s.evaluates == step.name]
 
     # --- checks before running
 
@@ -252,8 +277,10 @@ class Reproduction:
 
     def before(self, step: Step) -> Outcome | None:
         """The outcome of a step that needs no running (done, stopped, its training missing)."""
-        if step.kind != "prepare" and self.is_done(step):
+        if step.kind != "prepare" and self.folder_done(step):
             return Outcome(step, "done", "already done")
+        if step.kind != "prepare" and self.record_done(step):
+            return Outcome(step, "done", f"already recorded in {_relative(record_path(self.results, step))}")
         if self.interrupted():
             return Outcome(step, "stopped", "not started (time limit)" if self.time_up() else "not started")
         if step.kind == "eval" and not train_completed(self.root / step.experiment / step.evaluates):
@@ -262,7 +289,7 @@ class Reproduction:
 
     def after(self, step: Step, code: int, tail: list[str], log: Path) -> Outcome:
         """The outcome of a step that ran and exited with `code`."""
-        if code == 0 and (step.kind == "prepare" or self.is_done(step)):
+        if code == 0 and (step.kind == "prepare" or self.folder_done(step)):
             return Outcome(step, "ran", "ok")
         if self.interrupted():
             return Outcome(step, "stopped", "stopped; run the same command again to continue")
@@ -272,7 +299,7 @@ class Reproduction:
     def report(self, outcome: Outcome, where: str) -> Outcome:
         """Curate the record of a finished step, print its line."""
         step = outcome.step
-        if outcome.status in ("ran", "done") and step.kind != "prepare":
+        if outcome.status in ("ran", "done") and step.kind != "prepare" and self.folder_done(step):
             try:
                 record = curate(step, self.step_dir(step), "reformer " + shlex.join(self.command(step)), self.base)
                 write_record(self.results, step, record)
@@ -327,7 +354,7 @@ class Reproduction:
                 results[parts[3]] = (parts[1], float(parts[2]), parts[4] if len(parts) > 4 else "")
         for step in pending:
             status, seconds, message = results.get(str(self.step_dir(step) / "eval.json"), ("missing", 0.0, ""))
-            if status == "ok" and self.is_done(step):
+            if status == "ok" and self.folder_done(step):
                 outcome = Outcome(step, "ran", "ok", seconds)
             elif status == "error":
                 outcome = Outcome(step, "failed", f"{message[:300]} (log: {_relative(log)})", seconds)
@@ -405,7 +432,57 @@ class Reproduction:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self.pack is not None:
+                self.pack_state(Path(self.pack))
         return self.finish()
+
+    def unfinished(self) -> list[Step]:
+        """Training runs another machine needs to continue this reproduction: started but not
+        completed, or completed with evaluations still to run."""
+        found = []
+        for e in self.experiments:
+            profile = e.profile(self.profile)
+            for step in profile.steps if profile else []:
+                folder = self.step_dir(step)
+                if step.kind != "train" or not (folder / MARKER).is_file() or self.record_done(step):
+                    continue
+                if not train_completed(folder) or not all(self.is_done(ev) for ev in self.evaluations_of(step)):
+                    found.append(step)
+        return found
+
+    def pack_state(self, path: Path) -> None:
+        """Write a .tar.gz holding what another machine needs to continue: this profile's records
+        and the folders of unfinished training runs (newest checkpoint only). Unpack it with
+        `tar xzf` in the same working folder there, then run the same command."""
+        import tarfile
+
+        from .records import list_checkpoints
+
+        def arcname(p: Path) -> str:
+            name = os.path.relpath(p.resolve(), self.base.resolve())
+            if name.startswith(".."):
+                raise UserError(f"--pack: {p} is outside the working folder {self.base}")
+            return name
+
+        files: list[Path] = []
+        records = Path(self.results) / "runs" / self.profile
+        for e in self.experiments:
+            if (records / e.name).is_dir():
+                files += sorted(p for p in (records / e.name).rglob("*") if p.is_file())
+        for step in self.unfinished():
+            folder = self.step_dir(step)
+            newest = list_checkpoints(folder)[-1:]
+            keep = {p for _, p in newest}
+            files += sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix != ".pt" or p in keep))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tarfile.open(tmp, "w:gz") as tar:
+            for f in files:
+                tar.add(f, arcname=arcname(f), recursive=False)
+        tmp.replace(path)
+        size = path.stat().st_size / 2**20
+        self.say(f"packed {len(files)} files ({size:.1f} MiB; {len(self.unfinished())} unfinished run(s)) into"
+                 f" {_relative(path)}: `tar xzf` it in this folder on another machine, then run the same command")
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_signal = signum

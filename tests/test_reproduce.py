@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -56,14 +58,18 @@ def lines(text: str, word: str) -> list[str]:
     return [line for line in text.splitlines() if word in line]
 
 
-def test_interrupted_resumed_then_never_rerun(tmp_path):
-    definitions(tmp_path / "defs")
-    run_dir = tmp_path / "out" / "smoke" / "tiny" / "full"
-    # 1. interrupted (SIGTERM to the runner, passed on to the training run, which checkpoints)
+def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for machine in (first, second):
+        machine.mkdir()
+        definitions(machine / "defs")
+    # 1. interrupted (SIGTERM to the runner, passed on to the training run, which checkpoints);
+    #    --pack writes what another machine needs to continue
+    run_dir = first / "out" / "smoke" / "tiny" / "full"
     proc = subprocess.Popen(
         [sys.executable, "-m", "reformer_cli", "reproduce", "--profile", "smoke", "--experiments", "defs",
-         "--outputs", "out", "--results", "results"],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--outputs", "out", "--results", "results", "--pack", "state.tar.gz"],
+        cwd=first, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -77,21 +83,28 @@ def test_interrupted_resumed_then_never_rerun(tmp_path):
     assert lines(out, "tiny/full (train) stopped"), out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 20 <= summary["steps"] < 1500
-    assert list((run_dir / "checkpoints").glob("step-*.pt"))
-    assert not (tmp_path / "results" / "runs" / "smoke" / "tiny" / "full.json").exists()
+    assert not (first / "results" / "runs" / "smoke" / "tiny" / "full.json").exists()
+    with tarfile.open(first / "state.tar.gz") as tar:
+        names = tar.getnames()
+    assert "out/smoke/tiny/full/reproduce.json" in names and "out/smoke/tiny/full/metrics.jsonl" in names
+    assert [n for n in names if n.endswith(".pt")] == [f"out/smoke/tiny/full/checkpoints/step-{summary['steps']:08d}.pt"]
 
-    # 2. the same command continues the run, evaluates, benchmarks; a missing command is skipped
-    second = reproduce(tmp_path)
-    assert second.returncode == 3, second.stdout + second.stderr
+    # 2. on the other machine, the same command continues the run, evaluates, benchmarks; a
+    #    benchmark this build does not have is skipped with one line
+    with tarfile.open(first / "state.tar.gz") as tar:
+        tar.extractall(second, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    run_dir = second / "out" / "smoke" / "tiny" / "full"
+    resumed = reproduce(second)
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     for step in ("tiny/full (train)", "tiny/full__full (eval)", "tiny/full__lsh-2 (eval)", "tiny/memory (bench)"):
-        assert lines(second.stdout, f"{step} ran: ok"), (step, second.stdout)
-    assert "tiny: skipping 1 step(s) (nosuch): `reformer bench nosuch` is not available in this build" in second.stdout
-    assert f"resumed from {run_dir.resolve()}/checkpoints/step-" in (run_dir / "reproduce.log").read_text()
+        assert lines(resumed.stdout, f"{step} ran: ok"), (step, resumed.stdout)
+    assert "tiny: skipping 1 step(s) (nosuch): `reformer bench nosuch` is not available in this build" in resumed.stdout
+    assert f"resumed from {run_dir.resolve()}/checkpoints/step-{summary['steps']:08d}.pt" in (run_dir / "reproduce.log").read_text()
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train_steps = [m["step"] for m in metrics if m["split"] == "train"]
     assert train_steps == list(range(20, 1501, 20))  # nothing lost or repeated across the interruption
 
-    records = tmp_path / "results" / "runs" / "smoke" / "tiny"
+    records = second / "results" / "runs" / "smoke" / "tiny"
     assert sorted(p.stem for p in records.glob("*.json")) == ["full", "full__full", "full__lsh-2", "memory"]
     train = json.loads((records / "full.json").read_text())
     assert (train["schema"], train["kind"], train["experiment"], train["profile"], train["step"]) == (1, "train", "tiny", "smoke", "full")
@@ -99,9 +112,10 @@ def test_interrupted_resumed_then_never_rerun(tmp_path):
     assert train["curve"] == [{k: v for k, v in m.items() if k != "split"} for m in metrics if m["split"] == "valid"]
     assert train["command"].startswith("reformer run task=synthetic ")
     assert train["command"].endswith("hydra.run.dir=out/smoke/tiny/full resume=auto trainer.progress=plain")
+    assert train["definition"][:2] == ["run", "task=synthetic"] and "hydra.run.dir" not in " ".join(train["definition"])
     assert train["config"]["trainer"]["max_steps"] == 1500 and "checkpoint" not in json.dumps(train)
     evaluated = json.loads((records / "full__lsh-2.json").read_text())
-    raw = json.loads((tmp_path / "out" / "smoke" / "tiny" / "full__lsh-2" / "eval.json").read_text())
+    raw = json.loads((second / "out" / "smoke" / "tiny" / "full__lsh-2" / "eval.json").read_text())
     assert evaluated["metrics"] == raw["metrics"] and evaluated["evaluated_label"] == "lsh-2"
     assert evaluated["labels"] == {"run": "full", "evaluates": "full", "as_": "lsh-2"}
     assert evaluated["checkpoint"] == "out/smoke/tiny/full/checkpoints/step-00001500.pt"  # relative, not /tmp/...
@@ -109,30 +123,38 @@ def test_interrupted_resumed_then_never_rerun(tmp_path):
     assert [r["depth"] for r in bench["result"]["results"]] == [1, 2, 1, 2]
 
     # 3. again: everything is done, nothing is rerun
-    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "summary.json", tmp_path / "out/smoke/tiny/full__full/eval.json")}
-    third = reproduce(tmp_path)
-    assert third.returncode == 3
-    assert len(lines(third.stdout, "done: already done")) == 4, third.stdout
+    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "summary.json", second / "out/smoke/tiny/full__full/eval.json")}
+    again = reproduce(second)
+    assert again.returncode == 3
+    assert len(lines(again.stdout, "done: already done")) == 4, again.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
-    # 4. the time limit: a step not yet started is left for the next run (exit 4)
-    for p in (tmp_path / "out/smoke/tiny/full__lsh-2").iterdir():
-        p.unlink()
-    limited = reproduce(tmp_path, "--time-limit", "0.001")
+    # 4. records of the current definitions (e.g. committed ones) are results: no run folder needed
+    third = tmp_path / "third"
+    shutil.copytree(second / "defs", third / "defs")
+    shutil.copytree(second / "results", third / "results")
+    recorded = reproduce(third)
+    assert recorded.returncode == 3 and len(lines(recorded.stdout, "done: already recorded in results/runs/smoke/tiny/")) == 4
+    assert not list(third.glob("out/smoke/tiny/*/reproduce.log"))
+
+    # 5. the time limit: a step not yet started is left for the next run (exit 4)
+    shutil.rmtree(second / "out/smoke/tiny/full__lsh-2")
+    (records / "full__lsh-2.json").unlink()
+    limited = reproduce(second, "--time-limit", "0.001")
     assert limited.returncode == 4, limited.stdout
     assert lines(limited.stdout, "tiny/full__lsh-2 (eval) stopped: not started (time limit)")
 
-    # 5. a changed definition does not continue a folder made by the old one
-    definitions(tmp_path / "defs", max_steps=2000)
-    changed = reproduce(tmp_path)
+    # 6. a changed definition does not continue a folder made by the old one
+    definitions(second / "defs", max_steps=2000)
+    changed = reproduce(second)
     assert changed.returncode == 1
     assert "out/smoke/tiny/full was made by another definition of this step; delete that folder" in changed.stdout
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 1500
 
-    # 6. the records make a page
-    table = run_cli(["table", "--experiments", "defs", "--runs", "results/runs", "--out", "results", "--no-plots"], tmp_path)
+    # 7. the records make a page
+    table = run_cli(["table", "--experiments", "defs", "--runs", "results/runs", "--out", "results", "--no-plots"], third)
     assert table.returncode == 0, table.stderr
-    page = (tmp_path / "results" / "tiny.md").read_text()
+    page = (third / "results" / "tiny.md").read_text()
     row = next(line for line in page.splitlines() if line.startswith("| full | "))
     full_cell, lsh_cell = row.rstrip(" |").split(" | ")[1:3]
     assert re.fullmatch(r"\d+\.\d / 100 / [+-]?\d+\.\d", full_cell), row

@@ -36,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--experiments", type=Path, default=EXPERIMENTS_DIR, help="the definitions (default: experiments/)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop cleanly after this long (a training run saves a checkpoint); rerun to continue")
+    p.add_argument("--pack", type=Path, default=None, metavar="FILE.tar.gz",
+                   help="at the end (also when stopped), write this profile's records and the folders of unfinished"
+                        " training runs (newest checkpoint only) into one archive: `tar xzf` it in the same folder on"
+                        " another machine and run the same command to continue there")
     p.add_argument("-v", "--verbose", action="store_true", help="show each step's own output")
     return p
 
@@ -69,7 +73,7 @@ def main(args: list[str]) -> int:
             raise UserError(f"--time-limit {opts.time_limit} must be positive")
         return Reproduction(
             profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=opts.results,
-            experiments_dir=opts.experiments, time_limit=opts.time_limit, verbose=opts.verbose,
+            experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,
         ).run()
     except UserError as exc:
         report_and_exit(str(exc))
