@@ -124,7 +124,9 @@ def test_committed_results_were_built_from_the_committed_records(tmp_path):
     if not (REPO / "results" / "runs").is_dir():
         pytest.skip("no committed results")
     shutil.copytree(REPO / "results" / "runs", tmp_path / "results" / "runs")
-    out = run_cli(["table", "--no-plots"], tmp_path)
+    shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    out = run_cli(["table", "--no-plots", "--readme", "README.md"], tmp_path)
     assert out.returncode == 0, out.stderr
     for page in sorted((tmp_path / "results").glob("*.md")):
         assert page.read_text() == (REPO / "results" / page.name).read_text(), page.name
+    assert (tmp_path / "README.md").read_text() == (REPO / "README.md").read_text()  # its Table 2 block too
