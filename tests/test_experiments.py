@@ -167,3 +167,16 @@ profiles:
     assert steps[3].labels == {"run": "b", "task_key": "t1", "evaluates": "t1.b", "as_": "e"}
     assert all(s.env == {"OMP_NUM_THREADS": "1"} for s in steps)
     assert resolve("<root>/d/<dir>", experiments=Path("e"), root=Path("r"), step_dir=Path("s")) == "r/d/s"
+
+
+def test_the_table2_preset_is_the_quick_recipe(tmp_path):
+    """`reformer run experiment=table2 <attention>` trains exactly what the quick profile trains."""
+    e = next(x for x in EXPERIMENTS if x.name == "table2")
+    for step in e.profile("quick").steps:
+        if step.kind != "train":
+            continue
+        args = resolved(step, tmp_path)[1:]
+        attention = [a for a in args if a.startswith("attention")]
+        runner_only = [a for a in args if a.startswith(("trainer.device=", "logger="))]
+        preset = compose_run(["experiment=table2", *runner_only, *attention])
+        assert OmegaConf.to_container(preset, resolve=True) == OmegaConf.to_container(compose_run(args), resolve=True)
