@@ -29,6 +29,11 @@ class ModelConfig:
     dropout: float = 0.0  # embedding / residual dropout (replayed exactly by reversible layers)
     ff_activation: str = "relu"  # relu | gelu
     positions: str = "learned"  # learned | axial | none
+    # learned positions: the table's init std. 0.02 is small beside the token embeddings'
+    # N(0, 1); trax's positions (sinusoidal, or axial N(0, 1)) and HF's axial ones have unit
+    # scale, and the Table 2 recipe uses 1.0 (a 1-layer model must learn position-to-position
+    # attention there: at 0.02 it sits at chance several times longer).
+    position_init_std: float = 0.02
     # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) >= task.seq_len (the first
     # seq_len grid positions are used) and sum(axial_dims) == d_model. Left null, a two-axis shape
     # covering exactly task.seq_len and an even split are derived (config.axial_layout).
@@ -290,6 +295,8 @@ def validate_model(model: Any, seq_len: int) -> None:
     _fraction("model.dropout", model.dropout)
     _choice("model.ff_activation", model.ff_activation, ACTIVATIONS)
     _choice("model.positions", model.positions, POSITIONS)
+    if not model.get("position_init_std", 0.02) > 0:
+        raise ConfigError(f"model.position_init_std={model.position_init_std} must be > 0")
     if model.positions == "axial":
         axial_layout(model, seq_len)
 
