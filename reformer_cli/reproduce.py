@@ -176,7 +176,10 @@ class Reproduction:
     def record_done(self, step: Step) -> bool:
         """A curated record of this very definition exists (committed, or brought from another
         machine): the step need not run again. A training run counts only once every evaluation
-        of it is done too, since an evaluation needs its checkpoint."""
+        of it is done too, since an evaluation needs its checkpoint. Not for the smoke profile:
+        its records are cheap, and running is its point (a check that the pipeline works here)."""
+        if step.profile == "smoke":
+            return False
         try:
             record = json.loads(record_path(self.results, step).read_text())
         except (OSError, json.JSONDecodeError):

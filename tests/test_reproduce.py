@@ -4,6 +4,7 @@ a folder made by another definition refused; the time limit."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -21,9 +22,9 @@ title: tiny
 layout: matrix
 paper: {source: a test, metric: accuracy, scale: 100, unit: "%", columns: [full, lsh-2], rows: {full: [100, 90]}, tolerance: 3}
 profiles:
-  smoke:
-    about: a tiny duplication task
-    comparable: false
+  quick:
+    about: a tiny duplication task (on the CPU; the runner treats quick like any profile but smoke)
+    comparable: true
     env: {OMP_NUM_THREADS: "1"}
     train:
       common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=32, model=tiny,
@@ -50,7 +51,7 @@ def definitions(folder: Path, max_steps: int = 1500) -> Path:
 
 
 def reproduce(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli(["reproduce", "--profile", "smoke", "--experiments", "defs", "--outputs", "out",
+    return run_cli(["reproduce", "--profile", "quick", "--experiments", "defs", "--outputs", "out",
                     "--results", "results", *extra], cwd)
 
 
@@ -65,14 +66,14 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
         definitions(machine / "defs")
     # 1. interrupted (SIGTERM to the runner, passed on to the training run, which checkpoints);
     #    --pack writes what another machine needs to continue
-    run_dir = first / "out" / "smoke" / "tiny" / "full"
+    run_dir = first / "out" / "quick" / "tiny" / "full"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reformer_cli", "reproduce", "--profile", "smoke", "--experiments", "defs",
+        [sys.executable, "-m", "reformer_cli", "reproduce", "--profile", "quick", "--experiments", "defs",
          "--outputs", "out", "--results", "results", "--pack", "state.tar.gz"],
         cwd=first, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         log = run_dir / "reproduce.log"
         if log.exists() and "step 20/1500" in log.read_text():
             break
@@ -83,17 +84,17 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     assert lines(out, "tiny/full (train) stopped"), out
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 20 <= summary["steps"] < 1500
-    assert not (first / "results" / "runs" / "smoke" / "tiny" / "full.json").exists()
+    assert not (first / "results" / "runs" / "quick" / "tiny" / "full.json").exists()
     with tarfile.open(first / "state.tar.gz") as tar:
         names = tar.getnames()
-    assert "out/smoke/tiny/full/reproduce.json" in names and "out/smoke/tiny/full/metrics.jsonl" in names
-    assert [n for n in names if n.endswith(".pt")] == [f"out/smoke/tiny/full/checkpoints/step-{summary['steps']:08d}.pt"]
+    assert "out/quick/tiny/full/reproduce.json" in names and "out/quick/tiny/full/metrics.jsonl" in names
+    assert [n for n in names if n.endswith(".pt")] == [f"out/quick/tiny/full/checkpoints/step-{summary['steps']:08d}.pt"]
 
     # 2. on the other machine, the same command continues the run, evaluates, benchmarks; a
     #    benchmark this build does not have is skipped with one line
     with tarfile.open(first / "state.tar.gz") as tar:
         tar.extractall(second, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    run_dir = second / "out" / "smoke" / "tiny" / "full"
+    run_dir = second / "out" / "quick" / "tiny" / "full"
     resumed = reproduce(second)
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr
     for step in ("tiny/full (train)", "tiny/full__full (eval)", "tiny/full__lsh-2 (eval)", "tiny/memory (bench)"):
@@ -104,26 +105,26 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     train_steps = [m["step"] for m in metrics if m["split"] == "train"]
     assert train_steps == list(range(20, 1501, 20))  # nothing lost or repeated across the interruption
 
-    records = second / "results" / "runs" / "smoke" / "tiny"
+    records = second / "results" / "runs" / "quick" / "tiny"
     assert sorted(p.stem for p in records.glob("*.json")) == ["full", "full__full", "full__lsh-2", "memory"]
     train = json.loads((records / "full.json").read_text())
-    assert (train["schema"], train["kind"], train["experiment"], train["profile"], train["step"]) == (1, "train", "tiny", "smoke", "full")
+    assert (train["schema"], train["kind"], train["experiment"], train["profile"], train["step"]) == (1, "train", "tiny", "quick", "full")
     assert train["status"] == "completed" and train["steps"] == 1500 and train["device"].endswith("(cpu)")
     assert train["curve"] == [{k: v for k, v in m.items() if k != "split"} for m in metrics if m["split"] == "valid"]
     assert train["command"].startswith("reformer run task=synthetic ")
-    assert train["command"].endswith("hydra.run.dir=out/smoke/tiny/full resume=auto trainer.progress=plain")
+    assert train["command"].endswith("hydra.run.dir=out/quick/tiny/full resume=auto trainer.progress=plain")
     assert train["definition"][:2] == ["run", "task=synthetic"] and "hydra.run.dir" not in " ".join(train["definition"])
     assert train["config"]["trainer"]["max_steps"] == 1500 and "checkpoint" not in json.dumps(train)
     evaluated = json.loads((records / "full__lsh-2.json").read_text())
-    raw = json.loads((second / "out" / "smoke" / "tiny" / "full__lsh-2" / "eval.json").read_text())
+    raw = json.loads((second / "out" / "quick" / "tiny" / "full__lsh-2" / "eval.json").read_text())
     assert evaluated["metrics"] == raw["metrics"] and evaluated["evaluated_label"] == "lsh-2"
     assert evaluated["labels"] == {"run": "full", "evaluates": "full", "as_": "lsh-2"}
-    assert evaluated["checkpoint"] == "out/smoke/tiny/full/checkpoints/step-00001500.pt"  # relative, not /tmp/...
+    assert evaluated["checkpoint"] == "out/quick/tiny/full/checkpoints/step-00001500.pt"  # relative, not /tmp/...
     bench = json.loads((records / "memory.json").read_text())
     assert [r["depth"] for r in bench["result"]["results"]] == [1, 2, 1, 2]
 
     # 3. again: everything is done, nothing is rerun
-    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "summary.json", second / "out/smoke/tiny/full__full/eval.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in (run_dir / "summary.json", second / "out/quick/tiny/full__full/eval.json")}
     again = reproduce(second)
     assert again.returncode == 3
     assert len(lines(again.stdout, "done: already done")) == 4, again.stdout
@@ -134,11 +135,11 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     shutil.copytree(second / "defs", third / "defs")
     shutil.copytree(second / "results", third / "results")
     recorded = reproduce(third)
-    assert recorded.returncode == 3 and len(lines(recorded.stdout, "done: already recorded in results/runs/smoke/tiny/")) == 4
-    assert not list(third.glob("out/smoke/tiny/*/reproduce.log"))
+    assert recorded.returncode == 3 and len(lines(recorded.stdout, "done: already recorded in results/runs/quick/tiny/")) == 4
+    assert not list(third.glob("out/quick/tiny/*/reproduce.log"))
 
     # 5. the time limit: a step not yet started is left for the next run (exit 4)
-    shutil.rmtree(second / "out/smoke/tiny/full__lsh-2")
+    shutil.rmtree(second / "out/quick/tiny/full__lsh-2")
     (records / "full__lsh-2.json").unlink()
     limited = reproduce(second, "--time-limit", "0.001")
     assert limited.returncode == 4, limited.stdout
@@ -148,7 +149,7 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     definitions(second / "defs", max_steps=2000)
     changed = reproduce(second)
     assert changed.returncode == 1
-    assert "out/smoke/tiny/full was made by another definition of this step; delete that folder" in changed.stdout
+    assert "out/quick/tiny/full was made by another definition of this step; delete that folder" in changed.stdout
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 1500
 
     # 7. the records make a page
@@ -159,7 +160,20 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     full_cell, lsh_cell = row.rstrip(" |").split(" | ")[1:3]
     assert re.fullmatch(r"\d+\.\d / 100 / [+-]?\d+\.\d", full_cell), row
     assert re.fullmatch(r"\d+\.\d / 90 / [+-]?\d+\.\d", lsh_cell), row
-    assert "**smoke profile: not comparable to the paper.**" in page
+    assert "not comparable" not in page
+
+    # 8. smoke records never count as done: running is the smoke profile's point
+    from reformer_cli.experiments import load_experiment
+    from reformer_cli.reproduce import Reproduction
+
+    quick = load_experiment(third / "defs" / "tiny.yaml")
+    step = quick.profile("quick").steps[1]  # full__full
+    assert Reproduction("quick", [quick], results=third / "results").record_done(step)
+    smoke_step = dataclasses.replace(step, profile="smoke")
+    record = third / "results" / "runs" / "smoke" / "tiny" / "full__full.json"
+    record.parent.mkdir(parents=True)
+    shutil.copy(third / "results" / "runs" / "quick" / "tiny" / "full__full.json", record)
+    assert not Reproduction("smoke", [quick], results=third / "results").record_done(smoke_step)
 
 
 QUICK = """
