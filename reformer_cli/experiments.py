@@ -150,6 +150,9 @@ def expand_steps(experiment: str, profile: str, spec: dict, path: Path) -> list[
     steps: list[Step] = []
     for i, overrides in enumerate(spec.get("prepare") or []):
         args = _strings(path, f"profiles.{profile}.prepare[{i}]", overrides)
+        if "task=text" not in args or not any(a.startswith("task.path=<experiments>/") for a in args):
+            _fail(path, f"profiles.{profile}.prepare[{i}]: prepare is only for a corpus committed under experiments/"
+                        " (task=text task.path=<experiments>/...); real datasets are prepared by the user")
         steps.append(Step(experiment, profile, f"prepare-{i + 1}", "prepare", ["data", "prepare", *args]))
 
     tasks = _named_lists(path, f"profiles.{profile}.tasks", spec.get("tasks")) or {None: []}

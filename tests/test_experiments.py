@@ -127,6 +127,7 @@ def test_definition_mistakes_are_one_line_errors(tmp_path):
         base + "    train:\n      runs:\n        a: []\n    eval:\n      of: [b]\n      runs:\n        x: []\n": "eval.of names b",
         base + "    train:\n      runs:\n        a: oops\n": "must be a list of command-line arguments",
         "title: [unclosed\n": "cannot read the definition",
+        base + "    prepare: [[task=enwik8]]\n": "prepare is only for a corpus committed under experiments/",
     }
     for i, (text, message) in enumerate(cases.items()):
         path = write(tmp_path / f"e{i}.yaml", text)
