@@ -59,6 +59,15 @@ def lsh_implementation(impl: str, device: torch.device) -> Callable[..., torch.T
     return lsh_attention_from_buckets
 
 
+def lsh_hasher(impl: str, device: torch.device) -> Callable[..., torch.Tensor]:
+    """The `hash_buckets` that goes with `lsh_implementation(impl, device)`: the fast path's fused
+    hashing kernel when the fast path is chosen, else the reference."""
+    if lsh_implementation(impl, device) is lsh_attention_from_buckets:
+        return hash_buckets
+    module, _ = _fast_module()
+    return getattr(module, "hash_buckets", hash_buckets)
+
+
 class LSHAttentionCore(AttentionCore):
     """Shared-QK angular LSH attention (SPEC section 2) configured by an `attention=lsh` config."""
 
@@ -96,7 +105,8 @@ class LSHAttentionCore(AttentionCore):
         if ctx.cache is not None and key in ctx.cache:
             return ctx.cache[key]
         _, heads, length, d_head = qk.shape
-        buckets = hash_buckets(qk, self.rotations(ctx, layer, heads, d_head, length, qk.device))
+        hash_fn = lsh_hasher(self.impl, qk.device)
+        buckets = hash_fn(qk, self.rotations(ctx, layer, heads, d_head, length, qk.device))
         if ctx.cache is not None:
             ctx.cache[key] = buckets
         return buckets
