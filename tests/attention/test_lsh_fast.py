@@ -22,9 +22,11 @@ pytest.importorskip("triton")
 from reformer_cli.attention import fast  # noqa: E402
 from reformer_cli.attention import lsh  # noqa: E402
 from reformer_cli.attention.lsh_core import LSHAttentionCore, lsh_hasher, lsh_implementation  # noqa: E402
+from reformer_cli.config import LayerConfig, LSHAttentionConfig, ModelConfig  # noqa: E402
 from reformer_cli.errors import UserError  # noqa: E402
 
-from ..conftest import compose  # noqa: E402
+# Configs are built from the dataclasses, not composed by Hydra: the GPU machine that runs this
+# file (`make bench-gpu`) has torch and triton but no hydra.
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
@@ -194,12 +196,12 @@ def test_model_with_fast_kernels_matches_the_reference_model(monkeypatch):
     """Through a whole reversible model (hashing in the core, bucket replay in the recomputing
     backward): the loss and every parameter gradient equal those of the reference path."""
     from reformer_cli.attention import lsh_core
-    from reformer_cli.model.reformer import build_model
+    from reformer_cli.model.reformer import ReformerLM
 
-    cfg = compose(["model=tiny", "task.seq_len=24", "attention=lsh", "attention.chunk_length=4",
-                   "attention.n_rounds=2", "layer=reversible"])
     torch.manual_seed(0)
-    model = build_model(cfg, 32).to(DEVICE)
+    model = ReformerLM(ModelConfig(d_model=32, d_ff=64, n_heads=2, n_layers=2),
+                       LSHAttentionConfig(chunk_length=4, n_rounds=2, impl="reference"),
+                       LayerConfig(name="reversible"), 32, 24).to(DEVICE)
     tokens = torch.randint(0, 32, (2, 24), device=DEVICE)
     weights = torch.ones(2, 24, device=DEVICE)
 
@@ -258,5 +260,5 @@ def test_gpu_hashing_and_the_model_core():
     qk, v, rotations, _, _ = make_inputs(12, 2, 8, 4096, 64, [128], 4, torch.bfloat16)
     got, want = fast.hash_buckets(qk, rotations), lsh.hash_buckets(qk, rotations)
     assert (got != want).float().mean() < 1e-4  # near-ties only
-    core = LSHAttentionCore(compose(["attention=lsh", "attention.n_rounds=4"]).attention, 4096)
+    core = LSHAttentionCore(LSHAttentionConfig(n_rounds=4), 4096)
     assert lsh_implementation(core.impl, qk.device) is fast.lsh_attention_from_buckets  # auto picks the kernels
