@@ -15,9 +15,10 @@ of the shared qk rows, k = x / |x|, so dx = dQ + (dK - k (k . dK)) / |x| (chaine
 
 One program per (chunk g of a round, batch x head) owns chunk g's positions, which are both the
 queries of its window and the keys that the next `n_chunks_before` chunks look back at. It computes
-dQ from g's window (chunks g, g-1, ...) and dK, dV from the query chunks that see g (g, g+1, ...),
-sharing the (g, g) tile, so each position's gradient of one round is complete in one program: no
-atomics within a round. Rounds are summed with fp32 atomic adds into [batch, heads, length, d]
+dK, dV from the query chunks that see g (g+1, ..., then g itself), then dQ from g's window (g,
+g-1, ...), the (g, g) tile shared by both, so each position's gradient of one round is complete in
+one program: no atomics within a round. The phases keep at most two [chunk, d_head] accumulators
+alive at a time (dK and dV, then dx), which keeps the kernel within the register file. Rounds are summed with fp32 atomic adds into [batch, heads, length, d]
 buffers (each position is touched once per round, so contention is low); one round stores directly.
 """
 
@@ -90,39 +91,10 @@ def lsh_backward_kernel(
     inv = inverse_norm(x)
     slot = n * C + lanes
 
-    dq = tl.zeros([BLOCK_C, BLOCK_D], tl.float32)
     dk = tl.zeros([BLOCK_C, BLOCK_D], tl.float32)  # gradient w.r.t. the unit keys k = x / |x|
     dv = tl.zeros([BLOCK_C, BLOCK_D], tl.float32)
 
-    # g as the query chunk: its window g, g-1, ..., g-NB gives dQ (and, for the (g, g) tile, dK, dV)
-    for t in tl.static_range(NB + 1):
-        if t == 0:
-            k_pos = pos
-            xk = x
-            vk = v
-            inv_k = inv
-            k_slot = slot
-            before_first = n < 0
-        else:
-            kc, before_first = window_chunk(g, rnd, n, t, N_CHUNKS, N_TOTAL, WRAP)
-            k_pos = tl.load(perm + kc * C + lanes, mask=lane_ok, other=0)
-            k_rows = k_pos.to(tl.int64)[:, None]
-            k_tile = (lane_ok & (k_pos < L))[:, None] & dim_ok[None, :]
-            xk = tl.load(qk + k_rows * s_ql + dims[None, :], mask=k_tile, other=0.0)
-            vk = tl.load(vv + k_rows * s_vl + dims[None, :], mask=k_tile, other=0.0)
-            inv_k = inverse_norm(xk)
-            k_slot = (kc % N_CHUNKS) * C + lanes
-        s = mm(x, tl.trans(xk), PREC, UPCAST) * inv_k[None, :]
-        s, frozen = masked_logits(s, pos, k_pos, k_slot, n_real, before_first, lane_ok, CAUSAL)
-        p = tl.exp((s - m[:, None]) - lse[:, None])
-        dp = mm(do, tl.trans(vk), PREC, UPCAST)
-        ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))
-        dq += mm((ds * inv_k[None, :]).to(xk.dtype), xk, PREC, UPCAST)
-        if t == 0:
-            dv += mm(tl.trans(p.to(do.dtype)), do, PREC, UPCAST)
-            dk += mm(tl.trans(ds.to(x.dtype)), x, PREC, UPCAST)
-
-    # g as a key chunk of the query chunks g+1, ..., g+NB that look back at it: dK, dV
+    # Phase 1: g as a key chunk of the query chunks g+1, ..., g+NB that look back at it: dK, dV.
     for t in tl.static_range(1, NB + 1):
         qc, before_first = seeing_chunk(g, rnd, n, t, N_CHUNKS, N_TOTAL, WRAP)
         q_pos = tl.load(perm + qc * C + lanes, mask=lane_ok, other=0)
@@ -142,14 +114,43 @@ def lsh_backward_kernel(
         dv += mm(tl.trans(p.to(doq.dtype)), doq, PREC, UPCAST)
         dk += mm(tl.trans(ds.to(xq.dtype)), xq, PREC, UPCAST)
 
-    # through the key normalisation: dx = dq + inv * (dk - x * inv^2 * (x . dk))
-    xf = x.to(tl.float32)
-    dx = dq + inv[:, None] * (dk - xf * (inv * inv * tl.sum(xf * dk, 1))[:, None])
-    dqk_ptr = DQK + b.to(tl.int64) * s_dqb + h.to(tl.int64) * s_dqh + rows * s_dql + dims[None, :]
+    # The (g, g) tile: g's queries against its own keys feed dV, dK and dQ.
+    s = mm(x, tl.trans(x), PREC, UPCAST) * inv[None, :]
+    s, frozen = masked_logits(s, pos, pos, slot, n_real, n < 0, lane_ok, CAUSAL)
+    p = tl.exp((s - m[:, None]) - lse[:, None])
+    dp = mm(do, tl.trans(v), PREC, UPCAST)
+    ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))
+    dv += mm(tl.trans(p.to(do.dtype)), do, PREC, UPCAST)
+    dk += mm(tl.trans(ds.to(x.dtype)), x, PREC, UPCAST)
     dv_ptr = DV + b.to(tl.int64) * s_dvb + h.to(tl.int64) * s_dvh + rows * s_dvl + dims[None, :]
     if ATOMIC:
-        tl.atomic_add(dqk_ptr, dx, mask=tile, sem="relaxed")
         tl.atomic_add(dv_ptr, dv, mask=tile, sem="relaxed")
     else:
-        tl.store(dqk_ptr, dx.to(DQK.dtype.element_ty), mask=tile)
         tl.store(dv_ptr, dv.to(DV.dtype.element_ty), mask=tile)
+    # dK is complete: through the key normalisation, dx = inv * (dk - x * inv^2 * (x . dk)); dQ adds on.
+    xf = x.to(tl.float32)
+    dx = inv[:, None] * (dk - xf * (inv * inv * tl.sum(xf * dk, 1))[:, None])
+    dx += mm((ds * inv[None, :]).to(x.dtype), x, PREC, UPCAST)
+
+    # Phase 2: g as the query chunk of its window g-1, ..., g-NB: the rest of dQ.
+    for t in tl.static_range(1, NB + 1):
+        kc, before_first = window_chunk(g, rnd, n, t, N_CHUNKS, N_TOTAL, WRAP)
+        k_pos = tl.load(perm + kc * C + lanes, mask=lane_ok, other=0)
+        k_rows = k_pos.to(tl.int64)[:, None]
+        k_tile = (lane_ok & (k_pos < L))[:, None] & dim_ok[None, :]
+        xk = tl.load(qk + k_rows * s_ql + dims[None, :], mask=k_tile, other=0.0)
+        vk = tl.load(vv + k_rows * s_vl + dims[None, :], mask=k_tile, other=0.0)
+        inv_k = inverse_norm(xk)
+        k_slot = (kc % N_CHUNKS) * C + lanes
+        s = mm(x, tl.trans(xk), PREC, UPCAST) * inv_k[None, :]
+        s, frozen = masked_logits(s, pos, k_pos, k_slot, n_real, before_first, lane_ok, CAUSAL)
+        p = tl.exp((s - m[:, None]) - lse[:, None])
+        dp = mm(do, tl.trans(vk), PREC, UPCAST)
+        ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))
+        dx += mm((ds * inv_k[None, :]).to(xk.dtype), xk, PREC, UPCAST)
+
+    dqk_ptr = DQK + b.to(tl.int64) * s_dqb + h.to(tl.int64) * s_dqh + rows * s_dql + dims[None, :]
+    if ATOMIC:
+        tl.atomic_add(dqk_ptr, dx, mask=tile, sem="relaxed")
+    else:
+        tl.store(dqk_ptr, dx.to(DQK.dtype.element_ty), mask=tile)

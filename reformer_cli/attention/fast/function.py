@@ -39,9 +39,12 @@ class Geometry:
             PREC=dot_precision(dtype), UPCAST=INTERPRET,
         )
 
-    def warps(self, backward: bool) -> int:
-        tile = block(self.chunk_length) * block(self.d_head)
-        return 8 if backward and tile >= 64 * 64 else 4
+    def warps(self, dtype: torch.dtype) -> int:
+        """Warps per program. 16-bit inputs: one warpgroup (4 warps) per 64-row tile; compiled for
+        sm_90 offline (triton.compile with a GPUTarget), the 64 x 64 forward takes 153 registers and
+        the backward 255 with a 16-byte spill at 4 warps, more spills at 8. fp32 ('ieee' products,
+        no tensor cores): 8 warps spill least. Not yet tuned on a GPU."""
+        return 8 if dtype == torch.float32 else 4
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +74,7 @@ def attention_forward(qk, v, perm, n_real, geo: Geometry) -> tuple[torch.Tensor,
         qk.stride(0), qk.stride(1), qk.stride(2), v.stride(0), v.stride(1), v.stride(2),
         o_r.stride(0), o_r.stride(1), o_r.stride(2), o_r.stride(3), m_r.stride(0), m_r.stride(1),
         geo.heads, geo.length, geo.n_chunks, geo.rounds * geo.n_chunks,
-        **geo.kernel_args(qk.dtype), num_warps=geo.warps(False),
+        **geo.kernel_args(qk.dtype), num_warps=geo.warps(qk.dtype),
     )
     if geo.rounds > 1:
         block_l = 64
@@ -107,7 +110,7 @@ def attention_backward(qk, v, out, dout, perm, n_real, stats, geo: Geometry) -> 
         dout.stride(0), dout.stride(1), dout.stride(2),
         dqk.stride(0), dqk.stride(1), dqk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
         geo.heads, geo.length, geo.n_chunks, geo.rounds * geo.n_chunks,
-        ATOMIC=atomic, **geo.kernel_args(qk.dtype), num_warps=geo.warps(True),
+        ATOMIC=atomic, **geo.kernel_args(qk.dtype), num_warps=geo.warps(qk.dtype),
     )
     if atomic:
         dqk, dv = dqk.to(qk.dtype), dv.to(v.dtype)
