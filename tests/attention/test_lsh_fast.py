@@ -262,3 +262,27 @@ def test_gpu_hashing_and_the_model_core():
     assert (got != want).float().mean() < 1e-4  # near-ties only
     core = LSHAttentionCore(LSHAttentionConfig(n_rounds=4), 4096)
     assert lsh_implementation(core.impl, qk.device) is fast.lsh_attention_from_buckets  # auto picks the kernels
+
+
+def test_kernels_compile_for_hopper():
+    """The interpreter does not lower the kernels; Triton's ahead-of-time compiler does, without a
+    GPU: every kernel of the bf16 path must compile for sm_90 (tensor-core dots, vector loads,
+    atomics) and fit in registers (the forward without spilling, the backward nearly)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("triton.backends.nvidia")
+    from ..conftest import cli_env
+
+    env = {k: v for k, v in cli_env().items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-W", "ignore", "-m", "reformer_cli.attention.fast.aot"], env=env,
+                            capture_output=True, text=True, timeout=300, cwd=os.getcwd())
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line.split() for line in result.stdout.splitlines()]
+    spills = {(words[0], "ATOMIC=False" in words): int(words[words.index("spill") + 2]) for words in lines
+              if "spill" in words and words[words.index("spill") + 2] != "None"}
+    assert len(lines) == 7, result.stdout
+    if spills:  # cuobjdump present: check the register budget
+        assert spills[("lsh_forward_kernel", False)] == 0
+        assert spills[("lsh_backward_kernel", False)] <= 128 and spills[("lsh_backward_kernel", True)] <= 128
