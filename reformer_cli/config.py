@@ -160,6 +160,8 @@ class TrainerConfig:
     eval_batches: int = 8  # batches per periodic evaluation; 0 = the whole split
     eval_batch_size: Optional[int] = None  # default: batch_size
     final_eval_batches: int = 0  # batches for the final evaluation; 0 = the whole split
+    # splits evaluated at the end into summary.json (the paper reports enwik8 on test)
+    final_splits: List[str] = field(default_factory=lambda: ["valid"])
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 3
@@ -391,6 +393,8 @@ def validate_trainer(trainer: Any) -> None:
         _positive("trainer.eval_batch_size", trainer.eval_batch_size)
     if trainer.eval_batches < 0 or trainer.final_eval_batches < 0:
         raise ConfigError("trainer.eval_batches and trainer.final_eval_batches must be >= 0")
+    for split in trainer.final_splits:
+        _choice("trainer.final_splits", split, ("valid", "test"))
     if trainer.warmup_steps < 0:
         raise ConfigError(f"trainer.warmup_steps={trainer.warmup_steps} must be >= 0")
     if trainer.lr <= 0:
