@@ -275,6 +275,15 @@ def _fraction(key: str, value: float) -> None:
         raise ConfigError(f"{key}={value!r} must be in [0, 1)")
 
 
+def _runtime(prefix: str, node: Any) -> None:
+    """`precision`, `progress` and `device` of a trainer or eval config."""
+    _choice(f"{prefix}precision", node.precision, PRECISIONS)
+    _choice(f"{prefix}progress", node.progress, PROGRESS)
+    device = str(node.device)
+    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"{prefix}device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+
+
 def d_head_of(model: Any) -> int:
     return model.d_head if model.d_head is not None else model.d_model // model.n_heads
 
@@ -405,11 +414,7 @@ def validate_trainer(trainer: Any) -> None:
         raise ConfigError(f"trainer.grad_clip={trainer.grad_clip} must be >= 0 (0 disables)")
     _choice("trainer.optimizer", trainer.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", trainer.schedule, SCHEDULES)
-    _choice("trainer.precision", trainer.precision, PRECISIONS)
-    _choice("trainer.progress", trainer.progress, PROGRESS)
-    device = str(trainer.device)
-    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ConfigError(f"trainer.device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+    _runtime("trainer.", trainer)
 
 
 def validate_task(task: Any) -> None:
@@ -456,11 +461,7 @@ def validate_eval(cfg: Any) -> None:
         raise ConfigError(f"max_batches={cfg.max_batches} must be >= 0 (0 = the whole split)")
     if cfg.batch_size is not None:
         _positive("batch_size", cfg.batch_size)
-    _choice("precision", cfg.precision, PRECISIONS)
-    _choice("progress", cfg.progress, PROGRESS)
-    device = str(cfg.device)
-    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ConfigError(f"device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+    _runtime("", cfg)
 
 
 def validate(cfg: Any) -> None:
