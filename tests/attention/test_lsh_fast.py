@@ -1,10 +1,11 @@
 """The fast LSH attention (Triton kernels) against the reference, forward and backward.
 
 On a CPU the kernels run under Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1
-before they are defined), at small sizes; the `gpu` tests check realistic sizes on CUDA.
+before they are defined), at small sizes; on a GPU the same tests run compiled, and the `gpu`
+tests add realistic sizes.
 
-The oracle is the reference evaluated in fp64 (exact arithmetic for these purposes): the kernels
-compute in fp32 and must agree with it to fp32 rounding, relative error (max |error| / max |value|)
+The oracle is the reference evaluated in fp64 (exact arithmetic for these purposes): with fp32
+inputs the kernels must agree with it to fp32 rounding, relative error (max |error| / max |value|)
 at most 1e-4, on outputs at every position and on the gradients of qk and v for a random upstream
 gradient at every position. (The reference run in fp32 would itself miss that bound in two corner
 cases the kernels handle exactly; see reformer_cli/attention/fast/__init__.py.)
@@ -95,20 +96,27 @@ CASES = [
 ]
 
 
+# Under the interpreter these run in fp32 against the 1e-4 bound. On a GPU they run in fp16 (bound
+# 1e-2): there they check that the odd shapes lower correctly (tiles padded to 16, masks), and fp16
+# kernels compile in a second where fp32 ones take tens (the fp32 bound is checked at realistic
+# sizes by test_gpu_matches_the_reference).
+SMALL_DTYPE, SMALL_BOUND = (torch.float16, 1e-2) if CUDA else (torch.float32, 1e-4)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[f"L{c[0]}-c{c[1]}-R{c[3]}-{'causal' if c[4] else 'full'}"
                                              f"{'-wrap' if c[5] else ''}-nb{c[6]}{'-pad' if c[7] else ''}" for c in CASES])
-def test_matches_the_reference_fp32(case):
+def test_matches_the_reference(case):
     length, chunk, factors, rounds, causal, wrap, nb, padding, d = case
-    inputs = make_inputs(len(CASES) + length, 2, 2, length, d, factors, rounds, torch.float32, padding)
+    inputs = make_inputs(len(CASES) + length, 2, 2, length, d, factors, rounds, SMALL_DTYPE, padding)
     errors = compare(*inputs, chunk_length=chunk, causal=causal, wrap_lookback=wrap, n_chunks_before=nb)
-    assert max(errors) <= 1e-4, errors
+    assert max(errors) <= SMALL_BOUND, errors
 
 
 @pytest.mark.parametrize("dtype, bound", [(torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
 def test_matches_the_reference_half_precision(dtype, bound):
-    """bf16 / fp16 inputs (products exact, fp32 softmax). The bound is twice the GPU's 1e-2 for
-    bf16 because Triton's interpreter converts fp32 to bf16 by truncation (round toward zero: twice
-    the error of the GPU's round-to-nearest) where the kernels round probabilities and outputs."""
+    """bf16 / fp16 inputs (products exact, fp32 softmax). The bf16 bound is twice the 1e-2 of
+    realistic sizes: at this tiny size one element decides the maximum, and Triton's interpreter
+    converts fp32 to bf16 by truncation (twice the error of the GPU's round-to-nearest)."""
     inputs = make_inputs(3, 2, 2, 37, 16, [8], 3, dtype, padding=True)
     errors = compare(*inputs, chunk_length=8, causal=True, wrap_lookback=False, n_chunks_before=1)
     assert max(errors) <= bound, errors

@@ -26,7 +26,9 @@ masks, causal on/off, wrap-around, any n_chunks_before up to the bound and any n
 supported.
 
 Exactness: outputs and gradients equal the reference evaluated in exact arithmetic (the reference
-in fp64) to fp32 rounding, at every position. The reference in fp32 has two rounding artefacts the
+in fp64) to fp32 rounding, at every position (on a GPU fp32 inputs multiply as tf32x3, about fp32
+accuracy; bf16 / fp16 products are exact and the probabilities are rounded to the input dtype for
+the tensor-core products, as FlashAttention does). The reference in fp32 has two rounding artefacts the
 kernels avoid (they keep softmax statistics as (max, log-sum) pairs, see forward.py): where a
 query's only candidate is itself and its window holds it twice (wrap-around over two chunks), and
 in rows whose every key is excluded (queries masked by key_padding_mask, outputs the reference

@@ -42,8 +42,9 @@ class Geometry:
     def warps(self, dtype: torch.dtype) -> int:
         """Warps per program. 16-bit inputs: one warpgroup (4 warps) per 64-row tile; compiled for
         sm_90 offline (triton.compile with a GPUTarget), the 64 x 64 forward takes 153 registers and
-        the backward 255 with a 16-byte spill at 4 warps, more spills at 8. fp32 ('ieee' products,
-        no tensor cores): 8 warps spill least. Not yet tuned on a GPU."""
+        the backward 255 with a 16-byte spill at 4 warps, more spills at 8. fp32 (tf32x3 products,
+        three times the operands): 8 warps spill least (about 2 KB in the backward). Not yet tuned
+        on a GPU; `python -m reformer_cli.attention.fast.aot` prints these numbers."""
         return 8 if dtype == torch.float32 else 4
 
 

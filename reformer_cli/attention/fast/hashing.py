@@ -4,11 +4,10 @@
   without ever writing the rotated vectors (the reference materialises `[.., length, f/2]` per
   round, which at 64K tokens and unfactorised buckets is gigabytes). Columns of R are visited in
   tiles with a running (max, first index), so ties resolve to the first index exactly as
-  `torch.argmax` does on the concatenation. fp32 inputs use exact fp32 products; bf16 / fp16 inputs
-  are exact in that dtype, and the fp32 rotations are split into three pieces of it (hi + mid + lo,
-  24 bits), so every product is the fp32 product of the reference: buckets agree with
-  `lsh.hash_buckets` up to fp32 summation order (a bucket can differ only where two candidates
-  are equal to within fp32 rounding).
+  `torch.argmax` does on the concatenation. bf16 / fp16 inputs are exact in that dtype, and the
+  fp32 rotations are split into three pieces of it (hi + mid + lo, 24 bits), so every product is
+  the fp32 product of the reference; fp32 inputs use tf32x3 products (about fp32 accuracy). Buckets
+  agree with `lsh.hash_buckets` except where two candidates are equal to within fp32 rounding.
 * `sort_keys` + `sorted_order`: the padding / key-mask rule of `lsh.pad_to_chunks` (such positions
   go to bucket n_buckets) applied while writing int16 keys (int32 above 32,767 buckets), then one
   stable segmented sort per (batch, head, round): positions come out in order within a bucket, which
