@@ -31,7 +31,8 @@ test-gpu:  ## only the tests that need a CUDA GPU
 
 # `make bench-gpu` on a CUDA machine that has python3 with torch and triton (no hydra, omegaconf or
 # wandb needed): the fast kernels' tests, then results/speed.{md,json,png} (the standard problem of
-# SPEC section 6, with the peers) and results/train_step.{md,json} (must-show 4), in about 8 minutes.
+# SPEC section 6, with the peers) and results/train_step.{md,json} (must-show 4), in about 8 minutes;
+# the tests' log goes to $(RESULTS)/gpu-tests.log.
 # reformer-pytorch, a peer, is installed from .whl/ when present: `make gpu-wheels` fills .whl/ on a
 # machine with pip access (transformers, the other peer, is usually there already).
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
@@ -39,14 +40,18 @@ PEERS_DIR ?= /tmp/reformer-peers
 PEER_WHEELS = reformer-pytorch==1.4.4 axial-positional-embedding==0.3.12 local-attention==1.11.2 \
 	product-key-memory==0.3.0 colt5-attention==0.11.2 hyper-connections==0.4.11 torch-einops-utils==0.2.0 einops==0.8.2
 WHEEL_PYTHON ?= 3.12
+# where bench-gpu writes (a device session passes RESULTS=$$OUT to get the files back)
+RESULTS ?= results
 
 bench-gpu:  ## on a CUDA machine: kernel tests, results/speed.{md,json,png}, results/train_step.{md,json}
+	@mkdir -p $(RESULTS)
 	@if ls .whl/*.whl >/dev/null 2>&1; then \
 		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --target $(PEERS_DIR) .whl/*.whl; fi
 	@status=0; export PYTHONPATH=$(PEERS_DIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1; \
-	$(GPU_PY) -m pytest -q -p no:cacheprovider tests/attention/test_lsh_fast.py || status=1; \
-	$(GPU_PY) -m reformer_cli bench speed --peers --out results || status=1; \
-	$(GPU_PY) -m reformer_cli bench step --out results || status=1; \
+	$(GPU_PY) -m pytest -q -p no:cacheprovider tests/attention/test_lsh_fast.py >$(RESULTS)/gpu-tests.log 2>&1 \
+		|| status=1; tail -n 15 $(RESULTS)/gpu-tests.log; \
+	$(GPU_PY) -m reformer_cli bench speed --peers --out $(RESULTS) || status=1; \
+	$(GPU_PY) -m reformer_cli bench step --out $(RESULTS) || status=1; \
 	exit $$status
 
 gpu-wheels:  ## download the reformer-pytorch peer's wheels into .whl/ for a GPU machine without internet

@@ -280,6 +280,8 @@ def test_kernels_compile_for_hopper():
     import subprocess
     import sys
 
+    if CUDA:
+        pytest.skip("on a GPU every other test compiles the kernels for real")
     pytest.importorskip("triton.backends.nvidia")
     from ..conftest import cli_env
 

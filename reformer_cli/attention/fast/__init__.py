@@ -89,6 +89,9 @@ def _fall_back(reason: str) -> None:
         log.warning("fast LSH attention: %s; using the reference implementation for this setting", reason)
 
 
+# torch.compile runs these eagerly (a graph break around them) rather than tracing the kernel
+# launches and the custom autograd Function.
+@torch.compiler.disable
 def lsh_attention_from_buckets(
     qk: torch.Tensor,
     v: torch.Tensor,
@@ -129,6 +132,7 @@ def lsh_attention_from_buckets(
     return out.to(v.dtype)
 
 
+@torch.compiler.disable
 def hash_buckets(qk: torch.Tensor, rotations: Rotations) -> torch.Tensor:
     """`lsh.hash_buckets` by a fused kernel (falls back to the reference where it cannot run)."""
     if qk.dtype not in DTYPES or not launchable(qk) or qk.shape[-1] > MAX_TILE:
