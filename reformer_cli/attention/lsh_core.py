@@ -6,7 +6,9 @@ rotations drawn from `ctx.generator(device, layer, "lsh_rotations")`: the traine
 seed every step (fresh rotations, as trax and HF draw them on every forward pass) and evaluation a
 seed derived from `attention.eval_seed` (repeatable numbers). The buckets go through `ctx.cache`
 under `(layer, "lsh_buckets")` so that a reversible block's recomputation reuses the forward's
-buckets (model/context.py describes the protocol).
+buckets (model/context.py describes the protocol). With the fast implementation the hashing is the
+fast path's fused kernel too (`lsh_hasher`); unsupported settings fall back to the reference
+inside `reformer_cli.attention.fast` with one log line.
 """
 
 from __future__ import annotations

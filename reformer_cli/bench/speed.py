@@ -25,6 +25,7 @@ for GPU records (the default `--out` is `results` on CUDA and nothing elsewhere)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -231,11 +232,17 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Row:
         is_decoder=problem.causal, attn_layers=["lsh"], max_position_embeddings=length,
         lsh_attention_probs_dropout_prob=0.0,
     )
-    module = LSHSelfAttention(config).to(problem.device, problem.torch_dtype).train()
     shape = (b, length, problem.heads * problem.d_head)
-    hidden = problem.randn(*shape)
-    row.note = f"transformers {transformers.__version__}"
-    return measure(row, problem, lambda: module(hidden)[0], [hidden], shape)
+    failed = ""
+    for attempt in (problem, dataclasses.replace(problem, dtype="fp32")):
+        module = LSHSelfAttention(config).to(attempt.device, attempt.torch_dtype).train()
+        hidden = attempt.randn(*shape)
+        row.note, row.error = f"transformers {transformers.__version__}, {attempt.dtype}{failed}", None
+        measure(row, attempt, lambda: module(hidden)[0], [hidden], shape)
+        if row.error is None or row.error == "OOM" or attempt.dtype == "fp32":
+            break
+        failed = f" ({problem.dtype} failed: {row.error})"  # then fp32, as perf.md measured it
+    return row
 
 
 # ------------------------------------------------------------------------------ the run

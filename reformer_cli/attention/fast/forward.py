@@ -19,7 +19,6 @@ probabilities exp((s - M) - log Lambda) are exact.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
