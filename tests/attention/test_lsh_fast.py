@@ -169,12 +169,15 @@ def test_lsh_attention_from_rotations_is_hash_plus_attention():
         (dict(dedup=True), "dedup"),
         (dict(probs_dropout=lambda p: p * 0.5), "dropout"),
         (dict(n_chunks_before=fast.MAX_CHUNKS_BEFORE + 1), "n_chunks_before"),
+        (dict(deterministic=True), "deterministic"),
     ],
 )
-def test_unsupported_settings_fall_back_to_the_reference_once(kwargs, reason, caplog):
+def test_unsupported_settings_fall_back_to_the_reference_once(kwargs, reason, caplog, monkeypatch):
     qk, v, rotations, _, _ = make_inputs(2, 1, 2, 12, 8, [4], 2, torch.float64)
     qk, v = qk.float(), v.float()
     buckets = lsh.hash_buckets(qk, rotations)
+    if kwargs.pop("deterministic", False):
+        monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     fast._reported.clear()
     with caplog.at_level(logging.WARNING, logger="reformer"):
         for _ in range(2):

@@ -20,8 +20,10 @@ the same buckets / rotations, forward and backward, with far less memory traffic
 
 Settings the kernels do not cover fall back to the reference with one log line (once per reason):
 dedup, dropout on attention probabilities, n_chunks_before > MAX_CHUNKS_BEFORE, chunk_length or
-d_head > MAX_TILE, dtypes other than fp16 / bf16 / fp32, and tensors the kernels cannot reach (a
-CPU tensor without TRITON_INTERPRET=1). Lengths that are not a multiple of the chunk, padding
+d_head > MAX_TILE, dtypes other than fp16 / bf16 / fp32, tensors the kernels cannot reach (a CPU
+tensor without TRITON_INTERPRET=1), and more than one round under
+`torch.use_deterministic_algorithms(True)` (the rounds' gradients are summed by atomics, in no fixed
+order; one round is deterministic). Lengths that are not a multiple of the chunk, padding
 masks, causal on/off, wrap-around, any n_chunks_before up to the bound and any number of rounds are
 supported.
 
@@ -64,8 +66,11 @@ def unsupported_reason(
     n_chunks_before: int = 1,
     dedup: bool = False,
     probs_dropout: ProbsDropout = None,
+    rounds: int = 1,
 ) -> str | None:
     """Why the kernels cannot compute this call (None: they can)."""
+    if rounds > 1 and torch.are_deterministic_algorithms_enabled():
+        return "deterministic algorithms requested and the kernels sum the rounds' gradients with atomics"
     if dedup:
         return "dedup=True (the Appendix A duplicate correction) is not in the kernels"
     if probs_dropout is not None:
@@ -110,7 +115,7 @@ def lsh_attention_from_buckets(
     if chunk_length < 1 or n_chunks_before < 0:
         raise ValueError(f"chunk_length={chunk_length} must be >= 1 and n_chunks_before={n_chunks_before} >= 0")
     reason = unsupported_reason(qk, v, chunk_length=chunk_length, n_chunks_before=n_chunks_before, dedup=dedup,
-                                probs_dropout=probs_dropout)
+                                probs_dropout=probs_dropout, rounds=buckets.shape[2])
     if reason is not None:
         _fall_back(reason)
         return reference_from_buckets(
