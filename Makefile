@@ -17,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= smoke
 REPRODUCE_ARGS ?=
 
-.PHONY: help install test test-gpu reproduce-table clean
+.PHONY: help install test test-gpu bench-gpu gpu-wheels reproduce-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,35 @@ test:  ## run the test suite
 
 test-gpu:  ## only the tests that need a CUDA GPU
 	$(PY) -m pytest -q -m gpu
+
+# `make bench-gpu` on a CUDA machine that has python3 with torch and triton (no hydra, omegaconf or
+# wandb needed): the fast kernels' tests, then results/speed.{md,json,png} (the standard problem of
+# SPEC section 6, with the peers) and results/train_step.{md,json} (must-show 4), in about 8 minutes;
+# the tests' log goes to $(RESULTS)/gpu-tests.log.
+# reformer-pytorch, a peer, is installed from .whl/ when present: `make gpu-wheels` fills .whl/ on a
+# machine with pip access (transformers, the other peer, is usually there already).
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+PEERS_DIR ?= /tmp/reformer-peers
+PEER_WHEELS = reformer-pytorch==1.4.4 axial-positional-embedding==0.3.12 local-attention==1.11.2 \
+	product-key-memory==0.3.0 colt5-attention==0.11.2 hyper-connections==0.4.11 torch-einops-utils==0.2.0 einops==0.8.2
+WHEEL_PYTHON ?= 3.12
+# where bench-gpu writes (a device session passes RESULTS=$$OUT to get the files back)
+RESULTS ?= results
+
+bench-gpu:  ## on a CUDA machine: kernel tests, results/speed.{md,json,png}, results/train_step.{md,json}
+	@mkdir -p $(RESULTS)
+	@if ls .whl/*.whl >/dev/null 2>&1; then \
+		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --target $(PEERS_DIR) .whl/*.whl; fi
+	@status=0; export PYTHONPATH=$(PEERS_DIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1; \
+	$(GPU_PY) -m pytest -q -p no:cacheprovider tests/attention/test_lsh_fast.py >$(RESULTS)/gpu-tests.log 2>&1 \
+		|| status=1; tail -n 15 $(RESULTS)/gpu-tests.log; \
+	$(GPU_PY) -m reformer_cli bench speed --peers --out $(RESULTS) || status=1; \
+	$(GPU_PY) -m reformer_cli bench step --out $(RESULTS) || status=1; \
+	exit $$status
+
+gpu-wheels:  ## download the reformer-pytorch peer's wheels into .whl/ for a GPU machine without internet
+	$(PY) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
+		--platform manylinux2014_x86_64 -d .whl $(PEER_WHEELS)
 
 reproduce-table:  ## run experiments/ at PROFILE=smoke|quick|paper (resumes), then rebuild results/ (reformer table)
 	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) $(REPRODUCE_ARGS); status=$$?; \

@@ -165,6 +165,8 @@ class TrainerConfig:
     eval_batches: int = 8  # batches per periodic evaluation; 0 = the whole split
     eval_batch_size: Optional[int] = None  # default: batch_size
     final_eval_batches: int = 0  # batches for the final evaluation; 0 = the whole split
+    # splits evaluated at the end into summary.json (the paper reports enwik8 on test)
+    final_splits: List[str] = field(default_factory=lambda: ["valid"])
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 3
@@ -276,6 +278,15 @@ def _positive(key: str, value: Any) -> None:
 def _fraction(key: str, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ConfigError(f"{key}={value!r} must be in [0, 1)")
+
+
+def _runtime(prefix: str, node: Any) -> None:
+    """`precision`, `progress` and `device` of a trainer or eval config."""
+    _choice(f"{prefix}precision", node.precision, PRECISIONS)
+    _choice(f"{prefix}progress", node.progress, PROGRESS)
+    device = str(node.device)
+    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"{prefix}device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
 def d_head_of(model: Any) -> int:
@@ -398,6 +409,8 @@ def validate_trainer(trainer: Any) -> None:
         _positive("trainer.eval_batch_size", trainer.eval_batch_size)
     if trainer.eval_batches < 0 or trainer.final_eval_batches < 0:
         raise ConfigError("trainer.eval_batches and trainer.final_eval_batches must be >= 0")
+    for split in trainer.final_splits:
+        _choice("trainer.final_splits", split, ("valid", "test"))
     if trainer.warmup_steps < 0:
         raise ConfigError(f"trainer.warmup_steps={trainer.warmup_steps} must be >= 0")
     if trainer.lr <= 0:
@@ -408,11 +421,7 @@ def validate_trainer(trainer: Any) -> None:
         raise ConfigError(f"trainer.grad_clip={trainer.grad_clip} must be >= 0 (0 disables)")
     _choice("trainer.optimizer", trainer.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", trainer.schedule, SCHEDULES)
-    _choice("trainer.precision", trainer.precision, PRECISIONS)
-    _choice("trainer.progress", trainer.progress, PROGRESS)
-    device = str(trainer.device)
-    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ConfigError(f"trainer.device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+    _runtime("trainer.", trainer)
 
 
 def validate_task(task: Any) -> None:
@@ -459,11 +468,7 @@ def validate_eval(cfg: Any) -> None:
         raise ConfigError(f"max_batches={cfg.max_batches} must be >= 0 (0 = the whole split)")
     if cfg.batch_size is not None:
         _positive("batch_size", cfg.batch_size)
-    _choice("precision", cfg.precision, PRECISIONS)
-    _choice("progress", cfg.progress, PROGRESS)
-    device = str(cfg.device)
-    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ConfigError(f"device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+    _runtime("", cfg)
 
 
 def validate(cfg: Any) -> None:

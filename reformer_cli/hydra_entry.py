@@ -133,6 +133,16 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
         sys.argv = saved
 
 
+def group_listing(groups: tuple[str, ...] | None = None) -> str:
+    """`  group:      option, option` lines for the config groups in conf/ (for --help texts)."""
+    lines = []
+    for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        if groups is None or folder.name in groups:
+            options = sorted(f.stem for f in folder.glob("*.yaml"))
+            lines.append(f"  {folder.name + ':':12s}{', '.join(options) or '(none yet)'}")
+    return "\n".join(lines)
+
+
 def output_dir() -> Path:
     """The current Hydra job's output folder."""
     from hydra.core.hydra_config import HydraConfig

@@ -382,8 +382,10 @@ class Trainer:
             self.state.best = {key: value, "step": self.state.step}
 
     def final_evaluation(self, progress: Any) -> dict[str, dict[str, float]]:
-        final = {"valid": self.evaluate("valid", self.t.final_eval_batches)}
-        progress.message("final valid " + "  ".join(f"{k} {v:.4g}" for k, v in final["valid"].items()))
+        final = {}
+        for split in self.t.final_splits:
+            final[split] = self.evaluate(split, self.t.final_eval_batches)
+            progress.message(f"final {split} " + "  ".join(f"{k} {v:.4g}" for k, v in final[split].items()))
         return final
 
     def write_summary(self, status: str, final: dict, wall_start: float, wall_before: float) -> dict:

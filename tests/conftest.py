@@ -11,6 +11,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Without a GPU the Triton kernels of reformer_cli.attention.fast run under Triton's CPU
+# interpreter. @triton.jit reads this when a kernel is defined, so it is set here, before any test
+# imports the kernels (alone or in the full suite).
+if not os.environ.get("TRITON_INTERPRET"):
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
 # Small, fast settings for end-to-end runs on CPU.
 TINY = [
     "model=tiny",

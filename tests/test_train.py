@@ -36,13 +36,14 @@ def test_run_writes_records_checkpoint_and_offline_wandb(tmp_path):
     env["WANDB_API_KEY"] = ""  # not logged in: offline
     env["HOME"] = str(tmp_path)  # no ~/.netrc
     args = ["run", *[a for a in TINY if a != "logger=none"], "logger=wandb", "trainer.max_steps=50",
-            "trainer.eval_every=25", "trainer.ckpt_every=25"]
+            "trainer.eval_every=25", "trainer.ckpt_every=25", "trainer.final_splits=[valid,test]"]
     out = run_cli(args, tmp_path, env=env)
     assert out.returncode == 0, out.stderr + out.stdout
     run_dir = only_run_dir(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 50
     assert summary["metric"] == "accuracy" and 0.0 <= summary["final"]["valid"]["accuracy"] <= 1.0
+    assert set(summary["final"]) == {"valid", "test"} and 0.0 <= summary["final"]["test"]["accuracy"] <= 1.0
     assert summary["config"]["trainer"]["max_steps"] == 50
     assert summary["code_version"]["package"]
     steps = [r["step"] for r in metrics_of(run_dir) if r["split"] == "train"]

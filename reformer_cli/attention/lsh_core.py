@@ -6,7 +6,9 @@ rotations drawn from `ctx.generator(device, layer, "lsh_rotations")`: the traine
 seed every step (fresh rotations, as trax and HF draw them on every forward pass) and evaluation a
 seed derived from `attention.eval_seed` (repeatable numbers). The buckets go through `ctx.cache`
 under `(layer, "lsh_buckets")` so that a reversible block's recomputation reuses the forward's
-buckets (model/context.py describes the protocol).
+buckets (model/context.py describes the protocol). With the fast implementation the hashing is the
+fast path's fused kernel too (`lsh_hasher`); unsupported settings fall back to the reference
+inside `reformer_cli.attention.fast` with one log line.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ def lsh_implementation(impl: str, device: torch.device) -> Callable[..., torch.T
     return lsh_attention_from_buckets
 
 
+def lsh_hasher(impl: str, device: torch.device) -> Callable[..., torch.Tensor]:
+    """The `hash_buckets` that goes with `lsh_implementation(impl, device)`: the fast path's fused
+    hashing kernel when the fast path is chosen, else the reference."""
+    if lsh_implementation(impl, device) is lsh_attention_from_buckets:
+        return hash_buckets
+    module, _ = _fast_module()
+    return getattr(module, "hash_buckets", hash_buckets)
+
+
 class LSHAttentionCore(AttentionCore):
     """Shared-QK angular LSH attention (SPEC section 2) configured by an `attention=lsh` config."""
 
@@ -96,7 +107,8 @@ class LSHAttentionCore(AttentionCore):
         if ctx.cache is not None and key in ctx.cache:
             return ctx.cache[key]
         _, heads, length, d_head = qk.shape
-        buckets = hash_buckets(qk, self.rotations(ctx, layer, heads, d_head, length, qk.device))
+        hash_fn = lsh_hasher(self.impl, qk.device)
+        buckets = hash_fn(qk, self.rotations(ctx, layer, heads, d_head, length, qk.device))
         if ctx.cache is not None:
             ctx.cache[key] = buckets
         return buckets

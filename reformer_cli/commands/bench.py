@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "memory": ("reformer_cli.bench.memory", "peak memory of one training step, standard vs reversible, over depths"),
     "speed": ("reformer_cli.bench.speed", "attention forward+backward time over lengths (SPEC section 6)"),
+    "step": ("reformer_cli.bench.step", "one training step of the Table 2 model: LSH fast vs reference vs full"),
     "data": ("reformer_cli.bench.data", "training windows per second from a memory-mapped split (CPU)"),
 }
 

@@ -207,8 +207,33 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     return record
 
 
+HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
+                     [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
+
+Evaluate a trained checkpoint (a step-N.pt file or a run folder: its newest checkpoint), with the
+attention it was trained with or another one, as the paper's Table 2 does:
+  reformer eval checkpoint=outputs/synthetic/RUN attention.n_rounds=8
+  reformer eval checkpoint=outputs/synthetic/RUN attention=full
+  reformer eval -m checkpoint=outputs/synthetic/RUN attention=lsh attention.n_rounds=1,2,4,8
+
+attention options:
+{groups}
+
+`attention.KEY=VALUE` alone changes only those keys of the trained attention; `attention=NAME`
+starts from that option's defaults. LSH rotations come from attention.eval_seed: the same seed gives
+the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to output=PATH.
+"""
+
+
 def main(args: list[str]) -> int:
+    import sys
+
     from ..errors import report_and_exit
+    from ..hydra_entry import group_listing
+
+    if "--help" in args or "-h" in args:
+        sys.stdout.write(HELP.format(groups=group_listing(("attention",))))
+        return 0
 
     try:
         args = select_trained_attention(args)

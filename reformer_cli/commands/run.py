@@ -60,20 +60,12 @@ resume=auto. Hydra's own options: `reformer run --hydra-help`.
 """
 
 
-def config_groups() -> dict[str, list[str]]:
-    from ..hydra_entry import CONF_DIR
-
-    groups = {}
-    for folder in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
-        groups[folder.name] = sorted(f.stem for f in folder.glob("*.yaml"))
-    return groups
-
-
 def print_help() -> None:
     import sys
 
-    lines = [f"  {group + ':':12s}{', '.join(options) or '(none yet)'}" for group, options in config_groups().items()]
-    sys.stdout.write(HELP.format(groups="\n".join(lines)))
+    from ..hydra_entry import group_listing
+
+    sys.stdout.write(HELP.format(groups=group_listing()))
 
 
 def main(args: list[str]) -> int:

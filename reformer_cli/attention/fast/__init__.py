@@ -1,0 +1,181 @@
+"""Fast LSH attention: Triton kernels for CUDA computing exactly `reformer_cli.attention.lsh`.
+
+    lsh_attention_from_buckets(qk, v, buckets, *, chunk_length, n_buckets, ...)   # same signature
+    lsh_attention(qk, v, rotations, *, chunk_length, ...)                         # same signature
+    hash_buckets(qk, rotations)                                                   # same result
+
+The reference (attention/lsh.py) defines what is right; these functions compute the same thing for
+the same buckets / rotations, forward and backward, with far less memory traffic:
+
+1. hash: a fused projection + argmax kernel per bucket factor (hashing.py);
+2. sort: int16 keys (padding and masked keys in bucket n_buckets) and one stable segmented sort per
+   (batch, head, round); the int32 permutation is saved for the backward (hashing.py);
+3. attend: one program per chunk of a round gathers its queries and its window's keys/values by
+   position, softmax in fp32, and scatters o^(r) and its softmax statistics to original positions
+   (forward.py);
+4. merge the rounds (eq. 14) in one pass, writing o and the statistics of the union of all rounds'
+   slots (forward.py);
+5. backward: recompute probabilities from those statistics, one program per chunk computes dQ of its
+   window and dK, dV of its keys without atomics, rounds summed by fp32 atomics (backward.py).
+
+Settings the kernels do not cover fall back to the reference with one log line (once per reason):
+dedup, dropout on attention probabilities, n_chunks_before > MAX_CHUNKS_BEFORE, chunk_length or
+d_head > MAX_TILE, dtypes other than fp16 / bf16 / fp32, tensors the kernels cannot reach (a CPU
+tensor without TRITON_INTERPRET=1), and more than one round under
+`torch.use_deterministic_algorithms(True)` (the rounds' gradients are summed by atomics, in no fixed
+order; one round is deterministic). Lengths that are not a multiple of the chunk, padding
+masks, causal on/off, wrap-around, any n_chunks_before up to the bound and any number of rounds are
+supported.
+
+Exactness: outputs and gradients equal the reference evaluated in exact arithmetic (the reference
+in fp64) to fp32 rounding, at every position (on a GPU fp32 inputs multiply as tf32x3, about fp32
+accuracy; bf16 / fp16 products are exact and the probabilities are rounded to the input dtype for
+the tensor-core products, as FlashAttention does). The reference in fp32 has two rounding artefacts the
+kernels avoid (they keep softmax statistics as (max, log-sum) pairs, see forward.py): where a
+query's only candidate is itself and its window holds it twice (wrap-around over two chunks), and
+in rows whose every key is excluded (queries masked by key_padding_mask, outputs the reference
+calls meaningless), fp32 rounds `-1e5 + log 2` / `-1e9 + log W` and the weights no longer sum to one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..lsh import ProbsDropout, Rotations, n_buckets_of
+from ..lsh import lsh_attention_from_buckets as reference_from_buckets
+from .function import Geometry, LSHAttentionFunction
+from .hashing import hash_buckets as _fast_hash_buckets
+from .hashing import sorted_order
+from .runtime import DTYPES, INTERPRET, launchable
+
+log = logging.getLogger("reformer")
+
+MAX_CHUNKS_BEFORE = 8  # the window is unrolled in the kernels; more chunks compile slowly
+MAX_TILE = 128  # chunk_length and d_head: beyond this a tile's accumulators spill out of registers
+
+_reported: set[str] = set()
+
+
+def unsupported_reason(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    chunk_length: int,
+    n_chunks_before: int = 1,
+    dedup: bool = False,
+    probs_dropout: ProbsDropout = None,
+    rounds: int = 1,
+) -> str | None:
+    """Why the kernels cannot compute this call (None: they can)."""
+    if rounds > 1 and torch.are_deterministic_algorithms_enabled():
+        return "deterministic algorithms requested and the kernels sum the rounds' gradients with atomics"
+    if dedup:
+        return "dedup=True (the Appendix A duplicate correction) is not in the kernels"
+    if probs_dropout is not None:
+        return "dropout on attention probabilities is not in the kernels"
+    if not 0 <= n_chunks_before <= MAX_CHUNKS_BEFORE:
+        return f"n_chunks_before={n_chunks_before} > {MAX_CHUNKS_BEFORE}"
+    if not 1 <= chunk_length <= MAX_TILE:
+        return f"chunk_length={chunk_length} > {MAX_TILE}"
+    if qk.shape[-1] > MAX_TILE:
+        return f"d_head={qk.shape[-1]} > {MAX_TILE}"
+    if qk.dtype not in DTYPES or v.dtype not in DTYPES:
+        return f"dtype {qk.dtype}/{v.dtype} (the kernels take fp16, bf16, fp32)"
+    if not (launchable(qk) and launchable(v)):
+        return f"tensors on {qk.device} (the kernels need CUDA, or TRITON_INTERPRET=1 on CPU)"
+    return None
+
+
+def _fall_back(reason: str) -> None:
+    if reason not in _reported:
+        _reported.add(reason)
+        log.warning("fast LSH attention: %s; using the reference implementation for this setting", reason)
+
+
+# torch.compile runs these eagerly (a graph break around them) rather than tracing the kernel
+# launches and the custom autograd Function.
+@torch.compiler.disable
+def lsh_attention_from_buckets(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    buckets: torch.Tensor,
+    *,
+    chunk_length: int,
+    n_buckets: int,
+    causal: bool = True,
+    n_chunks_before: int = 1,
+    wrap_lookback: bool = False,
+    dedup: bool = False,
+    key_padding_mask: torch.Tensor | None = None,
+    probs_dropout: ProbsDropout = None,
+) -> torch.Tensor:
+    """`lsh.lsh_attention_from_buckets`, computed by the kernels (same arguments, same result)."""
+    if chunk_length < 1 or n_chunks_before < 0:
+        raise ValueError(f"chunk_length={chunk_length} must be >= 1 and n_chunks_before={n_chunks_before} >= 0")
+    reason = unsupported_reason(qk, v, chunk_length=chunk_length, n_chunks_before=n_chunks_before, dedup=dedup,
+                                probs_dropout=probs_dropout, rounds=buckets.shape[2])
+    if reason is not None:
+        _fall_back(reason)
+        return reference_from_buckets(
+            qk, v, buckets, chunk_length=chunk_length, n_buckets=n_buckets, causal=causal,
+            n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback, dedup=dedup,
+            key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
+        )
+    b, h, length, d = qk.shape
+    padded = -(-length // chunk_length) * chunk_length
+    geo = Geometry(b, h, length, d, buckets.shape[2], chunk_length, padded, n_chunks_before, bool(causal),
+                   bool(wrap_lookback))
+    perm, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
+    dtype = torch.promote_types(qk.dtype, v.dtype)  # the kernels multiply in one dtype
+    qk_, v_ = qk.to(dtype), v.to(dtype)
+    qk_ = qk_ if qk_.stride(-1) == 1 else qk_.contiguous()
+    v_ = v_ if v_.stride(-1) == 1 else v_.contiguous()
+    with torch.autocast(qk.device.type, enabled=False):
+        out = LSHAttentionFunction.apply(qk_, v_, perm, n_real, geo)
+    return out.to(v.dtype)
+
+
+@torch.compiler.disable
+def hash_buckets(qk: torch.Tensor, rotations: Rotations) -> torch.Tensor:
+    """`lsh.hash_buckets` by a fused kernel (falls back to the reference where it cannot run)."""
+    if qk.dtype not in DTYPES or not launchable(qk) or qk.shape[-1] > MAX_TILE:
+        from ..lsh import hash_buckets as reference_hash
+
+        return reference_hash(qk, rotations)
+    return _fast_hash_buckets(qk, rotations)
+
+
+def lsh_attention(
+    qk: torch.Tensor,
+    v: torch.Tensor,
+    rotations: Rotations,
+    *,
+    chunk_length: int,
+    causal: bool = True,
+    n_chunks_before: int = 1,
+    wrap_lookback: bool = False,
+    dedup: bool = False,
+    key_padding_mask: torch.Tensor | None = None,
+    probs_dropout: ProbsDropout = None,
+) -> torch.Tensor:
+    """`lsh.lsh_attention` = fast `hash_buckets` + fast `lsh_attention_from_buckets`."""
+    return lsh_attention_from_buckets(
+        qk, v, hash_buckets(qk, rotations),
+        chunk_length=chunk_length, n_buckets=n_buckets_of(rotations), causal=causal,
+        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback, dedup=dedup,
+        key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
+    )
+
+
+__all__ = [
+    "INTERPRET",
+    "MAX_CHUNKS_BEFORE",
+    "MAX_TILE",
+    "hash_buckets",
+    "lsh_attention",
+    "lsh_attention_from_buckets",
+    "unsupported_reason",
+]
+

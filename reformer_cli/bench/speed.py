@@ -1,0 +1,519 @@
+"""`reformer bench speed`: attention forward + backward time over lengths (SPEC section 6).
+
+The standard problem: a fixed number of tokens per batch (65,536: batch x length, lengths 1K-64K),
+8 heads, d_head 64, causal, bf16, forward + backward of the attention alone. Rows:
+
+* `full`: PyTorch SDPA with separate q, k, v, each of its CUDA backends tried (cuDNN, flash,
+  memory-efficient) and the fastest kept (its name in `impl`);
+* `lsh-R` for each number of rounds R: this project's LSH attention from (qk, v, rotations),
+  hashing, sorting, attention and the merge of rounds included, with `--impl fast` (the Triton
+  kernels, the default on CUDA) or `reference` (plain PyTorch);
+* with `--peers`, when importable: lucidrains' reformer-pytorch `LSHAttention` and transformers'
+  `LSHSelfAttention` (which includes its QK and V projections) at `--peer-rounds`.
+
+Columns: ms (median of forward + backward), forward ms, tokens/s (forward + backward), peak memory
+(CUDA: bytes allocated at the peak beyond the inputs) and the ratio of the time to full attention's
+at the same length (below 1: faster than full attention). Out of memory is a result (`OOM`).
+Writes `speed.md`, `speed.json` and `speed.png` (time against length, log scales, as the paper's
+Figure 5, right) into `--out`; `--json PATH` writes the record elsewhere; `--replot JSON`
+rebuilds the markdown and PNG from a record (e.g. on a machine with matplotlib).
+
+On a CPU the default sizes are tiny and the numbers say nothing about a GPU; `results/` is meant
+for GPU records (the default `--out` is `results` on CUDA and nothing elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import UserError, one_line, report_and_exit
+from ..records import write_json_atomic, write_text_atomic
+from .common import DTYPES, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release, resolve_device, time_ms
+
+PROG = "reformer bench speed"
+GPU_DEFAULTS = dict(tokens=65536, lengths=[1024, 2048, 4096, 8192, 16384, 32768, 65536], heads=8, d_head=64,
+                    rounds=[1, 2, 4, 8], chunk=64, dtype="bf16")
+CPU_DEFAULTS = dict(tokens=2048, lengths=[256, 512, 1024], heads=2, d_head=32, rounds=[1, 2], chunk=32, dtype="fp32")
+
+
+@dataclass
+class Row:
+    method: str  # full | lsh-R | reformer-pytorch-R | hf-lsh-R
+    impl: str  # sdpa-<backend> | fast | reference | peer
+    rounds: int | None
+    length: int
+    batch: int
+    ms: float | None = None  # forward + backward, median
+    fwd_ms: float | None = None
+    tokens_per_s: float | None = None
+    peak_bytes: int | None = None
+    ratio_to_full: float | None = None
+    error: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class Problem:
+    tokens: int
+    heads: int
+    d_head: int
+    chunk: int
+    dtype: str
+    causal: bool
+    device: torch.device
+    buckets: str  # auto | single | comma-separated factors
+    seed: int = 0
+    warmup: int = 3
+    reps: int = 10
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def batch(self, length: int) -> int:
+        return max(1, self.tokens // length)
+
+    def randn(self, *shape: int, requires_grad: bool = True) -> torch.Tensor:
+        x = torch.randn(*shape, device=self.device, dtype=self.torch_dtype)
+        return x.requires_grad_(requires_grad)
+
+    def bucket_factors(self, length: int) -> list[int]:
+        return bucket_factors(self.buckets, length, self.chunk)
+
+
+def bucket_factors(mode: str, length: int, chunk: int) -> list[int]:
+    """The paper's n_buckets = 2 * length / chunk, as one factor ('single') or, above 128 buckets,
+    factorised as trax does ('auto'; notes/paper.md 2.2: [2^ceil(log2 sqrt n), 2 (n // (2 that))])
+    so that hashing stays linear in the length; or explicit factors '32,64'."""
+    if mode not in ("auto", "single"):
+        return [int(f) for f in mode.split(",")]
+    n = 2 * max(1, length // chunk)
+    if mode == "single" or n <= 128:
+        return [n]
+    first = 2 ** math.ceil(math.log2(math.sqrt(n)))
+    return [first, 2 * (n // (2 * first))]
+
+
+# ------------------------------------------------------------------------------ the methods
+
+
+def fwd_bwd(forward: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        forward().backward(grad)
+
+    return step
+
+
+def measure(row: Row, problem: Problem, forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor],
+            grad_shape: tuple[int, ...]) -> Row:
+    """Fill a row's times and memory; OOM or a failing method becomes the row's error."""
+    device = problem.device
+    try:
+        grad = torch.randn(*grad_shape, device=device, dtype=problem.torch_dtype)
+        step = fwd_bwd(forward, grad)
+        step()  # compile / autotune / first-call work, excluded
+        row.ms = time_ms(step, device, warmup=problem.warmup, reps=problem.reps, grad_to_none=inputs)
+        row.fwd_ms = time_ms(forward, device, warmup=problem.warmup, reps=problem.reps)
+        for t in inputs:
+            t.grad = None
+        row.peak_bytes = peak_bytes(step, device)
+        row.tokens_per_s = row.batch * row.length / (row.ms / 1e3)
+    except Exception as exc:  # a method that fails is a row with its reason, not a crash
+        if is_oom(exc):
+            row.error = "OOM"
+        else:
+            row.error = one_line(f"{type(exc).__name__}: {exc}")[:200]
+        row.ms = row.fwd_ms = row.tokens_per_s = row.peak_bytes = None
+    finally:
+        release(device)
+    return row
+
+
+def sdpa_backends(device: torch.device) -> list[tuple[str, Any]]:
+    if device.type != "cuda":
+        return [("default", None)]
+    from torch.nn.attention import SDPBackend
+
+    return [("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
+            ("efficient", SDPBackend.EFFICIENT_ATTENTION)]
+
+
+def full_row(problem: Problem, length: int) -> Row:
+    """SDPA full attention; every backend tried, the fastest kept (the others in `note`)."""
+    import torch.nn.functional as F
+
+    b = problem.batch(length)
+    shape = (b, problem.heads, length, problem.d_head)
+    best: Row | None = None
+    tried = []
+    for name, backend in sdpa_backends(problem.device):
+        q, k, v = (problem.randn(*shape) for _ in range(3))
+
+        def forward(q=q, k=k, v=v, backend=backend) -> torch.Tensor:
+            if backend is None:
+                return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
+            from torch.nn.attention import sdpa_kernel
+
+            with sdpa_kernel([backend]):
+                return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
+
+        row = measure(Row("full", f"sdpa-{name}", None, length, b), problem, forward, [q, k, v], shape)
+        tried.append(f"{name} {row.ms:.3f} ms" if row.ms is not None else f"{name}: {row.error}")
+        del q, k, v
+        if row.ms is not None and (best is None or row.ms < best.ms):
+            best = row
+    if best is None:
+        best = Row("full", "sdpa", None, length, b, error="; ".join(tried)[:200])
+    best.note = ", ".join(tried)
+    return best
+
+
+def lsh_row(problem: Problem, length: int, rounds: int, impl: str) -> Row:
+    """This project's LSH attention: hash + sort + attend + merge, forward and backward."""
+    if impl == "fast":
+        from ..attention.fast import lsh_attention
+    else:
+        from ..attention.lsh import lsh_attention
+    b = problem.batch(length)
+    shape = (b, problem.heads, length, problem.d_head)
+    qk, v = problem.randn(*shape), problem.randn(*shape)
+    factors = problem.bucket_factors(length)
+    rotations = [torch.randn(problem.heads, problem.d_head, rounds, f // 2, device=problem.device) for f in factors]
+
+    def forward() -> torch.Tensor:
+        return lsh_attention(qk, v, rotations, chunk_length=problem.chunk, causal=problem.causal)
+
+    row = Row(f"lsh-{rounds}", impl, rounds, length, b, note=f"buckets {'x'.join(map(str, factors))}")
+    return measure(row, problem, forward, [qk, v], shape)
+
+
+def reformer_pytorch_row(problem: Problem, length: int, rounds: int) -> Row:
+    """lucidrains/reformer-pytorch `LSHAttention` (shared QK given; heads folded into the batch)."""
+    b = problem.batch(length)
+    row = Row(f"reformer-pytorch-{rounds}", "peer", rounds, length, b)
+    try:
+        import reformer_pytorch
+        from reformer_pytorch import LSHAttention
+    except ImportError as exc:
+        row.error = one_line(f"not installed ({exc})")
+        return row
+    attn = LSHAttention(bucket_size=problem.chunk, n_hashes=rounds, causal=problem.causal).to(problem.device)
+    shape = (b * problem.heads, length, problem.d_head)
+    qk, v = problem.randn(*shape), problem.randn(*shape)
+    row.note = f"reformer-pytorch {getattr(reformer_pytorch, '__version__', '')}".strip()
+    return measure(row, problem, lambda: attn(qk, v)[0], [qk, v], shape)
+
+
+def hf_row(problem: Problem, length: int, rounds: int) -> Row:
+    """transformers' `LSHSelfAttention` (its QK and V projections included, as perf.md measured)."""
+    b = problem.batch(length)
+    row = Row(f"hf-lsh-{rounds}", "peer", rounds, length, b)
+    try:
+        import transformers
+        from transformers import ReformerConfig
+        from transformers.models.reformer.modeling_reformer import LSHSelfAttention
+    except ImportError as exc:
+        row.error = one_line(f"not installed ({exc})")
+        return row
+    config = ReformerConfig(
+        hidden_size=problem.heads * problem.d_head, num_attention_heads=problem.heads,
+        attention_head_size=problem.d_head, lsh_attn_chunk_length=problem.chunk, num_hashes=rounds,
+        num_buckets=2 * max(1, length // problem.chunk), lsh_num_chunks_before=1, lsh_num_chunks_after=0,
+        is_decoder=problem.causal, attn_layers=["lsh"], max_position_embeddings=length,
+        lsh_attention_probs_dropout_prob=0.0,
+    )
+    shape = (b, length, problem.heads * problem.d_head)
+    failed = ""
+    for attempt in (problem, dataclasses.replace(problem, dtype="fp32")):
+        module = LSHSelfAttention(config).to(attempt.device, attempt.torch_dtype).train()
+        hidden = attempt.randn(*shape)
+        row.note, row.error = f"transformers {transformers.__version__}, {attempt.dtype}{failed}", None
+        measure(row, attempt, lambda: module(hidden)[0], [hidden], shape)
+        if row.error is None or row.error == "OOM" or attempt.dtype == "fp32":
+            break
+        failed = f" ({problem.dtype} failed: {row.error})"  # then fp32, as perf.md measured it
+    return row
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def run_rows(problem: Problem, lengths: list[int], rounds: list[int], impl: str, peers: bool,
+             peer_rounds: list[int]) -> list[Row]:
+    rows: list[Row] = []
+    for length in lengths:
+        if length > problem.tokens:
+            problem.notes.append(f"length {length} skipped: more than --tokens {problem.tokens}")
+            continue
+        todo: list[Callable[[], Row]] = [lambda length=length: full_row(problem, length)]
+        todo += [lambda length=length, r=r: lsh_row(problem, length, r, impl) for r in rounds]
+        if peers:
+            todo += [lambda length=length, r=r: reformer_pytorch_row(problem, length, r) for r in peer_rounds]
+            todo += [lambda length=length, r=r: hf_row(problem, length, r) for r in peer_rounds]
+        at_length: list[Row] = []
+        for make in todo:
+            row = make()
+            at_length.append(row)
+            sys.stderr.write(f"length {length:>6} {row.method:<20} "
+                             + (f"{row.ms:9.3f} ms" if row.ms is not None else f"{row.error}") + "\n")
+        full = at_length[0].ms
+        for row in at_length:
+            if row.ms is not None and full:
+                row.ratio_to_full = row.ms / full
+        rows += at_length
+    return rows
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def label(method: str) -> str:
+    """Legend names: full attention, LSH-4, reformer-pytorch LSH-4, HF LSH-4."""
+    if method == "full":
+        return "full attention"
+    rounds = method.rsplit("-", 1)[-1]
+    if method.startswith("hf-lsh-"):
+        return f"HF LSH-{rounds}"
+    if method.startswith("reformer-pytorch-"):
+        return f"reformer-pytorch LSH-{rounds}"
+    return f"LSH-{rounds}" if method.startswith("lsh-") else method
+
+
+def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    head = ["length", "batch", "method", "impl", "ms (fwd+bwd)", "fwd ms", "tokens/s", "peak MiB", "x full"]
+    body = []
+    for r in rows:
+        if r["error"]:
+            body.append([str(r["length"]), str(r["batch"]), r["method"], r["impl"], r["error"], "-", "-", "-", "-"])
+            continue
+        body.append([
+            str(r["length"]), str(r["batch"]), r["method"], r["impl"], _fmt(r["ms"], ".3f"), _fmt(r["fwd_ms"], ".3f"),
+            format_rate(r["tokens_per_s"]),
+            _fmt(r["peak_bytes"] / 2**20 if r["peak_bytes"] is not None else None, ",.0f"),
+            _fmt(r["ratio_to_full"], ".3f"),
+        ])
+    return head, body
+
+
+def markdown(record: dict) -> str:
+    head, body = table(record["rows"])
+    lines = [
+        "# Attention speed: full attention vs LSH attention (forward + backward)",
+        "",
+        f"- device: {record['device']}",
+        f"- date: {record['date']} {record.get('time', '')}".rstrip(),
+        f"- torch {record['torch']}, triton {record['triton']}, python {record.get('python')},"
+        f" reformer git {(record.get('code_version') or {}).get('git_sha') or 'unknown'}",
+        f"- command: `{record['command']}`",
+        f"- problem: {record['tokens']:,} tokens per batch (batch x length), {record['heads']} heads, d_head"
+        f" {record['d_head']}, {'causal' if record['causal'] else 'not causal'}, {record['dtype']};"
+        f" LSH chunk {record['chunk_length']}, look-back 1, buckets {record['buckets']}"
+        f" (2 x length / chunk; 'auto' factorises above 128 as trax)",
+        "",
+        "ms: median of forward + backward (CUDA events via triton.testing.do_bench, L2 flushed, first call"
+        " excluded). LSH rows include hashing, sorting and the merge of rounds. peak MiB: CUDA memory allocated"
+        " at the peak of one forward + backward beyond the inputs. x full: time / full attention's time at the"
+        " same length (below 1 = faster). full: SDPA's fastest backend (the others in the JSON's notes).",
+        "",
+        *markdown_table(head, body),
+    ]
+    if record.get("notes"):
+        lines += ["", *[f"- {n}" for n in record["notes"]]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(record: dict, path: Path) -> bool:
+    """Time against length, log scales, one line per method (the paper's Figure 5, right)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        return False
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in record["rows"]:
+        if r["ms"] is not None:
+            series.setdefault(r["method"], []).append((r["length"], r["ms"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=150)
+    for method, points in series.items():
+        points.sort()
+        xs, ys = zip(*points)
+        style = dict(color="black", linewidth=2.2, marker="o") if method == "full" else dict(marker="o")
+        if method.startswith(("reformer-pytorch", "hf-")):
+            style = dict(marker="s", linestyle="--")
+        ax.plot(xs, ys, label=label(method), **style)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    lengths = sorted({r["length"] for r in record["rows"]})
+    ax.set_xticks(lengths)
+    ax.set_xticklabels([f"{n // 1024}K" if n >= 1024 else str(n) for n in lengths])
+    ax.set_xlabel("sequence length (batch x length fixed)")
+    ax.set_ylabel("forward + backward (ms)")
+    ax.set_title(f"{record['tokens']:,} tokens, {record['heads']} heads x {record['d_head']}, "
+                 f"{'causal, ' if record['causal'] else ''}{record['dtype']}\n{record['device']}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_outputs(record: dict, out: Path | None, json_path: Path | None) -> None:
+    text = markdown(record)
+    if json_path is not None:
+        write_json_atomic(json_path, record)
+    if out is None:
+        return
+    write_text_atomic(out / "speed.md", text)
+    write_json_atomic(out / "speed.json", record)
+    if not plot(record, out / "speed.png"):
+        sys.stderr.write("matplotlib is not installed: speed.png not written (rebuild it from the JSON with"
+                         f" `{PROG} --replot {out / 'speed.json'}` where matplotlib is)\n")
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        report_and_exit(f"{PROG}: {message}")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def _buckets(text: str) -> str:
+    if text in ("auto", "single"):
+        return text
+    values = _ints(text)
+    if any(v % 2 for v in values):
+        raise argparse.ArgumentTypeError(f"bucket factors must be even, got {text!r}")
+    return ",".join(map(str, values))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Attention forward + backward time over lengths at a fixed number of"
+                " tokens per batch (SPEC section 6): full attention (SDPA) vs LSH attention at several rounds.")
+    g = p.add_argument_group("problem (defaults: the standard problem on CUDA, tiny sizes on a CPU)")
+    g.add_argument("--tokens", type=int, default=None, help="tokens per batch, batch = tokens / length (65536)")
+    g.add_argument("--lengths", type=_ints, default=None, help="comma-separated (1024,2048,...,65536)")
+    g.add_argument("--heads", type=int, default=None, help="(8)")
+    g.add_argument("--d-head", type=int, default=None, help="(64)")
+    g.add_argument("--rounds", type=_ints, default=None, help="LSH hash rounds, comma-separated (1,2,4,8)")
+    g.add_argument("--chunk", type=int, default=None, help="LSH chunk length (64)")
+    g.add_argument("--buckets", type=_buckets, default="auto",
+                   help="auto (2 x length / chunk, factorised above 128 as trax) | single | factors e.g. 32,64")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="(bf16; fp32 on a CPU)")
+    g.add_argument("--causal", action=argparse.BooleanOptionalAction, default=True)
+    r = p.add_argument_group("run")
+    r.add_argument("--impl", choices=("auto", "fast", "reference"), default="auto",
+                   help="our LSH rows: fast (Triton kernels) | reference (PyTorch) | auto (fast on CUDA)")
+    r.add_argument("--peers", action="store_true",
+                   help="add reformer-pytorch and transformers' LSHSelfAttention rows (when importable)")
+    r.add_argument("--peer-rounds", type=_ints, default=[4], help="rounds for the peers (4)")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--warmup", type=int, default=3, help="untimed calls (CPU); CUDA uses do_bench's 25 ms")
+    r.add_argument("--reps", type=int, default=10, help="timed calls (CPU); CUDA uses do_bench's 100 ms")
+    r.add_argument("--seed", type=int, default=0)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=None,
+                   help="folder for speed.md, speed.json, speed.png (default: results on CUDA, none on a CPU)")
+    o.add_argument("--json", type=Path, default=None, help="also write the JSON record here")
+    o.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                   help="only rebuild speed.md and speed.png from a record (into --out, default its folder)")
+    return p
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    if impl == "auto":
+        return "fast" if device.type == "cuda" else "reference"
+    if impl != "fast":
+        return impl
+    try:
+        from ..attention.fast.runtime import INTERPRET
+    except ImportError as exc:
+        raise UserError(f"--impl fast needs triton ({one_line(str(exc))}); use --impl reference") from None
+    if device.type != "cuda" and not INTERPRET:
+        raise UserError("--impl fast needs a CUDA device (or TRITON_INTERPRET=1 to run the kernels on a CPU,"
+                        " slowly); use --impl reference")
+    return impl
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict:
+    if args.replot is not None:
+        try:
+            record = json.loads(args.replot.read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--replot {args.replot}: cannot read a speed record ({one_line(str(exc))})") from None
+        if record.get("kind") != "speed":
+            raise UserError(f"--replot {args.replot}: not a speed record (kind {record.get('kind')!r})")
+        out = args.out or args.replot.parent
+        write_text_atomic(out / "speed.md", markdown(record))
+        if not plot(record, out / "speed.png"):
+            raise UserError("--replot needs matplotlib (pip install matplotlib)")
+        return record
+    device = resolve_device(args.device)
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    pick = lambda name: getattr(args, name) if getattr(args, name) is not None else defaults[name]  # noqa: E731
+    problem = Problem(tokens=pick("tokens"), heads=pick("heads"), d_head=pick("d_head"), chunk=pick("chunk"),
+                      dtype=pick("dtype"), causal=args.causal, device=device, buckets=args.buckets, seed=args.seed,
+                      warmup=max(0, args.warmup), reps=max(1, args.reps))
+    lengths, rounds = pick("lengths"), pick("rounds")
+    for name in ("tokens", "heads", "d_head", "chunk"):
+        if getattr(problem, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')}={getattr(problem, name)} must be a positive integer")
+    impl = resolve_impl(args.impl, device)
+    if device.type != "cuda":
+        problem.notes.append("CPU run: tiny default sizes; these numbers are not the GPU yardstick")
+    torch.manual_seed(args.seed)
+    rows = run_rows(problem, lengths, rounds, impl, args.peers, args.peer_rounds)
+    record = {
+        "kind": "speed",
+        **header(device, PROG, argv),
+        "tokens": problem.tokens, "heads": problem.heads, "d_head": problem.d_head, "causal": problem.causal,
+        "dtype": problem.dtype, "chunk_length": problem.chunk, "buckets": problem.buckets, "n_chunks_before": 1,
+        "impl": impl, "lengths": lengths, "rounds": rounds,
+        "timing": "triton.testing.do_bench median" if device.type == "cuda" else
+                  f"perf_counter median of {problem.reps} after {problem.warmup} warm-up calls",
+        "notes": problem.notes,
+        "rows": [asdict(r) for r in rows],
+    }
+    head, body = table(record["rows"])
+    sys.stdout.write(plain_table(head, body) + "\n")
+    out = args.out if args.out is not None else (Path("results") if device.type == "cuda" else None)
+    write_outputs(record, out, args.json)
+    return record
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        run(args, argv)
+    except UserError as exc:
+        report_and_exit(str(exc))
+    return 0

@@ -1,0 +1,255 @@
+"""`reformer bench step`: the time of one training step of the paper's Table 2 model.
+
+The model of Table 2 (1 layer, d_model 256, d_ff 256, 4 heads, vocabulary 128, length 1024),
+batch 64, bf16 autocast, one full training step as `reformer run` takes it: forward and loss,
+backward, gradient clipping at 1.0 and an AdamW step (the batch is made once, outside the timing).
+Rows, measured in one run on the same initial weights:
+
+* `lsh-R`, impl `fast`: LSH attention with R rounds (default 4) through the Triton kernels;
+* `lsh-R`, impl `reference`: the same model through the plain-PyTorch reference;
+* `full`, impl `sdpa`: full attention (separate Q and K) through PyTorch SDPA.
+
+The model is built from the plain dataclass configs (no hydra / omegaconf): this runs on a GPU
+machine with only torch and triton. ms is the median over `--steps` timed steps after `--warmup`
+untimed ones (CUDA events on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import FullAttentionConfig, LayerConfig, LSHAttentionConfig, ModelConfig
+from ..errors import UserError, one_line, report_and_exit
+from ..records import write_json_atomic, write_text_atomic
+from ..runtime import autocast
+from .common import format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, synchronize
+
+PROG = "reformer bench step"
+GPU_DEFAULTS = dict(batch=64, length=1024, chunk=64, steps=20, warmup=5, precision="bf16")
+CPU_DEFAULTS = dict(batch=2, length=128, chunk=32, steps=2, warmup=1, precision="fp32")
+METHODS = ("lsh-fast", "lsh-reference", "full")
+# For the report beside our numbers: measured on one H100 on the same model size (notes/perf.md, the issue).
+PEER_CONTEXT = ("lucidrains/reformer-pytorch 40.5 ms (LSH, 4 rounds); full attention (SDPA) 4.55 ms;"
+                " target for LSH-4 with the fast kernels: at most 10 ms")
+
+
+@dataclass
+class StepRow:
+    method: str  # lsh-R | full
+    impl: str  # fast | reference | sdpa
+    ms: float | None = None
+    tokens_per_s: float | None = None
+    peak_bytes: int | None = None
+    loss: float | None = None
+    error: str | None = None
+
+
+def build(args: argparse.Namespace, method: str, device: torch.device) -> torch.nn.Module:
+    from ..model.reformer import ReformerLM
+
+    model_cfg = ModelConfig(d_model=args.d_model, d_ff=args.d_ff, n_heads=args.heads, n_layers=args.layers,
+                            dropout=0.0)
+    if method == "full":
+        attention = FullAttentionConfig(shared_qk=False, causal=True)
+    else:
+        attention = LSHAttentionConfig(n_rounds=args.rounds, chunk_length=args.chunk, causal=True,
+                                       impl=method.split("-", 1)[1])
+    torch.manual_seed(args.seed)  # the same initial weights for every row of a kind
+    model = ReformerLM(model_cfg, attention, LayerConfig(name=args.layer), args.vocab, args.length)
+    return model.to(device).train()
+
+
+def measure(args: argparse.Namespace, method: str, device: torch.device, precision: str) -> StepRow:
+    name = "full" if method == "full" else f"lsh-{args.rounds}"
+    row = StepRow(name, "sdpa" if method == "full" else method.split("-", 1)[1])
+    try:
+        model = build(args, method, device)
+        params = list(model.parameters())
+        decay = [p for p in params if p.dim() >= 2]
+        rest = [p for p in params if p.dim() < 2]
+        # as reformer run's default trainer: AdamW, betas (0.9, 0.98), eps 1e-9, clipping at 1.0
+        optimizer = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-4,
+                                      betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(args.seed)
+        shape = (args.batch, args.length)
+        tokens = torch.randint(0, args.vocab, shape, generator=gen).to(device)
+        targets = torch.randint(0, args.vocab, shape, generator=gen).to(device)
+        weights = torch.ones(shape, device=device)
+
+        def step(i: int) -> torch.Tensor:
+            with autocast(device, precision):
+                totals = model.loss(tokens, targets, weights, seed=i)
+            loss = totals.loss_sum / totals.weight_sum
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return loss.detach()
+
+        for i in range(args.warmup):
+            step(i)
+        synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for i in range(args.warmup, args.warmup + args.steps):
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                loss = step(i)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                begin = time.perf_counter()
+                loss = step(i)
+                times.append((time.perf_counter() - begin) * 1e3)
+        row.ms = statistics.median(times)
+        row.tokens_per_s = args.batch * args.length / (row.ms / 1e3)
+        row.loss = float(loss)
+        if device.type == "cuda":
+            row.peak_bytes = torch.cuda.max_memory_allocated(device)
+    except Exception as exc:  # a failing row is a result with its reason
+        row.error = "OOM" if is_oom(exc) else one_line(f"{type(exc).__name__}: {exc}")[:200]
+        row.ms = row.tokens_per_s = row.peak_bytes = None
+    finally:
+        model = optimizer = None  # noqa: F841
+        release(device)
+    return row
+
+
+def table(record: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["method", "impl", "ms per step", "tokens/s", "peak MiB"]
+    body = []
+    for r in record["rows"]:
+        if r["error"]:
+            body.append([r["method"], r["impl"], r["error"], "-", "-"])
+        else:
+            body.append([r["method"], r["impl"], f"{r['ms']:.2f}", format_rate(r["tokens_per_s"]),
+                         "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:,.0f}"])
+    return head, body
+
+
+def markdown(record: dict) -> str:
+    m = record["model"]
+    head, body = table(record)
+    lines = [
+        "# One training step of the Table 2 model",
+        "",
+        f"- device: {record['device']}",
+        f"- date: {record['date']} {record.get('time', '')}".rstrip(),
+        f"- torch {record['torch']}, triton {record['triton']}, reformer git"
+        f" {(record.get('code_version') or {}).get('git_sha') or 'unknown'}",
+        f"- command: `{record['command']}`",
+        f"- model: {m['n_layers']} layer(s), d_model {m['d_model']}, d_ff {m['d_ff']}, {m['n_heads']} heads,"
+        f" vocabulary {m['vocab']}, {m['layer']} layers; LSH {m['rounds']} rounds, chunk {m['chunk_length']};"
+        f" batch {record['batch']} x length {record['length']}, {record['precision']}",
+        "",
+        "A step: forward + loss under autocast, backward, gradient clipping (1.0), AdamW step; median of"
+        f" {record['steps']} steps after {record['warmup']} untimed ones; peak MiB: torch.cuda.max_memory_allocated"
+        " over the timed steps (weights, gradients and optimizer state included).",
+        "",
+        *markdown_table(head, body),
+        "",
+        f"Context, not measured here (notes/perf.md, one H100, same model size): {PEER_CONTEXT}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        report_and_exit(f"{PROG}: {message}")
+
+
+def _methods(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in METHODS]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"methods must be among {', '.join(METHODS)}, got {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Time one training step (forward, backward, clipping, AdamW) of the"
+                " Table 2 model with LSH attention (fast kernels and reference) and full attention.")
+    m = p.add_argument_group("model (defaults: the paper's Table 2 model)")
+    m.add_argument("--d-model", type=int, default=256)
+    m.add_argument("--d-ff", type=int, default=256)
+    m.add_argument("--heads", type=int, default=4)
+    m.add_argument("--layers", type=int, default=1)
+    m.add_argument("--layer", choices=("standard", "reversible"), default="standard")
+    m.add_argument("--vocab", type=int, default=128)
+    m.add_argument("--rounds", type=int, default=4, help="LSH hash rounds (4)")
+    m.add_argument("--chunk", type=int, default=None, help="LSH chunk length (64; 32 on a CPU)")
+    r = p.add_argument_group("run (defaults: batch 64 x length 1024, bf16 on CUDA; tiny on a CPU)")
+    r.add_argument("--batch", type=int, default=None)
+    r.add_argument("--length", type=int, default=None)
+    r.add_argument("--precision", choices=("bf16", "fp32"), default=None)
+    r.add_argument("--methods", type=_methods, default=None,
+                   help="comma-separated among lsh-fast, lsh-reference, full (all three on CUDA)")
+    r.add_argument("--steps", type=int, default=None, help="timed steps (20)")
+    r.add_argument("--warmup", type=int, default=None, help="untimed steps first (5)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--seed", type=int, default=0)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=None,
+                   help="folder for train_step.md and train_step.json (default: results on CUDA, none on a CPU)")
+    o.add_argument("--json", type=Path, default=None, help="also write the JSON record here")
+    return p
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict:
+    device = resolve_device(args.device)
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("batch", "length", "chunk", "steps", "d_model", "d_ff", "heads", "layers", "vocab", "rounds"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')}={getattr(args, name)} must be a positive integer")
+    if args.d_model % args.heads:
+        raise UserError(f"--d-model={args.d_model} is not divisible by --heads={args.heads}")
+    methods = args.methods
+    if methods is None:
+        methods = list(METHODS) if device.type == "cuda" else [m for m in METHODS if m != "lsh-fast"]
+    if "lsh-fast" in methods and device.type != "cuda":
+        raise UserError("lsh-fast needs a CUDA device (the model's attention.impl=fast); leave it out on a CPU")
+    rows = []
+    for method in methods:
+        row = measure(args, method, device, args.precision)
+        sys.stderr.write(f"{row.method} {row.impl}: " + (f"{row.ms:.2f} ms" if row.ms is not None else row.error) + "\n")
+        rows.append(row)
+    record = {
+        "kind": "train_step",
+        **header(device, PROG, argv),
+        "model": {"n_layers": args.layers, "d_model": args.d_model, "d_ff": args.d_ff, "n_heads": args.heads,
+                  "vocab": args.vocab, "layer": args.layer, "rounds": args.rounds, "chunk_length": args.chunk},
+        "batch": args.batch, "length": args.length, "precision": args.precision,
+        "steps": args.steps, "warmup": args.warmup,
+        "rows": [asdict(r) for r in rows],
+    }
+    head, body = table(record)
+    sys.stdout.write(plain_table(head, body) + "\n")
+    out = args.out if args.out is not None else (Path("results") if device.type == "cuda" else None)
+    if args.json is not None:
+        write_json_atomic(args.json, record)
+    if out is not None:
+        write_json_atomic(out / "train_step.json", record)
+        write_text_atomic(out / "train_step.md", markdown(record))
+    return record
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        run(args, argv)
+    except UserError as exc:
+        report_and_exit(str(exc))
+    return 0

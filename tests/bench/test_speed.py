@@ -1,0 +1,186 @@
+"""`reformer bench speed` and `reformer bench step` on CPU at tiny sizes: the records (markdown,
+JSON with the contract's keys, PNG), failures and OOM as rows, the kernels through the harness
+under the interpreter, and one-line errors. Nothing is written into results/."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from reformer_cli.bench import speed, step
+
+from ..conftest import run_cli
+
+TINY = ["--device", "cpu", "--tokens", "128", "--lengths", "32,64", "--heads", "1", "--d-head", "16",
+        "--chunk", "16", "--rounds", "1,2", "--warmup", "0", "--reps", "1"]
+SPEED_KEYS = {"kind", "device", "date", "torch", "triton", "command", "tokens", "heads", "d_head", "causal", "dtype",
+              "chunk_length", "rows"}
+ROW_KEYS = {"method", "impl", "rounds", "length", "batch", "ms", "fwd_ms", "tokens_per_s", "peak_bytes",
+            "ratio_to_full", "error"}
+
+
+def test_speed_writes_markdown_json_and_plot(tmp_path, capsys):
+    out, extra = tmp_path / "out", tmp_path / "elsewhere" / "speed.json"
+    assert speed.main([*TINY, "--out", str(out), "--json", str(extra)]) == 0
+    record = json.loads((out / "speed.json").read_text())
+    assert json.loads(extra.read_text()) == record
+    assert SPEED_KEYS <= set(record) and record["kind"] == "speed" and record["tokens"] == 128
+    assert record["causal"] is True and record["dtype"] == "fp32" and record["impl"] == "reference"
+    assert "reformer bench speed" in record["command"] and "--lengths 32,64" in record["command"]
+    rows = record["rows"]
+    assert all(ROW_KEYS <= set(r) for r in rows)
+    assert [(r["length"], r["method"]) for r in rows] == [(32, "full"), (32, "lsh-1"), (32, "lsh-2"),
+                                                          (64, "full"), (64, "lsh-1"), (64, "lsh-2")]
+    assert [r["batch"] for r in rows] == [4, 4, 4, 2, 2, 2]  # batch x length = tokens
+    for r in rows:
+        assert r["error"] is None and r["ms"] > 0 and r["fwd_ms"] > 0 and r["peak_bytes"] is None  # no CUDA peak
+        assert r["tokens_per_s"] == pytest.approx(r["batch"] * r["length"] / (r["ms"] / 1e3))
+        full = next(f for f in rows if f["method"] == "full" and f["length"] == r["length"])
+        assert r["ratio_to_full"] == pytest.approx(r["ms"] / full["ms"])
+    assert rows[0]["impl"] == "sdpa-default" and rows[1]["impl"] == "reference" and rows[1]["rounds"] == 1
+    text = (out / "speed.md").read_text()
+    assert record["device"] in text and record["date"] in text and "| 64 | 2 | lsh-2 | reference |" in text
+    assert "not the GPU yardstick" in text
+    png = (out / "speed.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert "lsh-2" in capsys.readouterr().out
+
+
+def test_speed_writes_nothing_on_cpu_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert speed.main([*TINY, "--lengths", "32", "--rounds", "1"]) == 0
+    assert not (tmp_path / "results").exists()
+
+
+def test_speed_with_the_kernels_under_the_interpreter(tmp_path):
+    """--impl fast runs the Triton kernels (interpreted on a CPU) through the same harness."""
+    js = tmp_path / "s.json"
+    assert speed.main([*TINY, "--lengths", "32", "--rounds", "2", "--impl", "fast", "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    assert [(r["method"], r["impl"], r["error"]) for r in rows] == [("full", "sdpa-default", None), ("lsh-2", "fast", None)]
+
+
+def test_a_failing_or_out_of_memory_method_is_a_row(monkeypatch, tmp_path):
+    real = speed.lsh_row
+
+    def lsh_row(problem, length, rounds, impl):
+        if rounds == 2:
+            raise_oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+            def forward():
+                raise raise_oom
+            return speed.measure(speed.Row("lsh-2", impl, 2, length, 1), problem, forward, [], (1,))
+        return real(problem, length, rounds, impl)
+
+    monkeypatch.setattr(speed, "lsh_row", lsh_row)
+    monkeypatch.setitem(sys.modules, "reformer_pytorch", None)  # a peer that is not installed
+    js = tmp_path / "s.json"
+    assert speed.main([*TINY, "--lengths", "32", "--peers", "--json", str(js)]) == 0
+    rows = {r["method"]: r for r in json.loads(js.read_text())["rows"]}
+    assert rows["lsh-2"]["error"] == "OOM" and rows["lsh-2"]["ms"] is None and rows["lsh-2"]["ratio_to_full"] is None
+    assert rows["lsh-1"]["error"] is None
+    assert rows["reformer-pytorch-4"]["error"].startswith("not installed") and rows["reformer-pytorch-4"]["impl"] == "peer"
+    assert "hf-lsh-4" in rows
+
+
+def test_replot_rebuilds_markdown_and_png(tmp_path):
+    out = tmp_path / "out"
+    assert speed.main([*TINY, "--lengths", "32", "--rounds", "1", "--out", str(out)]) == 0
+    (out / "speed.png").unlink()
+    (out / "speed.md").unlink()
+    assert speed.main(["--replot", str(out / "speed.json")]) == 0
+    assert (out / "speed.png").exists() and (out / "speed.md").read_text().startswith("# Attention speed")
+
+
+def test_bucket_factors_follow_trax_above_128():
+    assert speed.bucket_factors("auto", 4096, 64) == [128]
+    assert speed.bucket_factors("auto", 65536, 64) == [64, 32]  # 2048 buckets, 48 rotation columns
+    assert speed.bucket_factors("single", 65536, 64) == [2048]
+    assert speed.bucket_factors("16,8", 65536, 64) == [16, 8]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--lengths", "1k"], ["--lengths"]),
+        (["--buckets", "3,4"], ["even"]),
+        (["--dtype", "fp8"], ["--dtype"]),
+        (["--device", "cuda:7"], ["cuda"]),
+        (["--replot", "missing.json"], ["--replot"]),
+    ],
+)
+def test_speed_bad_options_are_one_line_errors(args, words, capsys):
+    if args[:1] == ["--device"] and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit) as exit_:
+        speed.main(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    assert all(w in err for w in words)
+
+
+def test_fast_impl_on_cpu_without_the_interpreter_is_a_one_line_error(monkeypatch, capsys):
+    from reformer_cli.attention.fast import runtime
+
+    monkeypatch.setattr(runtime, "INTERPRET", False)
+    with pytest.raises(SystemExit):
+        speed.main([*TINY, "--impl", "fast"])
+    err = capsys.readouterr().err
+    assert err.startswith("error: --impl fast needs a CUDA device")
+
+
+def test_step_record(tmp_path):
+    out = tmp_path / "out"
+    args = ["--device", "cpu", "--batch", "2", "--length", "32", "--chunk", "8", "--d-model", "32", "--d-ff", "32",
+            "--heads", "2", "--vocab", "16", "--steps", "2", "--warmup", "1", "--out", str(out)]
+    assert step.main(args) == 0
+    record = json.loads((out / "train_step.json").read_text())
+    assert record["kind"] == "train_step" and record["batch"] == 2 and record["length"] == 32
+    assert record["model"]["d_model"] == 32 and record["model"]["rounds"] == 4 and record["command"].startswith(
+        "reformer bench step")
+    assert [(r["method"], r["impl"]) for r in record["rows"]] == [("lsh-4", "reference"), ("full", "sdpa")]
+    assert all(r["error"] is None and r["ms"] > 0 and r["loss"] > 0 for r in record["rows"])
+    text = (out / "train_step.md").read_text()
+    assert "| lsh-4 | reference |" in text and record["device"] in text
+
+
+def test_step_fast_on_cpu_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit):
+        step.main(["--device", "cpu", "--methods", "lsh-fast"])
+    assert capsys.readouterr().err.startswith("error: lsh-fast needs a CUDA device")
+
+
+def test_benchmarks_run_from_the_command_line(tmp_path):
+    result = run_cli(["bench", "speed", *TINY, "--lengths", "32", "--rounds", "1", "--json", "s.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["kind"] == "speed"
+    result = run_cli(["bench", "step", "--device", "cpu", "--methods", "full", "--batch", "1", "--length", "16",
+                      "--chunk", "8", "--d-model", "16", "--d-ff", "16", "--heads", "2", "--steps", "1",
+                      "--json", "t.json"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["method"] == "full"
+
+
+def test_benchmarks_import_no_hydra_omegaconf_or_wandb(tmp_path):
+    """The GPU machine has torch and triton only: importing and running the benchmarks must not
+    need hydra, omegaconf or wandb."""
+    code = (
+        "import sys\n"
+        "for name in ('hydra', 'omegaconf', 'wandb'):\n"
+        "    sys.modules[name] = None\n"
+        "from reformer_cli.cli import main\n"
+        "assert main(['bench', 'step', '--device', 'cpu', '--methods', 'lsh-reference,full', '--batch', '1',"
+        " '--length', '16', '--chunk', '8', '--d-model', '16', '--d-ff', '16', '--heads', '2', '--steps', '1']) == 0\n"
+        f"sys.exit(main(['bench', 'speed', *{TINY!r}, '--lengths', '32', '--rounds', '1', '--peers']))\n"
+    )
+    import subprocess
+
+    from ..conftest import cli_env
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
