@@ -306,7 +306,7 @@ def validate_model(model: Any, seq_len: int) -> None:
     _fraction("model.dropout", model.dropout)
     _choice("model.ff_activation", model.ff_activation, ACTIVATIONS)
     _choice("model.positions", model.positions, POSITIONS)
-    if not model.get("position_init_std", 0.02) > 0:
+    if not getattr(model, "position_init_std", 0.02) > 0:
         raise ConfigError(f"model.position_init_std={model.position_init_std} must be > 0")
     if model.positions == "axial":
         axial_layout(model, seq_len)

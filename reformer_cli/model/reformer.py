@@ -42,7 +42,7 @@ class LossTotals:
 
 def build_positions(model: Any, seq_len: int) -> nn.Module:
     if model.positions == "learned":
-        return LearnedPositions(seq_len, model.d_model, float(model.get("position_init_std", 0.02)))
+        return LearnedPositions(seq_len, model.d_model, float(getattr(model, "position_init_std", 0.02)))
     if model.positions == "axial":
         from .axial import AxialPositions  # the reversible/axial issue provides it
 

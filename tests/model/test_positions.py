@@ -25,3 +25,14 @@ def test_learned_position_table_starts_at_the_configured_scale(std):
 def test_position_init_std_must_be_positive():
     with pytest.raises(ConfigError, match="model.position_init_std=0.0 must be > 0"):
         validate(compose(["model.position_init_std=0"]))
+
+
+def test_configs_saved_before_the_option_still_build():
+    """Checkpoints store their config; one written before position_init_std existed lacks it."""
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.to_container(compose(["model=table2"]), resolve=True)
+    del saved["model"]["position_init_std"]
+    torch.manual_seed(0)
+    table = build_model(OmegaConf.create(saved), 128).positions.table
+    assert abs(table.std().item() - 0.02) < 0.001
