@@ -1,5 +1,6 @@
-"""What the timing benchmarks (`bench speed`, `bench step`) share: device choice, a median timer,
-peak memory of one call, OOM as a result, and the record header (device, date, versions, command).
+"""What the benchmarks share: device choice, a median timer, peak memory of one call, OOM as a
+result, the record header (device, date, versions, command) and the command-line pieces (a parser
+whose errors are one line, comma-separated integers, `main`).
 
 Nothing here imports hydra, omegaconf or wandb: the benchmarks run on a GPU machine that has only
 torch (and triton) installed.
@@ -7,6 +8,7 @@ torch (and triton) installed.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import platform
 import shlex
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, report_and_exit
 from ..runtime import device_name
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -133,3 +135,35 @@ def plain_table(header_row: list[str], rows: list[list[str]]) -> str:
 def markdown_table(header_row: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header_row) + " |", "|" + "|".join("---" for _ in header_row) + "|",
             *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, as every other user error."""
+
+    def error(self, message: str) -> None:
+        report_and_exit(f"{self.prog}: {message}")
+
+
+def comma_ints(text: str) -> list[int]:
+    """argparse type: comma-separated positive integers."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, list[str]], Any],
+             argv: list[str]) -> int:
+    """Parse `argv`, call `run(args, argv)`, and report a UserError as one line."""
+    args = parser.parse_args(argv)
+    try:
+        run(args, argv)
+    except UserError as exc:
+        report_and_exit(str(exc))
+    return 0

@@ -37,9 +37,10 @@ from ..config import (
     validate_attention,
     validate_model,
 )
-from ..errors import ConfigError, UserError, one_line, report_and_exit
+from ..errors import ConfigError
 from ..records import code_version, write_json_atomic, write_text_atomic
 from ..runtime import autocast, device_name, resolve_precision
+from .common import OneLineParser, comma_ints, resolve_device, run_main
 
 MIB = 2**20
 LAYERS = ("standard", "reversible")
@@ -132,11 +133,6 @@ class Setting:
         for depth in depths:
             validate_model(self.model_config(depth), self.length)
         validate_attention(self.attention_config(), self.length)
-        if self.attention == "lsh":
-            try:
-                import reformer_cli.attention.lsh_core  # noqa: F401
-            except ImportError as exc:
-                raise UserError(f"attention 'lsh' is not available in this build ({one_line(str(exc))})") from None
         for key in ("vocab", "length", "batch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"--{key}={getattr(self, key)} must be a positive integer")
@@ -301,21 +297,6 @@ def markdown(header: list[str], rows: list[list[str]], info: dict) -> str:
 # ------------------------------------------------------------------------------ command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as every other user error
-        report_and_exit(f"reformer bench memory: {message}")
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def _layers(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in values if v not in LAYERS]
@@ -325,7 +306,7 @@ def _layers(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="reformer bench memory",
         description="Memory of one training step (forward + backward) for standard and reversible layers over"
         " depths: bytes saved for backward (any device) and the CUDA allocator's peak.",
@@ -350,7 +331,7 @@ def parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--length", type=int, default=d.length, help="sequence length")
     r.add_argument("--batch", type=int, default=d.batch)
-    r.add_argument("--depths", type=_ints, default=[2, 6, 12], help="comma-separated layer counts (default 2,6,12)")
+    r.add_argument("--depths", type=comma_ints, default=[2, 6, 12], help="comma-separated layer counts (default 2,6,12)")
     r.add_argument("--layers", type=_layers, default=list(LAYERS), help="standard,reversible (default both)")
     r.add_argument("--optimizer", choices=("none", "adamw"), default=d.optimizer,
                    help="adamw: include an optimizer step and its state in the peak")
@@ -366,18 +347,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but no CUDA device is available")
-    return device
-
-
 def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
     setting = Setting(
         d_model=args.d_model, d_ff=args.d_ff, heads=args.heads, d_head=args.d_head, vocab=args.vocab,
@@ -387,7 +356,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
         seed=args.seed,
     )
     setting.check(args.depths)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     setting.warmup_steps = max(0, args.warmup_steps) if args.warmup_steps is not None else int(device.type == "cuda")
     precision = resolve_precision(args.precision, device)
     results = []
@@ -420,9 +389,4 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    try:
-        run(args, argv)
-    except UserError as exc:
-        report_and_exit(str(exc))
-    return 0
+    return run_main(parser(), run, argv)

@@ -35,9 +35,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import UserError, one_line, report_and_exit
+from ..errors import UserError, one_line
 from ..records import write_json_atomic, write_text_atomic
-from .common import DTYPES, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release, resolve_device, time_ms
+from .common import (
+    DTYPES, OneLineParser, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
+    resolve_device, run_main, time_ms,
+)
 
 PROG = "reformer bench speed"
 GPU_DEFAULTS = dict(tokens=65536, lengths=[1024, 2048, 4096, 8192, 16384, 32768, 65536], heads=8, d_head=64,
@@ -392,39 +395,24 @@ def write_outputs(record: dict, out: Path | None, json_path: Path | None) -> Non
 # ------------------------------------------------------------------------------ command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        report_and_exit(f"{PROG}: {message}")
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def _buckets(text: str) -> str:
     if text in ("auto", "single"):
         return text
-    values = _ints(text)
+    values = comma_ints(text)
     if any(v % 2 for v in values):
         raise argparse.ArgumentTypeError(f"bucket factors must be even, got {text!r}")
     return ",".join(map(str, values))
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Attention forward + backward time over lengths at a fixed number of"
+    p = OneLineParser(prog=PROG, description="Attention forward + backward time over lengths at a fixed number of"
                 " tokens per batch (SPEC section 6): full attention (SDPA) vs LSH attention at several rounds.")
     g = p.add_argument_group("problem (defaults: the standard problem on CUDA, tiny sizes on a CPU)")
     g.add_argument("--tokens", type=int, default=None, help="tokens per batch, batch = tokens / length (65536)")
-    g.add_argument("--lengths", type=_ints, default=None, help="comma-separated (1024,2048,...,65536)")
+    g.add_argument("--lengths", type=comma_ints, default=None, help="comma-separated (1024,2048,...,65536)")
     g.add_argument("--heads", type=int, default=None, help="(8)")
     g.add_argument("--d-head", type=int, default=None, help="(64)")
-    g.add_argument("--rounds", type=_ints, default=None, help="LSH hash rounds, comma-separated (1,2,4,8)")
+    g.add_argument("--rounds", type=comma_ints, default=None, help="LSH hash rounds, comma-separated (1,2,4,8)")
     g.add_argument("--chunk", type=int, default=None, help="LSH chunk length (64)")
     g.add_argument("--buckets", type=_buckets, default="auto",
                    help="auto (2 x length / chunk, factorised above 128 as trax) | single | factors e.g. 32,64")
@@ -435,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
                    help="our LSH rows: fast (Triton kernels) | reference (PyTorch) | auto (fast on CUDA)")
     r.add_argument("--peers", action="store_true",
                    help="add reformer-pytorch and transformers' LSHSelfAttention rows (when importable)")
-    r.add_argument("--peer-rounds", type=_ints, default=[4], help="rounds for the peers (4)")
+    r.add_argument("--peer-rounds", type=comma_ints, default=[4], help="rounds for the peers (4)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--warmup", type=int, default=3, help="untimed calls (CPU); CUDA uses do_bench's 25 ms")
     r.add_argument("--reps", type=int, default=10, help="timed calls (CPU); CUDA uses do_bench's 100 ms")
@@ -511,9 +499,4 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    try:
-        run(args, argv)
-    except UserError as exc:
-        report_and_exit(str(exc))
-    return 0
+    return run_main(parser(), run, argv)

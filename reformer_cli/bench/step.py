@@ -26,10 +26,13 @@ from pathlib import Path
 import torch
 
 from ..config import FullAttentionConfig, LayerConfig, LSHAttentionConfig, ModelConfig
-from ..errors import UserError, one_line, report_and_exit
+from ..errors import UserError, one_line
 from ..records import write_json_atomic, write_text_atomic
 from ..runtime import autocast
-from .common import format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, synchronize
+from .common import (
+    OneLineParser, format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, run_main,
+    synchronize,
+)
 
 PROG = "reformer bench step"
 GPU_DEFAULTS = dict(batch=64, length=1024, chunk=64, steps=20, warmup=5, precision="bf16")
@@ -163,11 +166,6 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        report_and_exit(f"{PROG}: {message}")
-
-
 def _methods(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in values if v not in METHODS]
@@ -177,7 +175,7 @@ def _methods(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Time one training step (forward, backward, clipping, AdamW) of the"
+    p = OneLineParser(prog=PROG, description="Time one training step (forward, backward, clipping, AdamW) of the"
                 " Table 2 model with LSH attention (fast kernels and reference) and full attention.")
     m = p.add_argument_group("model (defaults: the paper's Table 2 model)")
     m.add_argument("--d-model", type=int, default=256)
@@ -247,9 +245,4 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    try:
-        run(args, argv)
-    except UserError as exc:
-        report_and_exit(str(exc))
-    return 0
+    return run_main(parser(), run, argv)
