@@ -38,12 +38,14 @@ test-gpu:  ## only the tests that need a CUDA GPU
 # wandb needed): the fast kernels' tests, then results/speed.{md,json,png} (the standard problem of
 # SPEC section 6, with the peers) and results/train_step.{md,json} (must-show 4), in about 8 minutes;
 # the tests' log goes to $(RESULTS)/gpu-tests.log.
-# reformer-pytorch, a peer, is installed from .whl/ when present: `make gpu-wheels` fills .whl/ on a
-# machine with pip access (transformers, the other peer, is usually there already).
+# Wheels in .whl/ are installed first when present: `make gpu-wheels` fills .whl/ on a machine with
+# pip access with reformer-pytorch (a peer; transformers, the other, is usually there already) and
+# the Hydra stack `reformer run` / `reformer reproduce` need (hydra-core, omegaconf, antlr4).
 GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
-PEERS_DIR ?= /tmp/reformer-peers
+GPU_SITE ?= /tmp/reformer-site
 PEER_WHEELS = reformer-pytorch==1.4.4 axial-positional-embedding==0.3.12 local-attention==1.11.2 \
 	product-key-memory==0.3.0 colt5-attention==0.11.2 hyper-connections==0.4.11 torch-einops-utils==0.2.0 einops==0.8.2
+HYDRA_WHEELS = hydra-core==1.3.8 omegaconf==2.3.1
 WHEEL_PYTHON ?= 3.12
 # where bench-gpu writes (a device session passes RESULTS=$$OUT to get the files back)
 RESULTS ?= results
@@ -51,17 +53,19 @@ RESULTS ?= results
 bench-gpu:  ## on a CUDA machine: kernel tests, results/speed.{md,json,png}, results/train_step.{md,json}
 	@mkdir -p $(RESULTS)
 	@if ls .whl/*.whl >/dev/null 2>&1; then \
-		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --target $(PEERS_DIR) .whl/*.whl; fi
-	@status=0; export PYTHONPATH=$(PEERS_DIR)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1; \
+		$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) .whl/*.whl; fi
+	@status=0; export PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} PYTHONUNBUFFERED=1; \
 	$(GPU_PY) -m pytest -q -p no:cacheprovider tests/attention/test_lsh_fast.py >$(RESULTS)/gpu-tests.log 2>&1 \
 		|| status=1; tail -n 15 $(RESULTS)/gpu-tests.log; \
 	$(GPU_PY) -m reformer_cli bench speed --peers --out $(RESULTS) || status=1; \
 	$(GPU_PY) -m reformer_cli bench step --out $(RESULTS) || status=1; \
 	exit $$status
 
-gpu-wheels:  ## download the reformer-pytorch peer's wheels into .whl/ for a GPU machine without internet
+gpu-wheels:  ## fill .whl/ for a GPU machine without internet: the peer reformer-pytorch and the Hydra stack
 	$(PY) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \
-		--platform manylinux2014_x86_64 -d .whl $(PEER_WHEELS)
+		--platform manylinux2014_x86_64 -d .whl $(PEER_WHEELS) $(HYDRA_WHEELS)
+	@# antlr4-python3-runtime 4.9.3 (omegaconf's parser) is published as a source archive only
+	$(PY) -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
 reproduce-table:  ## run experiments/ at PROFILE=smoke|quick|paper (resumes), then rebuild results/ (reformer table)
 	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) $(REPRODUCE_ARGS); status=$$?; \
