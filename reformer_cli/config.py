@@ -54,6 +54,10 @@ class FullAttentionConfig:
     shared_qk: bool = False
     causal: bool = True
     dropout: float = 0.0  # on attention probabilities
+    # With shared QK only: a query's own logit is replaced by -1e5 (SPEC section 2 step 4; trax
+    # and HF always do so). false lets a position attend to itself, which with unit-norm keys it
+    # always prefers (q . q/|q| = |q|): a diagnostic for Table 2's full-attention column.
+    self_mask: bool = True
 
 
 @dataclass
@@ -388,6 +392,11 @@ def validate_attention(attention: Any, seq_len: int) -> None:
     name = attention.name
     _choice("attention.name", name, ("full", "lsh"))
     _fraction("attention.dropout", attention.dropout)
+    if name == "full" and not attention.shared_qk and not getattr(attention, "self_mask", True):
+        raise ConfigError(
+            "attention.self_mask=false applies to shared-QK full attention only (attention.shared_qk=true);"
+            " with separate Q and K no logit is masked for being a position's own"
+        )
     if name == "lsh":
         _positive("attention.n_rounds", attention.n_rounds)
         _positive("attention.chunk_length", attention.chunk_length)

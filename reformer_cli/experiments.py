@@ -53,7 +53,8 @@ PLACEHOLDERS = ("experiments", "root", "dir")
 # first: it is the result a short GPU session must finish.
 ORDER = ("table2", "fig3", "fig4", "fig5_depth", "fig5_speed", "memory_claims")
 
-_EXPERIMENT_KEYS = {"title", "layout", "paper", "profiles"}
+_EXPERIMENT_KEYS = {"title", "layout", "paper", "beyond_paper", "profiles"}
+_BEYOND_KEYS = {"title", "rows", "columns", "labels", "note"}
 _PROFILE_KEYS = {"about", "comparable", "estimate", "recipe", "env", "prepare", "tasks", "train", "eval", "bench"}
 _TRAIN_KEYS = {"common", "runs"}
 _EVAL_KEYS = {"common", "of", "runs"}
@@ -103,6 +104,9 @@ class Experiment:
     paper: dict
     profiles: dict[str, Profile]
     path: Path
+    # matrix layout: runs the paper does not have (extra training rows, extra evaluation columns),
+    # shown in their own section, never compared with a paper number
+    beyond_paper: dict = field(default_factory=dict)
 
     def profile(self, name: str) -> Profile | None:
         return self.profiles.get(name)
@@ -221,7 +225,11 @@ def load_experiment(path: Path) -> Experiment:
             env=env,
             steps=steps,
         )
-    return Experiment(name, str(spec["title"]), spec["layout"], dict(spec.get("paper") or {}), profiles, Path(path))
+    beyond = _mapping(path, "beyond_paper", spec.get("beyond_paper"), _BEYOND_KEYS)
+    if beyond and spec["layout"] != "matrix":
+        _fail(path, "beyond_paper is for the matrix layout only")
+    return Experiment(name, str(spec["title"]), spec["layout"], dict(spec.get("paper") or {}), profiles, Path(path),
+                      dict(beyond))
 
 
 def load_experiments(folder: Path | None = None, only: list[str] | None = None) -> list[Experiment]:

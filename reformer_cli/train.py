@@ -140,6 +140,8 @@ def default_run_name(cfg: Any) -> str:
         attention = f"lsh{att.n_rounds}"
     else:
         attention = "full-sharedqk" if att.shared_qk else "full"
+        if att.shared_qk and not att.get("self_mask", True):
+            attention += "-noself"
     return f"{cfg.task.name}-{attention}-{cfg.layer.name}-seed{cfg.seed}"
 
 

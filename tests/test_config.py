@@ -32,6 +32,7 @@ def test_every_option_composes_and_validates(group, option):
         (["model.dropout=1.5"], "model.dropout"),
         (["trainer.device=tpu"], "trainer.device"),
         (["logger.mode=sometimes"], "logger.mode"),
+        (["attention=full", "attention.self_mask=false"], "attention.self_mask=false applies to shared-QK"),
     ],
 )
 def test_semantic_errors(overrides, message):

@@ -71,6 +71,17 @@ def test_eval_with_8_rounds_on_a_model_trained_with_1(lsh1_run, tmp_path):
     assert "lsh-1 -> lsh-8" in out.stderr + out.stdout
 
 
+def test_full_attention_without_the_self_mask_on_an_lsh_model(lsh1_run, tmp_path):
+    """The Table 2 diagnostic: an LSH-trained model under shared-QK full attention, self logit kept."""
+    for name, extra in (("self", []), ("noself", ["attention.self_mask=false"])):
+        out = run_cli(["eval", f"checkpoint={lsh1_run}", "attention=full", *extra, f"output={name}.json"], tmp_path)
+        assert out.returncode == 0, out.stderr
+    with_mask, without = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("self", "noself"))
+    assert with_mask["evaluated_label"] == "full-sharedqk" and without["evaluated_label"] == "full-sharedqk-noself"
+    assert without["evaluated_attention"]["shared_qk"] is True and without["evaluated_attention"]["self_mask"] is False
+    assert without["metrics"]["loss"] != with_mask["metrics"]["loss"]
+
+
 def test_eval_reproduces_the_training_evaluation_and_itself(lsh1_run, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     summary = json.loads((lsh1_run / "summary.json").read_text())
@@ -92,7 +103,8 @@ def test_default_record_goes_to_its_own_folder(lsh1_run, tmp_path, capsys, monke
     assert code == 0, err
     (record_path,) = (tmp_path / "outputs" / "eval").glob("*/eval.json")
     record = json.loads(record_path.read_text())
-    assert record["evaluated_attention"] == {"name": "full", "shared_qk": True, "causal": True, "dropout": 0.0}
+    assert record["evaluated_attention"] == {"name": "full", "shared_qk": True, "causal": True, "dropout": 0.0,
+                                             "self_mask": True}
     assert record["batches"] == 1 and record["n_targets"] == 8 * 15
 
 

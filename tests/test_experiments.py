@@ -79,9 +79,17 @@ def test_table2_definitions_fill_every_cell_of_the_paper_table():
     paper = e.paper
     assert list(paper["columns"]) == ["full", "lsh-8", "lsh-4", "lsh-2", "lsh-1"]
     assert list(paper["rows"]) == ["full", "lsh-4", "lsh-2", "lsh-1"]
+    rows = [*paper["rows"], *e.beyond_paper["rows"]]
+    columns = [*paper["columns"], *e.beyond_paper["columns"]]
+    assert e.beyond_paper["rows"] == e.beyond_paper["columns"] == ["full-noself"]
     for profile in e.profiles.values():
         names = {s.name for s in profile.steps if s.kind == "eval"}
-        assert names == {f"{r}__{c}" for r in paper["rows"] for c in paper["columns"]}, profile.name
+        assert names == {f"{r}__{c}" for r in rows for c in columns}, profile.name
+        # a column means one attention for every row: the full column asks for the self mask
+        # explicitly, since an evaluation otherwise keeps the trained model's own setting
+        evals = {s.name: s.args for s in profile.steps if s.kind == "eval"}
+        assert "attention.self_mask=true" in evals["full-noself__full"]
+        assert "attention.self_mask=false" in evals["full__full-noself"]
 
 
 def test_table2_quick_is_the_papers_task_and_model(tmp_path):
@@ -129,6 +137,8 @@ def test_definition_mistakes_are_one_line_errors(tmp_path):
         base + "    train:\n      runs:\n        a: oops\n": "must be a list of command-line arguments",
         "title: [unclosed\n": "cannot read the definition",
         base + "    prepare: [[task=enwik8]]\n": "prepare is only for a corpus committed under experiments/",
+        base.replace("matrix", "curves") + "beyond_paper: {rows: [x]}\n": "beyond_paper is for the matrix layout only",
+        base + "beyond_paper: {rowz: [x]}\n": "beyond_paper: unknown key(s) rowz",
     }
     for i, (text, message) in enumerate(cases.items()):
         path = write(tmp_path / f"e{i}.yaml", text)

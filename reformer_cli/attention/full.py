@@ -56,12 +56,16 @@ def full_attention(
     return torch.matmul(probs, v)
 
 
-def shared_qk_logits(qk: torch.Tensor, causal: bool, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied."""
+def shared_qk_logits(
+    qk: torch.Tensor, causal: bool, key_padding_mask: torch.Tensor | None, self_mask: bool = True
+) -> torch.Tensor:
+    """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied
+    (`self_mask=False` leaves each position's own logit q_i . q_i / ||q_i|| = ||q_i|| in place)."""
     length = qk.shape[-2]
     logits = torch.matmul(qk, unit_norm_keys(qk).transpose(-1, -2))
-    eye = torch.eye(length, dtype=torch.bool, device=qk.device)
-    logits = logits.masked_fill(eye, SELF_MASK_VALUE)
+    if self_mask:
+        eye = torch.eye(length, dtype=torch.bool, device=qk.device)
+        logits = logits.masked_fill(eye, SELF_MASK_VALUE)
     allowed = _allowed(length, qk.device, causal, key_padding_mask)
     if allowed is not None:
         logits = logits.masked_fill(~allowed, MASK_VALUE)
@@ -75,14 +79,16 @@ def shared_qk_full_attention(
     causal: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
+    self_mask: bool = True,
 ) -> torch.Tensor:
-    """Full attention with shared QK: softmax over q_i . k_j / ||k_j|| with the self mask.
+    """Full attention with shared QK: softmax over q_i . k_j / ||k_j|| with the self mask (unless
+    `self_mask=False`).
 
     Computed in at least fp32 (autocast off): this is the exact baseline LSH is compared with.
     """
     dtype = torch.promote_types(qk.dtype, torch.float32)
     with torch.autocast(qk.device.type, enabled=False):
-        logits = shared_qk_logits(qk.to(dtype), causal, key_padding_mask)
+        logits = shared_qk_logits(qk.to(dtype), causal, key_padding_mask, self_mask)
         probs = torch.softmax(logits, dim=-1)
         if probs_dropout is not None:
             probs = probs_dropout(probs)

@@ -94,10 +94,12 @@ def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> d
 
 
 def attention_label(attention: Any) -> str:
-    """A short name for tables: `full`, `full-sharedqk`, `lsh-8`."""
+    """A short name for tables: `full`, `full-sharedqk`, `full-sharedqk-noself`, `lsh-8`."""
     if attention["name"] == "lsh":
         return f"lsh-{attention['n_rounds']}"
-    return "full-sharedqk" if attention.get("shared_qk") else "full"
+    if not attention.get("shared_qk"):
+        return "full"
+    return "full-sharedqk" if attention.get("self_mask", True) else "full-sharedqk-noself"
 
 
 def eval_job(cfg: Any) -> dict:

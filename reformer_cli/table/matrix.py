@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Page, cell, duration, fmt, fmt_paper, fmt_signed, header, recipe, table
+from .common import MISSING, Context, Page, cell, duration, fmt, fmt_paper, fmt_signed, header, recipe, table
 
 
 def value(record: dict | None, metric: str, scale: float) -> float | None:
@@ -60,8 +60,11 @@ def build(ctx: Context) -> Page:
             lines += [f"Cells further than {fmt_paper(tolerance)} points from the paper (ours - paper): {shown}.", ""]
     if paper.get("note"):
         lines += [str(paper["note"]).strip(), ""]
+    lines += beyond_paper(ctx, columns, list(rows), labels, metric, scale, unit)
 
-    trained = [(row, ctx.record(row)) for row in rows]
+    extra_rows = [r for r in ctx.experiment.beyond_paper.get("rows") or [] if r not in rows]
+    labels = {**labels, **(ctx.experiment.beyond_paper.get("labels") or {})}
+    trained = [(row, ctx.record(row)) for row in [*rows, *extra_rows]]
     if any(r for _, r in trained):
         lines += ["## Training runs", ""]
         body = []
@@ -81,6 +84,27 @@ def build(ctx: Context) -> Page:
         lines.append("")
     lines += recipe(ctx)
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n")
+
+
+def beyond_paper(ctx: Context, columns: list[str], rows: list[str], labels: dict, metric: str, scale: float,
+                 unit: str) -> list[str]:
+    """The section for runs the paper does not have (the definition's `beyond_paper`): every
+    training row under every evaluation column, ours only, since the paper has no number to set
+    beside them."""
+    beyond = ctx.experiment.beyond_paper
+    if not beyond:
+        return []
+    labels = {**labels, **(beyond.get("labels") or {})}
+    all_columns = [*columns, *(c for c in beyond.get("columns") or [] if c not in columns)]
+    all_rows = [*rows, *(r for r in beyond.get("rows") or [] if r not in rows)]
+    body = [[labels.get(r, r), *(fmt(value(ctx.record(f"{r}__{c}"), metric, scale)) for c in all_columns)]
+            for r in all_rows]
+    lines = [f"## Beyond the paper: {beyond.get('title', 'more settings')}", ""]
+    if beyond.get("note"):
+        lines += [" ".join(str(beyond["note"]).split()), ""]
+    lines += [f"Ours only ({metric} in {unit}); `{MISSING}`: no record.", ""]
+    lines += table(["train \\ eval", *(labels.get(c, c) for c in all_columns)], body)
+    return lines + [""]
 
 
 def readme_block(ctx: Context, page_path: str) -> str:

@@ -11,7 +11,7 @@ from reformer_cli.attention.common import SELF_MASK_VALUE
 from reformer_cli.attention.full import full_attention, shared_qk_full_attention
 
 
-def brute_force(q, k, v, causal, shared_qk):
+def brute_force(q, k, v, causal, shared_qk, self_mask=True):
     """Each query's attended set and logits built explicitly, one query at a time."""
     b, h, length, d = q.shape
     out = torch.zeros_like(v)
@@ -23,7 +23,8 @@ def brute_force(q, k, v, causal, shared_qk):
                 for j in keys:
                     if shared_qk:
                         kj = q[bi, hi, j] / q[bi, hi, j].norm()
-                        logits.append(SELF_MASK_VALUE if j == i else float(q[bi, hi, i] @ kj))
+                        masked = self_mask and j == i
+                        logits.append(SELF_MASK_VALUE if masked else float(q[bi, hi, i] @ kj))
                     else:
                         logits.append(float(q[bi, hi, i] @ k[bi, hi, j]) / math.sqrt(d))
                 w = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=0)
@@ -42,6 +43,18 @@ def test_matches_brute_force(causal, shared_qk):
         got = full_attention(q, k, v, causal=causal)
     want = brute_force(q, k, v, causal, shared_qk)
     assert (got - want).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_without_self_mask_matches_brute_force(causal):
+    gen = torch.Generator().manual_seed(1)
+    qk, v = (torch.randn(2, 2, 9, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    got = shared_qk_full_attention(qk, v, causal=causal, self_mask=False)
+    want = brute_force(qk, None, v, causal, shared_qk=True, self_mask=False)
+    assert (got - want).abs().max() < 1e-12
+    # unit-norm keys: a query's own logit ||q_i|| is its largest, so it gets the largest weight
+    masked = shared_qk_full_attention(qk, v, causal=causal)
+    assert (got - masked).abs().max() > 1e-3
 
 
 def test_first_token_attends_to_itself_despite_self_mask():
