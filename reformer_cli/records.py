@@ -132,7 +132,8 @@ def find_checkpoint(target: str | Path) -> Path | None:
 
 
 def code_version() -> dict[str, Any]:
-    """Package version and, from a git clone, the commit and whether the tree was modified."""
+    """Package version and, from a git clone, the commit and whether the tree was modified
+    (results/ aside: a reproduction writes its records there while it runs)."""
     from . import __version__
 
     info: dict[str, Any] = {"package": __version__, "git_sha": None, "git_dirty": None}
@@ -142,7 +143,7 @@ def code_version() -> dict[str, Any]:
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=root, capture_output=True, text=True, timeout=5, check=True,
         ).stdout
         info.update(git_sha=sha, git_dirty=bool(status.strip()))
