@@ -7,6 +7,7 @@ A traceback is reserved for bugs in this program.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 EXIT_USER_ERROR = 2
@@ -33,3 +34,10 @@ def report_and_exit(message: str, code: int = EXIT_USER_ERROR) -> None:
     sys.stderr.write(f"error: {one_line(message)}\n")
     sys.stderr.flush()
     raise SystemExit(code)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit 2, as every other user error."""
+
+    def error(self, message: str) -> None:
+        report_and_exit(f"{self.prog}: {message}")

@@ -1,6 +1,6 @@
 """What the benchmarks share: device choice, a median timer, peak memory of one call, OOM as a
-result, the record header (device, date, versions, command) and the command-line pieces (a parser
-whose errors are one line, comma-separated integers, `main`).
+result, the record header (device, date, versions, command) and the command-line pieces
+(comma-separated integers, `main`; the one-line parser comes from errors.py).
 
 Nothing here imports hydra, omegaconf or wandb: the benchmarks run on a GPU machine that has only
 torch (and triton) installed.
@@ -138,13 +138,6 @@ def markdown_table(header_row: list[str], rows: list[list[str]]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ command line
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit 2, as every other user error."""
-
-    def error(self, message: str) -> None:
-        report_and_exit(f"{self.prog}: {message}")
 
 
 def comma_ints(text: str) -> list[int]:

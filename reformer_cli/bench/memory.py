@@ -37,10 +37,10 @@ from ..config import (
     validate_attention,
     validate_model,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, OneLineParser
 from ..records import code_version, write_json_atomic, write_text_atomic
 from ..runtime import autocast, device_name, resolve_precision
-from .common import OneLineParser, comma_ints, resolve_device, run_main
+from .common import comma_ints, resolve_device, run_main
 
 MIB = 2**20
 LAYERS = ("standard", "reversible")

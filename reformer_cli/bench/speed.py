@@ -35,10 +35,10 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import UserError, one_line
+from ..errors import OneLineParser, UserError, one_line
 from ..records import write_json_atomic, write_text_atomic
 from .common import (
-    DTYPES, OneLineParser, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
+    DTYPES, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
     resolve_device, run_main, time_ms,
 )
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 
 from ..config import FullAttentionConfig, LayerConfig, LSHAttentionConfig, ModelConfig
-from ..errors import UserError, one_line
+from ..errors import OneLineParser, UserError, one_line
 from ..records import write_json_atomic, write_text_atomic
 from ..runtime import autocast
 from .common import (
-    OneLineParser, format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, run_main,
+    format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, run_main,
     synchronize,
 )
 

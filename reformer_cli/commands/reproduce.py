@@ -8,17 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError, report_and_exit
+from ..errors import OneLineParser, UserError, report_and_exit
 from ..experiments import EXPERIMENTS_DIR, PROFILES
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, as every other user error
-        report_and_exit(f"reformer reproduce: {message}")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="reformer reproduce",
         description="Run the paper's experiments (experiments/*.yaml) at one profile: smoke (CPU, minutes; what"
         " CI runs), quick (one H100, up to ~30 minutes per result), paper (the paper's sizes and steps)."

@@ -8,17 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import UserError, report_and_exit
+from ..errors import OneLineParser, UserError, report_and_exit
 from ..experiments import EXPERIMENTS_DIR, PROFILES
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        report_and_exit(f"reformer table: {message}")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="reformer table",
         description="Rebuild results/<experiment>.md and its PNG plot for each result of the paper from the"
         " curated run records, beside the paper's numbers: each cell ours / paper / difference, missing where"

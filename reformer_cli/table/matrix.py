@@ -60,11 +60,10 @@ def build(ctx: Context) -> Page:
             lines += [f"Cells further than {fmt_paper(tolerance)} points from the paper (ours - paper): {shown}.", ""]
     if paper.get("note"):
         lines += [str(paper["note"]).strip(), ""]
-    lines += beyond_paper(ctx, columns, list(rows), labels, metric, scale, unit)
+    all_rows, all_columns, labels = with_beyond_paper(ctx, list(rows), columns, labels)
+    lines += beyond_paper(ctx, all_rows, all_columns, labels, metric, scale, unit)
 
-    extra_rows = [r for r in ctx.experiment.beyond_paper.get("rows") or [] if r not in rows]
-    labels = {**labels, **(ctx.experiment.beyond_paper.get("labels") or {})}
-    trained = [(row, ctx.record(row)) for row in [*rows, *extra_rows]]
+    trained = [(row, ctx.record(row)) for row in all_rows]
     if any(r for _, r in trained):
         lines += ["## Training runs", ""]
         body = []
@@ -86,17 +85,25 @@ def build(ctx: Context) -> Page:
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n")
 
 
-def beyond_paper(ctx: Context, columns: list[str], rows: list[str], labels: dict, metric: str, scale: float,
-                 unit: str) -> list[str]:
+def with_beyond_paper(ctx: Context, rows: list[str], columns: list[str], labels: dict
+                      ) -> tuple[list[str], list[str], dict]:
+    """The paper's rows, columns and labels followed by the definition's `beyond_paper` ones."""
+    beyond = ctx.experiment.beyond_paper
+    return (
+        [*rows, *(r for r in beyond.get("rows") or [] if r not in rows)],
+        [*columns, *(c for c in beyond.get("columns") or [] if c not in columns)],
+        {**labels, **(beyond.get("labels") or {})},
+    )
+
+
+def beyond_paper(ctx: Context, all_rows: list[str], all_columns: list[str], labels: dict, metric: str,
+                 scale: float, unit: str) -> list[str]:
     """The section for runs the paper does not have (the definition's `beyond_paper`): every
     training row under every evaluation column, ours only, since the paper has no number to set
     beside them."""
     beyond = ctx.experiment.beyond_paper
     if not beyond:
         return []
-    labels = {**labels, **(beyond.get("labels") or {})}
-    all_columns = [*columns, *(c for c in beyond.get("columns") or [] if c not in columns)]
-    all_rows = [*rows, *(r for r in beyond.get("rows") or [] if r not in rows)]
     body = [[labels.get(r, r), *(fmt(value(ctx.record(f"{r}__{c}"), metric, scale)) for c in all_columns)]
             for r in all_rows]
     lines = [f"## Beyond the paper: {beyond.get('title', 'more settings')}", ""]
