@@ -54,10 +54,16 @@ class FullAttentionConfig:
     shared_qk: bool = False
     causal: bool = True
     dropout: float = 0.0  # on attention probabilities
-    # With shared QK only: a query's own logit is replaced by -1e5 (SPEC section 2 step 4; trax
-    # and HF always do so). false lets a position attend to itself, which with unit-norm keys it
-    # always prefers (q . q/|q| = |q|): a diagnostic for Table 2's full-attention column.
+    # With shared QK only: a query's own logit is replaced by self_mask_value (SPEC section 2
+    # step 4; trax and HF always do so, with -1e5). false lets a position attend to itself, which
+    # with unit-norm keys it always prefers (q . q/|q| = |q|): a diagnostic for Table 2.
     self_mask: bool = True
+    self_mask_value: float = -1e5
+    # With shared QK only: unit (k_j = q_j / |q_j|, queries unscaled: the LSH logits) | raw
+    # (k_j = q_j and logits scaled by 1/sqrt(d_head): standard dot-product attention fed the shared
+    # projection, which the paper's authors' full-attention layer computed when its own share_qk
+    # flag was not set; an evaluation diagnostic for Table 2, docs/table2-full-column.md).
+    shared_qk_keys: str = "unit"
 
 
 @dataclass
@@ -67,14 +73,17 @@ class LSHAttentionConfig:
     name: str = "lsh"
     causal: bool = True
     dropout: float = 0.0
-    n_rounds: int = 1
+    n_rounds: int = 2
     chunk_length: int = 64
     # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets); an even int; or
     # a list of even ints for factorised buckets as in trax.
     n_buckets: Any = None
     n_chunks_before: int = 1
     wrap_lookback: bool = False  # true: the first chunk looks back to the last (trax / HF)
-    dedup: bool = False  # the paper's Appendix A duplicate correction (subtract log N_ij)
+    # false: the paper's rule (eq. 3-4): a query attends only keys of its own bucket in its window.
+    # true: every key of the window (trax v2 / HF).
+    attend_across_buckets: bool = False
+    dedup: bool = True  # the paper's duplicate correction (eq. 13/16: subtract log N_ij)
     impl: str = "auto"  # auto | reference | fast (fast: Triton kernels on CUDA)
     eval_seed: int = 0  # rotations at evaluation are drawn from this seed: repeatable numbers
 
@@ -226,6 +235,9 @@ class EvalConfig:
     precision: str = "auto"  # auto | bf16 | fp32
     progress: str = "auto"  # auto | bar | plain | none
     output: Optional[str] = None  # the JSON record; default: eval.json in the eval's own folder
+    # also measure the mean attention weight of each query on its own position (Table 2's
+    # diagnostic; costs length / d_head extra attention calls per layer)
+    self_weight: bool = False
 
 
 SCHEMAS = {
@@ -388,15 +400,37 @@ def lsh_n_buckets(attention: Any, seq_len: int) -> int | list[int]:
     return [int(f) for f in value]
 
 
+# Keys added to an attention schema after runs were saved with it, and the value that reproduces
+# what those runs computed (a checkpoint's config lacks them; the new default would change it).
+LEGACY_ATTENTION = {
+    "full": {"self_mask": True, "self_mask_value": -1e5, "shared_qk_keys": "unit"},
+    "lsh": {"attend_across_buckets": True, "dedup": False},
+}
+
+
+def complete_stored_attention(attention: dict) -> tuple[dict, dict]:
+    """A stored attention config (a checkpoint's) with every key: missing ones get the value the
+    run was trained with (`LEGACY_ATTENTION`). Returns (completed, the keys filled in)."""
+    filled = {k: v for k, v in LEGACY_ATTENTION.get(attention.get("name"), {}).items() if k not in attention}
+    return {**attention, **filled}, filled
+
+
 def validate_attention(attention: Any, seq_len: int) -> None:
     name = attention.name
     _choice("attention.name", name, ("full", "lsh"))
     _fraction("attention.dropout", attention.dropout)
-    if name == "full" and not attention.shared_qk and not getattr(attention, "self_mask", True):
-        raise ConfigError(
-            "attention.self_mask=false applies to shared-QK full attention only (attention.shared_qk=true);"
-            " with separate Q and K no logit is masked for being a position's own"
-        )
+    if name == "full":
+        _choice("attention.shared_qk_keys", attention.shared_qk_keys, ("unit", "raw"))
+        shared_only = {"self_mask=false": not attention.self_mask,
+                       f"shared_qk_keys={attention.shared_qk_keys}": attention.shared_qk_keys != "unit",
+                       f"self_mask_value={attention.self_mask_value}":
+                           attention.self_mask_value != FullAttentionConfig.self_mask_value}
+        changed = [setting for setting, differs in shared_only.items() if differs]
+        if changed and not attention.shared_qk:
+            raise ConfigError(
+                f"attention.{changed[0]} applies to shared-QK full attention only (attention.shared_qk=true);"
+                " with separate Q and K no logit is masked for being a position's own"
+            )
     if name == "lsh":
         _positive("attention.n_rounds", attention.n_rounds)
         _positive("attention.chunk_length", attention.chunk_length)

@@ -26,14 +26,20 @@ def evaluate_totals(
     seed: int,
     on_batch: Callable[[int], Any] | None = None,
     world: World = World(),
+    self_weight: dict | None = None,
 ) -> tuple[float, float, float, int]:
     """(loss_sum, weight_sum, correct_sum, batches) of `model` on `split`. Randomness (LSH
     rotations) comes from `seed` and the batch index only, so the same call gives the same numbers.
     With several processes each takes every `world.size`-th batch and the sums are added up, so
-    every process returns the same totals (`batches` counts this process's batches)."""
+    every process returns the same totals (`batches` counts this process's batches).
+
+    `self_weight`: a dict to fill with the mean attention weight of a query on its own position
+    (attention/self_weight.py), over heads and layers: `all` over every position, `targets` over
+    the positions whose prediction is scored (weighted as the loss)."""
     was_training = model.training
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
+    diag = torch.zeros(4, dtype=torch.float64, device=device)  # sum all, count all, sum targets, weight
     batches = 0
     try:
         with autocast(device, precision):
@@ -41,14 +47,25 @@ def evaluate_totals(
                 if i % world.size != world.rank:
                     continue
                 batch = batch.to(device)
-                totals = model.loss(batch.inputs, batch.targets, batch.weights, seed=derive_seed(seed, "eval", i))
+                diagnostics = None if self_weight is None else {"self_weight": []}
+                totals = model.loss(batch.inputs, batch.targets, batch.weights, seed=derive_seed(seed, "eval", i),
+                                    diagnostics=diagnostics)
                 sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).double()
+                if diagnostics is not None:
+                    p = torch.stack(diagnostics["self_weight"]).mean(dim=0).double()  # [batch, length]
+                    w = batch.weights.double()
+                    diag += torch.stack([p.sum(), torch.tensor(p.numel(), dtype=torch.float64, device=device),
+                                         (p * w).sum(), w.sum()])
                 batches += 1
                 if on_batch is not None:
                     on_batch(batches)
     finally:
         model.train(was_training)
     all_reduce_sum(sums, world)
+    if self_weight is not None:
+        all_reduce_sum(diag, world)
+        total, count, on_targets, weight = diag.tolist()
+        self_weight.update(all=total / max(count, 1.0), targets=on_targets / max(weight, 1e-30))
     loss_sum, weight_sum, correct_sum = sums.tolist()
     return loss_sum, weight_sum, correct_sum, batches
 

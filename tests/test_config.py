@@ -33,6 +33,10 @@ def test_every_option_composes_and_validates(group, option):
         (["trainer.device=tpu"], "trainer.device"),
         (["logger.mode=sometimes"], "logger.mode"),
         (["attention=full", "attention.self_mask=false"], "attention.self_mask=false applies to shared-QK"),
+        (["attention=full", "attention.shared_qk_keys=raw"], "attention.shared_qk_keys=raw applies to shared-QK"),
+        (["attention=full", "attention.self_mask_value=-32"], "attention.self_mask_value=-32.0 applies"),
+        (["attention=full", "attention.shared_qk=true", "attention.shared_qk_keys=scaled"],
+         "attention.shared_qk_keys='scaled' is not one of"),
     ],
 )
 def test_semantic_errors(overrides, message):

@@ -104,7 +104,7 @@ def test_default_record_goes_to_its_own_folder(lsh1_run, tmp_path, capsys, monke
     (record_path,) = (tmp_path / "outputs" / "eval").glob("*/eval.json")
     record = json.loads(record_path.read_text())
     assert record["evaluated_attention"] == {"name": "full", "shared_qk": True, "causal": True, "dropout": 0.0,
-                                             "self_mask": True}
+                                             "self_mask": True, "self_mask_value": -1e5, "shared_qk_keys": "unit"}
     assert record["batches"] == 1 and record["n_targets"] == 8 * 15
 
 
@@ -147,3 +147,24 @@ def test_errors_are_one_line(make, extra, message, tmp_path, capsys, monkeypatch
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_checkpoint_saved_before_the_bucket_rule_is_evaluated_as_trained(lsh1_run, tmp_path, capsys, monkeypatch):
+    """A checkpoint whose config predates `attend_across_buckets` and `dedup` was trained across
+    buckets without the correction: it is evaluated that way (not with today's paper defaults),
+    and the record says which keys were filled in."""
+    monkeypatch.chdir(tmp_path)
+    saved = torch.load(lsh1_run / "checkpoints" / "step-00000030.pt", weights_only=False)
+    for key in ("attend_across_buckets", "dedup"):
+        del saved["config"]["attention"][key]
+    torch.save(saved, tmp_path / "old.pt")
+    code, err = in_process(["eval", f"checkpoint={tmp_path / 'old.pt'}", "output=old.json", "progress=none"], capsys)
+    assert code == 0, err
+    code, err = in_process(["eval", f"checkpoint={lsh1_run}", "output=new.json", "progress=none",
+                            "attention.attend_across_buckets=true", "attention.dedup=false"], capsys)
+    assert code == 0, err
+    old, new = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("old", "new"))
+    assert old["trained_attention_filled_in"] == {"attend_across_buckets": True, "dedup": False}
+    assert old["evaluated_attention"]["attend_across_buckets"] is True and old["evaluated_attention"]["dedup"] is False
+    assert old["metrics"] == new["metrics"]
+    assert new["trained_attention_filled_in"] == {}

@@ -44,14 +44,16 @@ class FullAttentionCore(AttentionCore):
         self.shared_qk = bool(cfg.shared_qk)
         self.causal = bool(cfg.causal)
         self.dropout = float(cfg.dropout)
-        self.self_mask = bool(getattr(cfg, "self_mask", True))  # configs saved before the key existed
+        self.self_mask = bool(cfg.self_mask)
+        self.self_mask_value = float(cfg.self_mask_value)
+        self.keys = str(cfg.shared_qk_keys)
 
     def __call__(self, q, k, v, ctx, layer, key_padding_mask=None):
         dropout = self.probs_dropout(ctx, self.dropout, layer)
         if self.shared_qk:
             return shared_qk_full_attention(
                 q, v, causal=self.causal, key_padding_mask=key_padding_mask, probs_dropout=dropout,
-                self_mask=self.self_mask,
+                self_mask=self.self_mask, keys=self.keys, self_mask_value=self.self_mask_value,
             )
         return full_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask, probs_dropout=dropout)
 

@@ -5,7 +5,10 @@
 * `shared_qk_full_attention`: exactly the logits LSH attention uses (SPEC section 2 step 4):
   q_i . k_j / ||k_j||, self logit replaced by -1e5, so a model can be trained with one attention
   and evaluated with the other (Table 2). With one bucket and one chunk covering the sequence, LSH
-  attention equals this function.
+  attention equals this function. Two evaluation diagnostics for Table 2's "full attention"
+  column change it: `keys="raw"` computes q_i . q_j / sqrt(d) (standard scaled dot-product
+  attention fed the shared projection as both q and k, keys not normalised), and
+  `self_mask_value` replaces the self logit by another value (`self_mask=False`: left in place).
 """
 
 from __future__ import annotations
@@ -56,16 +59,35 @@ def full_attention(
     return torch.matmul(probs, v)
 
 
+# How shared-QK full attention forms its keys from the shared projection.
+SHARED_QK_KEYS = ("unit", "raw")
+
+
 def shared_qk_logits(
-    qk: torch.Tensor, causal: bool, key_padding_mask: torch.Tensor | None, self_mask: bool = True
+    qk: torch.Tensor,
+    causal: bool,
+    key_padding_mask: torch.Tensor | None,
+    self_mask: bool = True,
+    *,
+    keys: str = "unit",
+    self_mask_value: float = SELF_MASK_VALUE,
 ) -> torch.Tensor:
-    """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied
-    (`self_mask=False` leaves each position's own logit q_i . q_i / ||q_i|| = ||q_i|| in place)."""
+    """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied.
+
+    keys: "unit" q_i . k_j / ||k_j|| (the LSH logits); "raw" q_i . q_j / sqrt(d_head) (scaled
+    dot-product attention with k = q). `self_mask=False` leaves each position's own logit in place
+    (||q_i|| with unit keys, ||q_i||^2 / sqrt(d) with raw ones); otherwise it is replaced by
+    `self_mask_value`."""
     length = qk.shape[-2]
-    logits = torch.matmul(qk, unit_norm_keys(qk).transpose(-1, -2))
+    if keys == "unit":
+        logits = torch.matmul(qk, unit_norm_keys(qk).transpose(-1, -2))
+    elif keys == "raw":
+        logits = torch.matmul(qk, qk.transpose(-1, -2)) * qk.shape[-1] ** -0.5
+    else:
+        raise ValueError(f"keys={keys!r} is not one of {SHARED_QK_KEYS}")
     if self_mask:
         eye = torch.eye(length, dtype=torch.bool, device=qk.device)
-        logits = logits.masked_fill(eye, SELF_MASK_VALUE)
+        logits = logits.masked_fill(eye, self_mask_value)
     allowed = _allowed(length, qk.device, causal, key_padding_mask)
     if allowed is not None:
         logits = logits.masked_fill(~allowed, MASK_VALUE)
@@ -80,15 +102,18 @@ def shared_qk_full_attention(
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
     self_mask: bool = True,
+    keys: str = "unit",
+    self_mask_value: float = SELF_MASK_VALUE,
 ) -> torch.Tensor:
     """Full attention with shared QK: softmax over q_i . k_j / ||k_j|| with the self mask (unless
-    `self_mask=False`).
+    `self_mask=False`); `keys` and `self_mask_value` as in `shared_qk_logits`.
 
     Computed in at least fp32 (autocast off): this is the exact baseline LSH is compared with.
     """
     dtype = torch.promote_types(qk.dtype, torch.float32)
     with torch.autocast(qk.device.type, enabled=False):
-        logits = shared_qk_logits(qk.to(dtype), causal, key_padding_mask, self_mask)
+        logits = shared_qk_logits(qk.to(dtype), causal, key_padding_mask, self_mask, keys=keys,
+                                  self_mask_value=self_mask_value)
         probs = torch.softmax(logits, dim=-1)
         if probs_dropout is not None:
             probs = probs_dropout(probs)

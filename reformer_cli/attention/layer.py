@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..model.context import ForwardContext
 from .common import merge_heads, split_heads
 from .cores import AttentionCore, build_attention_core
+from .self_weight import self_weights
 
 
 class SelfAttention(nn.Module):
@@ -57,4 +58,7 @@ class SelfAttention(nn.Module):
             k = split_heads(self.to_k(x), self.n_heads)
         v = split_heads(self.to_v(x), self.n_heads)
         out = self.core(q, k, v, ctx, self.layer, key_padding_mask)
+        if ctx.diagnostics is not None and "self_weight" in ctx.diagnostics:
+            weights = self_weights(self.core, q, k, v, ctx, self.layer, key_padding_mask)
+            ctx.diagnostics["self_weight"].append(weights.mean(dim=1))  # the heads' mean
         return self.to_out(merge_heads(out))

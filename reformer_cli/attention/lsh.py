@@ -36,13 +36,21 @@ off, like `shared_qk_full_attention`):
    exceeds the number of chunks of all rounds). The attended set of query i in round r,
    P_i^(r), is therefore a *multiset*: a key held by c_ij^(r) slots counts c_ij^(r) times in the
    softmax, exactly as trax and HF compute it.
+   * `attend_across_buckets=False` (the paper's eq. 3-4 and 16; the default): inside its window,
+     query i attends only the slots of its own round that hold a key of its own bucket,
+     `h_r(j) == h_r(i)`. With wrap-around, slots of another round's chunk are never attended
+     (paper-era trax compares bucket ids that carry the round, so they never match). The self
+     key is always in the query's own bucket and chunk, so no query is left without a key.
+   * `attend_across_buckets=True` (trax v2 and HF): every slot of the window, whatever its bucket.
 5. Logits. `s_ij = q_i . k_j / ||k_j||` (unit-norm keys, unscaled queries). The self logit
    (j == i, original positions) is *replaced* by -1e5. Excluded keys get exactly -1e9 (replaced):
    slots before the first chunk (no wrap), keys later than the query (causal, original
    positions), padding keys (2.).
-   `dedup=True` (the paper's Appendix A): from every non-excluded logit, self included, subtract
-   `log N_ij`, where `N_ij = sum_r c_ij^(r)` counts how many window slots of query i, over all
-   rounds, hold key j. Then the merged output (6.) equals exactly the softmax over the union
+   Under the same-bucket rule, keys of another bucket (or, with wrap, another round) are excluded.
+   `dedup=True` (the paper's Appendix A, eq. 13/16; the default): from every non-excluded logit,
+   self included, subtract `log N_ij`, where `N_ij = sum_r c_ij^(r)` counts how many *attended*
+   slots of query i, over all rounds, hold key j (the window's slots across buckets, the
+   same-bucket slots under the paper's rule). Then the merged output (6.) equals exactly the softmax over the union
    `P_i = U_r P_i^(r)` with each key counted once (paper eq. 11). (The paper's mask leaves the
    self logit at -1e5 without the `log N_ii`; the two differ only in a row whose sole target is the
    query itself, where both give the same output.)
@@ -184,34 +192,56 @@ def look_back(chunks: torch.Tensor, n_chunks_before: int, wrap: bool) -> tuple[t
 
 @torch.no_grad()
 def duplicate_counts(
-    queries: torch.Tensor, keys: torch.Tensor, inverse: torch.Tensor, chunk_length: int, n_chunks_before: int, wrap: bool
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    inverse: torch.Tensor,
+    chunk_length: int,
+    n_chunks_before: int,
+    wrap: bool,
+    buckets: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """N_ij of the paper's Appendix A: how many window slots of query i, over all rounds, hold key j.
+    """N_ij of the paper's Appendix A: how many attended slots of query i, over all rounds, hold key j.
 
     queries `[b, h, R, n, c]` and keys `[b, h, R, n, W]` (original positions of a chunk's queries
     and of its window's keys), inverse `[b, h, R, L']` (sorted slot of each position per round)
-    -> counts `[b, h, R, n, c, W]` (>= 1 on every slot of an existing chunk)."""
+    -> counts `[b, h, R, n, c, W]` (>= 1 on every attended slot). `buckets` `[b, h, R, L']`
+    (padded): the same-bucket rule, counting in round r only slots of round r whose key shares
+    query i's bucket; None: every window slot counts."""
     rounds = inverse.shape[2]
     n_chunks = inverse.shape[-1] // chunk_length
     chunk_of = inverse // chunk_length  # [b, h, R, L']: chunk of each position, per round
     counts = torch.zeros(*queries.shape, keys.shape[-1], dtype=torch.int64, device=queries.device)
     for r in range(rounds):
         chunk_q = gather_positions(chunk_of[:, :, r], queries)[..., :, None]
+        same = True
+        if buckets is not None:
+            same = gather_positions(buckets[:, :, r], queries)[..., :, None] == \
+                gather_positions(buckets[:, :, r], keys)[..., None, :]
         if not wrap:
             chunk_k = gather_positions(chunk_of[:, :, r], keys)[..., None, :]
             d = chunk_q - chunk_k
-            counts += (d >= 0) & (d <= n_chunks_before)
+            counts += (d >= 0) & (d <= n_chunks_before) & same
             continue
         # With wrap, query i's window in round r is the global chunks (g - t) mod M, t = 0..nb,
         # g = r * n_chunks + its chunk; key j occupies global chunk r'' * n_chunks + its chunk in
-        # each round r''. Count the t that hit one of them.
+        # each round r''. Count the t that hit one of them (under the same-bucket rule only
+        # r'' = r can be attended).
         total = rounds * n_chunks
         global_q = chunk_q + r * n_chunks
-        for r2 in range(rounds):
+        for r2 in range(rounds) if buckets is None else [r]:
             global_k = gather_positions(chunk_of[:, :, r2], keys)[..., None, :] + r2 * n_chunks
             d = (global_q - global_k) % total
-            counts += torch.where(d <= n_chunks_before, (n_chunks_before - d) // total + 1, 0)
+            counts += torch.where((d <= n_chunks_before) & same, (n_chunks_before - d) // total + 1, 0)
     return counts
+
+
+def bucket_ids_with_round(sorted_buckets: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """`round * (n_buckets + 1) + bucket` for sorted buckets `[b, h, R, L']`: two slots carry the
+    same id exactly when they hold keys of the same bucket of the same round (the same-bucket rule;
+    paper-era trax offsets its bucket ids by round in the same way)."""
+    rounds = sorted_buckets.shape[2]
+    offsets = torch.arange(rounds, device=sorted_buckets.device)[:, None] * (n_buckets + 1)
+    return sorted_buckets + offsets
 
 
 # ---------------------------------------------------------------------------------- 5. logits
@@ -281,7 +311,8 @@ def lsh_attention_from_buckets(
     causal: bool = True,
     n_chunks_before: int = 1,
     wrap_lookback: bool = False,
-    dedup: bool = False,
+    attend_across_buckets: bool = False,
+    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
 ) -> torch.Tensor:
@@ -317,9 +348,15 @@ def lsh_attention_from_buckets(
             excluded = excluded | ~valid[:, None, :]
         if causal:
             excluded = excluded | (k_pos[..., None, :] > q_pos[..., :, None])
+        if not attend_across_buckets:  # the paper's rule: only keys of the query's own bucket
+            ids = bucket_ids_with_round(torch.gather(buckets, -1, perm), n_buckets)
+            q_ids = ids.view(b, h, rounds, n_chunks, chunk_length)
+            k_ids, _ = look_back(q_ids, n_chunks_before, wrap_lookback)
+            excluded = excluded | (k_ids[..., None, :] != q_ids[..., :, None])
         log_counts = None
         if dedup:
-            counts = duplicate_counts(q_pos, k_pos, inverse, chunk_length, n_chunks_before, wrap_lookback)
+            counts = duplicate_counts(q_pos, k_pos, inverse, chunk_length, n_chunks_before, wrap_lookback,
+                                      None if attend_across_buckets else buckets)
             log_counts = counts.clamp_min(1).to(dtype).log()
 
         logits = lsh_logits(queries, keys, q_pos[..., :, None], k_pos[..., None, :], excluded, log_counts)
@@ -338,7 +375,8 @@ def lsh_attention(
     causal: bool = True,
     n_chunks_before: int = 1,
     wrap_lookback: bool = False,
-    dedup: bool = False,
+    attend_across_buckets: bool = False,
+    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
 ) -> torch.Tensor:
@@ -350,6 +388,7 @@ def lsh_attention(
     return lsh_attention_from_buckets(
         qk, v, buckets,
         chunk_length=chunk_length, n_buckets=n_buckets_of(rotations), causal=causal,
-        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback, dedup=dedup,
+        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback,
+        attend_across_buckets=attend_across_buckets, dedup=dedup,
         key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
     )

@@ -83,6 +83,7 @@ class LSHAttentionCore(AttentionCore):
         self.factors = bucket_factors(cfg.n_buckets)  # None: the default for the actual length
         self.n_chunks_before = int(cfg.n_chunks_before)
         self.wrap_lookback = bool(cfg.wrap_lookback)
+        self.attend_across_buckets = bool(cfg.attend_across_buckets)
         self.dedup = bool(cfg.dedup)
         self.impl = str(cfg.impl)
 
@@ -123,6 +124,7 @@ class LSHAttentionCore(AttentionCore):
             causal=self.causal,
             n_chunks_before=self.n_chunks_before,
             wrap_lookback=self.wrap_lookback,
+            attend_across_buckets=self.attend_across_buckets,
             dedup=self.dedup,
             key_padding_mask=key_padding_mask,
             probs_dropout=self.probs_dropout(ctx, self.dropout, layer),

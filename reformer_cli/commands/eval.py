@@ -94,12 +94,26 @@ def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> d
 
 
 def attention_label(attention: Any) -> str:
-    """A short name for tables: `full`, `full-sharedqk`, `full-sharedqk-noself`, `lsh-8`."""
+    """A short name for tables: `lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2
+    / HF), `full` (separate Q and K), `full-sharedqk`, and for shared-QK diagnostics the parts that
+    differ: `-raw` (keys q/sqrt(d)), `-noself` (self logit kept), `-self32` (self logit -32)."""
     if attention["name"] == "lsh":
-        return f"lsh-{attention['n_rounds']}"
+        label = f"lsh-{attention['n_rounds']}"
+        if attention.get("attend_across_buckets", False):
+            label += "-across"
+        if not attention.get("dedup", True):
+            label += "-nodedup"
+        return label
     if not attention.get("shared_qk"):
         return "full"
-    return "full-sharedqk" if attention.get("self_mask", True) else "full-sharedqk-noself"
+    label = "full-sharedqk"
+    if attention.get("shared_qk_keys", "unit") != "unit":
+        label += f"-{attention['shared_qk_keys']}"
+    if not attention.get("self_mask", True):
+        label += "-noself"
+    elif float(attention.get("self_mask_value", -1e5)) != -1e5:
+        label += f"-self{abs(float(attention['self_mask_value'])):g}"
+    return label
 
 
 def eval_job(cfg: Any) -> dict:
@@ -119,7 +133,7 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
     attention keys were given explicitly) and write the record to `out`. Also used without a
     Hydra app, by `reformer reproduce` to evaluate one checkpoint several ways in one process."""
-    from ..config import validate_attention, validate_eval
+    from ..config import complete_stored_attention, validate_attention, validate_eval
 
     validate_eval(cfg)
     from datetime import datetime, timezone
@@ -135,7 +149,11 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     from ..tasks import build_task
 
     path, saved = load_trained(str(cfg.checkpoint))
-    run_cfg = OmegaConf.create(saved["config"])
+    stored, legacy = complete_stored_attention(dict(saved["config"]["attention"]))
+    if legacy:
+        log.info("checkpoint saved before %s existed: evaluated as trained, with %s", ", ".join(legacy),
+                 " ".join(f"{k}={v}" for k, v in legacy.items()))
+    run_cfg = OmegaConf.create({**saved["config"], "attention": stored})
     trained = OmegaConf.to_container(run_cfg.attention, resolve=True)
     chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
     evaluated = merge_attention(trained, chosen, explicit_attention_keys(overrides))
@@ -165,10 +183,11 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     label = f"{attention_label(trained)} -> {attention_label(evaluated)}"
     progress = make_progress(cfg.progress, total, f"eval {label}")
     progress.start(0)
+    self_weight = {} if cfg.get("self_weight") else None
     try:
         loss_sum, weight_sum, correct_sum, batches = evaluate_totals(
             model, task, split=cfg.split, batch_size=batch_size, max_batches=cfg.max_batches,
-            device=device, precision=precision, seed=seed, on_batch=progress.advance,
+            device=device, precision=precision, seed=seed, on_batch=progress.advance, self_weight=self_weight,
         )
     finally:
         progress.stop()
@@ -180,11 +199,15 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
         "run_name": run_cfg.get("run_name"),
         "trained_attention": trained,
         "evaluated_attention": evaluated,
+        # keys the checkpoint's config lacked (saved before they existed), set to what it trained with
+        "trained_attention_filled_in": legacy,
         "trained_label": attention_label(trained),
         "evaluated_label": attention_label(evaluated),
         "split": cfg.split,
         "metric": task.metric,
         "metrics": metrics,
+        # mean attention weight of a query on its own position (self_weight=true), or None
+        "self_weight": self_weight,
         "n_targets": weight_sum,
         "batches": batches,
         "batch_size": batch_size,

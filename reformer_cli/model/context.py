@@ -35,6 +35,9 @@ class ForwardContext:
     training: bool = False
     # filled by the first pass and read by a recomputation (reversible backward); None: no replay
     cache: dict | None = None
+    # statistics an evaluation asked for, filled by the layers: {"self_weight": []} collects each
+    # attention layer's weight on the diagonal, `[batch, length]` (attention/self_weight.py)
+    diagnostics: dict | None = None
 
     def generator(self, device: torch.device, *key: Any) -> torch.Generator:
         """A generator for one purpose (e.g. `(layer, "rotations")`), fresh on each call."""

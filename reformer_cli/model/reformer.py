@@ -122,14 +122,16 @@ class ReformerLM(nn.Module):
         *,
         seed: int = 0,
         key_padding_mask: torch.Tensor | None = None,
+        diagnostics: dict | None = None,
     ) -> LossTotals:
         """Summed cross-entropy (nats), weight and correct predictions over weighted targets.
 
         The final LayerNorm, output layer and loss are computed in `model.loss_chunks` slices of the
         sequence (paper section 3); with more than one, only one slice's logits are alive at a time,
-        in the forward and in the backward (chunking.py).
+        in the forward and in the backward (chunking.py). `diagnostics`: statistics the layers
+        fill in (ForwardContext.diagnostics).
         """
-        ctx = ForwardContext(seed=seed, training=self.training)
+        ctx = ForwardContext(seed=seed, training=self.training, diagnostics=diagnostics)
         features = self.features(inputs, ctx, key_padding_mask)
         chunks = self.loss_chunks
         target_chunks, weight_chunks = split(targets, chunks), split(weights, chunks)

@@ -9,9 +9,13 @@ the semantics of the module docstring directly:
 * the window of a query: its chunk and the `n_chunks_before` chunks before it, in its own round
   (no wrap), or in the list of all rounds' chunks, cyclically (wrap); a *list* of key positions,
   so a key reached twice counts twice;
-* each window slot's logit: q_i . k_j / |k_j|, -1e5 for the query itself, excluded (no weight) if
+* the paper's same-bucket rule (eq. 3-4, 16: P_i = {j : h(q_i) = h(k_j)}, `across=False`): a slot
+  is attended only if it belongs to the query's own round and its key hashed, in that round, to
+  the query's bucket; `across=True` (trax v2, HF) attends every slot of the window;
+* each attended slot's logit: q_i . k_j / |k_j|, -1e5 for the query itself, excluded (no weight) if
   the key is padding, later than the query (causal) or the slot lies before the first chunk;
-  dedup subtracts log N_ij, N_ij = the number of window slots holding j over all rounds;
+  dedup subtracts log N_ij, N_ij = the number of attended slots holding j over all rounds (every
+  window slot across buckets; same-round, same-bucket slots under the paper's rule);
 * per round a softmax (o_r, z_r); rounds merged with weights softmax_r(z_r).
 """
 
@@ -22,6 +26,12 @@ import math
 import numpy as np
 
 SELF = -1e5
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """x / |x|, and the zero vector for x = 0 (the convention of a zero key: every logit 0)."""
+    norm = np.linalg.norm(x)
+    return x / norm if norm > 0 else np.zeros_like(x)
 
 
 def brute_buckets(x: np.ndarray, rotations: list[np.ndarray], round_: int) -> int:
@@ -37,7 +47,8 @@ def brute_buckets(x: np.ndarray, rotations: list[np.ndarray], round_: int) -> in
     return bucket
 
 
-def brute_lsh(qk, v, rotations, *, chunk_length, causal, n_chunks_before, wrap, dedup, key_padding_mask=None):
+def brute_lsh(qk, v, rotations, *, chunk_length, causal, n_chunks_before, wrap, dedup, across=False,
+              key_padding_mask=None):
     """qk, v: numpy [b, h, L, d]; rotations: list of numpy [h, d, rounds, f/2].
 
     Returns (out [b, h, L, d], attended) with attended[b][h][i] the set of keys query i attends to
@@ -60,23 +71,28 @@ def brute_lsh(qk, v, rotations, *, chunk_length, causal, n_chunks_before, wrap, 
             vals[:length] = v[b, h]
             # per round: the sorted order and its chunks (lists of original positions)
             chunks = []  # chunks[r][n]
+            buckets = []  # buckets[r][p]
             for r in range(rounds):
                 bucket = [brute_buckets(x[p], rots, r) if real[p] else n_buckets for p in range(padded)]
                 order = sorted(range(padded), key=lambda p: (bucket[p], p))
                 chunks.append([order[n * c:(n + 1) * c] for n in range(n_chunks)])
-            all_chunks = [ch for r in range(rounds) for ch in chunks[r]]
+                buckets.append(bucket)
+            all_chunks = [(r, ch) for r in range(rounds) for ch in chunks[r]]
 
             def window(r, p):
-                """Slots (key position, exists) of position p's window in round r."""
+                """Slots (key position, attended) of position p's window in round r: attended = the
+                slot exists and, under the same-bucket rule, holds a key of p's round and bucket."""
                 n = next(i for i, ch in enumerate(chunks[r]) if p in ch)
                 slots = []
                 for t in range(n_chunks_before, -1, -1):
                     if wrap:
-                        slots += [(j, True) for j in all_chunks[(r * n_chunks + n - t) % len(all_chunks)]]
+                        r2, chunk = all_chunks[(r * n_chunks + n - t) % len(all_chunks)]
                     elif n - t >= 0:
-                        slots += [(j, True) for j in chunks[r][n - t]]
+                        r2, chunk = r, chunks[r][n - t]
                     else:
                         slots += [(None, False)] * c
+                        continue
+                    slots += [(j, across or (r2 == r and buckets[r][j] == buckets[r][p])) for j in chunk]
                 return slots
 
             for i in range(length):
@@ -85,16 +101,16 @@ def brute_lsh(qk, v, rotations, *, chunk_length, causal, n_chunks_before, wrap, 
                 windows = [window(r, i) for r in range(rounds)]
                 count = {}
                 for slots in windows:
-                    for j, exists in slots:
-                        if exists:
+                    for j, in_set in slots:
+                        if in_set:
                             count[j] = count.get(j, 0) + 1
                 outs, lses = [], []
                 for slots in windows:
                     keys, logits = [], []
-                    for j, exists in slots:
-                        if not exists or not real[j] or (causal and j > i):
+                    for j, in_set in slots:
+                        if not in_set or not real[j] or (causal and j > i):
                             continue  # excluded: exactly zero weight
-                        logit = SELF if j == i else float(np.dot(x[i], x[j] / np.linalg.norm(x[j])))
+                        logit = SELF if j == i else float(np.dot(x[i], unit(x[j])))
                         if dedup:
                             logit -= math.log(count[j])
                         keys.append(j)
@@ -124,7 +140,7 @@ def union_softmax(qk, v, attended):
                 if not keys:
                     continue  # a masked query
                 logits = np.array([
-                    SELF if j == i else float(np.dot(qk[b, h, i], qk[b, h, j] / np.linalg.norm(qk[b, h, j])))
+                    SELF if j == i else float(np.dot(qk[b, h, i], unit(qk[b, h, j])))
                     for j in keys
                 ])
                 probs = np.exp(logits - logits.max())

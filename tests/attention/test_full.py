@@ -83,3 +83,55 @@ def test_key_padding_excludes_keys():
     out = shared_qk_full_attention(qk, v, causal=False, key_padding_mask=mask)
     ref = shared_qk_full_attention(qk[:, :, :4], v[:, :, :4], causal=False)
     assert torch.allclose(out[:, :, :4], ref)
+
+
+def test_raw_shared_keys_are_scaled_dot_product_attention_with_k_equal_q():
+    """The Table 2 diagnostic `shared_qk_keys=raw`, self logit kept: softmax(q q^T / sqrt(d)) v,
+    exactly what PyTorch's own scaled dot-product attention gives for k = q."""
+    gen = torch.Generator().manual_seed(3)
+    q, v = (torch.randn(2, 2, 9, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    for causal in (True, False):
+        got = shared_qk_full_attention(q, v, causal=causal, self_mask=False, keys="raw")
+        want = torch.nn.functional.scaled_dot_product_attention(q, q, v, is_causal=causal)
+        assert (got - want).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("keys", ["unit", "raw"])
+def test_self_mask_value_replaces_the_own_logit(keys):
+    gen = torch.Generator().manual_seed(4)
+    q, v = (torch.randn(1, 2, 7, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    got = shared_qk_full_attention(q, v, causal=True, keys=keys, self_mask_value=-32.0)
+    k = q / q.norm(dim=-1, keepdim=True) if keys == "unit" else q / math.sqrt(4)
+    logits = q @ k.transpose(-1, -2)
+    logits = logits.masked_fill(torch.eye(7, dtype=torch.bool), -32.0)
+    logits = logits.masked_fill(~torch.ones(7, 7, dtype=torch.bool).tril(), float("-inf"))
+    assert (got - torch.softmax(logits, dim=-1) @ v).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("overrides", [
+    ["attention=full", "attention.shared_qk=true", "attention.self_mask=false"],
+    ["attention=full", "attention.shared_qk=true", "attention.shared_qk_keys=raw", "attention.self_mask_value=-1e4"],
+    ["attention=lsh", "attention.chunk_length=4", "attention.n_rounds=3"],
+    ["attention=lsh", "attention.chunk_length=4", "attention.n_rounds=2", "attention.attend_across_buckets=true",
+     "attention.dedup=false", "attention.wrap_lookback=true"],
+])
+def test_self_weights_are_the_diagonal_of_the_attention(overrides):
+    """attention/self_weight.py reads p_ii by probing with one-hot values; here p_ii is the
+    diagonal of the Jacobian d out_i / d v_i, taken by autograd (length 20 > d_head 8: three probes)."""
+    from reformer_cli.attention.cores import build_attention_core
+    from reformer_cli.attention.self_weight import self_weights
+    from reformer_cli.model.context import ForwardContext
+
+    from ..conftest import compose
+
+    core = build_attention_core(compose(overrides).attention, 20)
+    gen = torch.Generator().manual_seed(5)
+    q, v = (torch.randn(2, 2, 20, 8, generator=gen, dtype=torch.float64) for _ in range(2))
+    ctx = ForwardContext(seed=7)
+    got = self_weights(core, q, None, v, ctx, 0)
+    v.requires_grad_()
+    out = core(q, None, v, ctx, 0)
+    for i in range(20):
+        (g,) = torch.autograd.grad(out[:, :, i, 0].sum(), v, retain_graph=True)
+        assert (got[:, :, i] - g[:, :, i, 0]).abs().max() < 1e-6, i
+    assert got.max() > 1e-3  # not all zero: some query puts weight on itself

@@ -17,14 +17,24 @@ from .lsh_brute_force import brute_buckets, brute_lsh, union_softmax
 # (length, chunk_length, bucket factors): lengths that are and are not multiples of the chunk,
 # one and several factors, a single chunk (wrap-around then revisits the same chunk).
 SHAPES = [(12, 4, [4]), (13, 4, [2, 4]), (7, 3, [6]), (5, 8, [2]), (10, 4, [2, 2, 2])]
-SETTINGS = list(itertools.product([True, False], [False, True], [False, True], [0, 1, 2]))  # causal, dedup, wrap, nb
+# causal, dedup, wrap, nb, across (False: the paper's same-bucket rule; True: trax v2 / HF)
+SETTINGS = list(itertools.product([True, False], [False, True], [False, True], [0, 1, 2], [False, True]))
 
 
-def random_inputs(seed, length, factors, rounds, batch=2, heads=2, d=4, padding=False):
+def random_inputs(seed, length, factors, rounds, batch=2, heads=2, d=4, padding=False, ties=False):
+    """fp64 inputs. ties: integer-valued vectors and rotations with a repeated column, and one zero
+    vector per row, so that the hash's argmax meets exact ties (first index wins)."""
     gen = torch.Generator().manual_seed(seed)
     qk = torch.randn(batch, heads, length, d, generator=gen, dtype=torch.float64)
     v = torch.randn(batch, heads, length, d, generator=gen, dtype=torch.float64)
     rotations = [torch.randn(heads, d, rounds, f // 2, generator=gen, dtype=torch.float64) for f in factors]
+    if ties:
+        qk = qk.mul(1.5).round()
+        qk[:, :, length // 2] = 0
+        rotations = [r.round() for r in rotations]
+        for r in rotations:
+            if r.shape[-1] > 1:
+                r[..., 1] = r[..., 0]
     mask = None
     if padding:
         mask = torch.rand(batch, length, generator=gen) > 0.25
@@ -38,16 +48,18 @@ def real_positions(mask, length):
 
 @pytest.mark.parametrize("index, setting", list(enumerate(SETTINGS)))
 def test_matches_brute_force(index, setting):
-    """Must-show 1: random inputs over (length, chunk, buckets, rounds, causal, dedup, wrap,
-    n_chunks_before, padding), fp64, max abs error < 1e-9."""
-    causal, dedup, wrap, nb = setting
+    """Random inputs over (length, chunk, buckets, 1-8 rounds, causal, dedup, wrap,
+    n_chunks_before, padding, ties in the hash) under both bucket rules, fp64, max abs error < 1e-9."""
+    causal, dedup, wrap, nb, across = setting
     for k in range(3):
         length, chunk, factors = SHAPES[(index + k) % len(SHAPES)]
-        rounds = 1 + (index + k) % 3
-        qk, v, rotations, mask = random_inputs(100 * index + k, length, factors, rounds, padding=k == 2)
-        kwargs = dict(chunk_length=chunk, causal=causal, n_chunks_before=nb, dedup=dedup)
-        got = lsh_attention(qk, v, rotations, wrap_lookback=wrap, key_padding_mask=mask, **kwargs)
-        want, _ = brute_lsh(qk.numpy(), v.numpy(), [r.numpy() for r in rotations], wrap=wrap,
+        rounds = 1 + (3 * index + k) % 8
+        qk, v, rotations, mask = random_inputs(100 * index + k, length, factors, rounds, padding=k == 2,
+                                               ties=k == 1)
+        kwargs = dict(chunk_length=chunk, causal=causal, n_chunks_before=nb, dedup=dedup, across=across)
+        got = lsh_attention(qk, v, rotations, wrap_lookback=wrap, key_padding_mask=mask,
+                            attend_across_buckets=kwargs.pop("across"), **kwargs)
+        want, _ = brute_lsh(qk.numpy(), v.numpy(), [r.numpy() for r in rotations], wrap=wrap, across=across,
                             key_padding_mask=None if mask is None else mask.numpy(), **kwargs)
         real = real_positions(mask, length)
         for b in range(qk.shape[0]):
@@ -56,35 +68,39 @@ def test_matches_brute_force(index, setting):
             assert err < 1e-9, (length, chunk, factors, rounds, setting, err)
 
 
-@pytest.mark.parametrize("dedup", [False, True])
-def test_matches_brute_force_when_a_window_holds_a_chunk_twice(dedup):
+@pytest.mark.parametrize("dedup, across", list(itertools.product([False, True], [False, True])))
+def test_matches_brute_force_when_a_window_holds_a_chunk_twice(dedup, across):
     """Two chunks in all, look-back 2 with wrap-around: the window is chunks (g, g-1, g), so the
     own chunk's keys count twice and the other chunk's once (the multiset of the docstring)."""
     qk, v, rotations, _ = random_inputs(11, 8, [2], rounds=1)
     kwargs = dict(chunk_length=4, causal=False, n_chunks_before=2, dedup=dedup)
-    got = lsh_attention(qk, v, rotations, wrap_lookback=True, **kwargs)
-    want, _ = brute_lsh(qk.numpy(), v.numpy(), [r.numpy() for r in rotations], wrap=True, **kwargs)
+    got = lsh_attention(qk, v, rotations, wrap_lookback=True, attend_across_buckets=across, **kwargs)
+    want, _ = brute_lsh(qk.numpy(), v.numpy(), [r.numpy() for r in rotations], wrap=True, across=across,
+                        **kwargs)
     assert np.abs(got.numpy() - want).max() < 1e-9
-    once = lsh_attention(qk, v, rotations, wrap_lookback=True, **{**kwargs, "n_chunks_before": 1})
+    once = lsh_attention(qk, v, rotations, wrap_lookback=True, attend_across_buckets=across,
+                         **{**kwargs, "n_chunks_before": 1})
     assert (np.abs(got.numpy() - once.numpy()).max() < 1e-12) == dedup  # dedup: a set again
 
 
 @pytest.mark.parametrize(
-    "wrap, nb, shape, differs",
-    [(False, 1, SHAPES[0], True), (True, 1, SHAPES[1], True), (False, 2, SHAPES[4], True),
-     (True, 2, SHAPES[3], False)],  # one chunk per round: every key equally often, dedup is a no-op
+    "wrap, nb, shape, across, differs",
+    [(False, 1, SHAPES[0], True, True), (True, 1, SHAPES[1], True, True), (False, 2, SHAPES[4], True, True),
+     (True, 2, SHAPES[3], True, False),  # one chunk per round: every key equally often, dedup is a no-op
+     (False, 1, SHAPES[0], False, True), (True, 2, SHAPES[1], False, True), (False, 2, SHAPES[4], False, True)],
 )
-def test_dedup_is_the_softmax_over_the_union_of_rounds(wrap, nb, shape, differs):
+def test_dedup_is_the_softmax_over_the_union_of_rounds(wrap, nb, shape, across, differs):
     """With dedup, the merged rounds equal one softmax over P_i = U_r P_i^(r) (paper eq. 11),
-    even where wrap-around puts a key twice into one window."""
+    even where wrap-around puts a key twice into one window; under both bucket rules."""
     length, chunk, factors = shape
     qk, v, rotations, _ = random_inputs(7, length, factors, rounds=3)
-    got = lsh_attention(qk, v, rotations, chunk_length=chunk, n_chunks_before=nb, wrap_lookback=wrap, dedup=True)
+    kwargs = dict(chunk_length=chunk, n_chunks_before=nb, wrap_lookback=wrap, attend_across_buckets=across)
+    got = lsh_attention(qk, v, rotations, dedup=True, **kwargs)
     _, attended = brute_lsh(qk.numpy(), v.numpy(), [r.numpy() for r in rotations], chunk_length=chunk,
-                            causal=True, n_chunks_before=nb, wrap=wrap, dedup=True)
+                            causal=True, n_chunks_before=nb, wrap=wrap, dedup=True, across=across)
     want = union_softmax(qk.numpy(), v.numpy(), attended)
     assert np.abs(got.numpy() - want).max() < 1e-9
-    without = lsh_attention(qk, v, rotations, chunk_length=chunk, n_chunks_before=nb, wrap_lookback=wrap)
+    without = lsh_attention(qk, v, rotations, dedup=False, **kwargs)
     assert (np.abs(without.numpy() - want).max() > 1e-6) == differs  # duplicates change the plain merge
 
 
@@ -112,15 +128,15 @@ def test_hashing_is_angular_and_gradient_free():
      (False, 1, False, True, 1, True), (True, 2, False, True, 0, False)],
 )
 def test_one_chunk_equals_full_shared_qk_attention(causal, rounds, dedup, wrap, nb, padding):
-    """Must-show 2: one bucket and one chunk covering the sequence is full shared-QK attention
-    with the self mask (and so is any hashing when a chunk covers the sequence)."""
+    """One bucket and one chunk covering the sequence is full shared-QK attention with the self
+    mask (and so is any hashing when a chunk covers the sequence and attends across buckets)."""
     length = 11
     qk, v, rotations, mask = random_inputs(5, length, [6], rounds, padding=padding)
     full = shared_qk_full_attention(qk, v, causal=causal, key_padding_mask=mask)
     kwargs = dict(causal=causal, n_chunks_before=nb, wrap_lookback=wrap, dedup=dedup, key_padding_mask=mask)
     one_bucket = torch.zeros(2, 2, rounds, length, dtype=torch.long)
     a = lsh_attention_from_buckets(qk, v, one_bucket, chunk_length=length, n_buckets=1, **kwargs)
-    b = lsh_attention(qk, v, rotations, chunk_length=16, **kwargs)
+    b = lsh_attention(qk, v, rotations, chunk_length=16, attend_across_buckets=True, **kwargs)
     real = real_positions(mask, length)
     for out in (a, b):
         for i in range(2):
@@ -130,26 +146,29 @@ def test_one_chunk_equals_full_shared_qk_attention(causal, rounds, dedup, wrap, 
 
 @pytest.mark.parametrize("index, setting", [(i, s) for i, s in enumerate(SETTINGS) if s[0]])
 def test_no_causal_leak(index, setting):
-    """Must-show 3: d out_i / d input_j == 0 exactly for every j > i, for every setting."""
-    _, dedup, wrap, nb = setting
+    """d out_i / d input_j == 0 exactly for every j > i, for every setting."""
+    _, dedup, wrap, nb, across = setting
     length, chunk, factors = SHAPES[index % len(SHAPES)]
     qk, v, rotations, _ = random_inputs(index, length, factors, rounds=1 + index % 3, batch=1)
     qk.requires_grad_(), v.requires_grad_()
-    out = lsh_attention(qk, v, rotations, chunk_length=chunk, n_chunks_before=nb, wrap_lookback=wrap, dedup=dedup)
+    out = lsh_attention(qk, v, rotations, chunk_length=chunk, n_chunks_before=nb, wrap_lookback=wrap, dedup=dedup,
+                        attend_across_buckets=across)
     for i in range(length):
         g_qk, g_v = torch.autograd.grad(out[:, :, i].sum(), [qk, v], retain_graph=True)
         assert torch.all(g_qk[:, :, i + 1:] == 0) and torch.all(g_v[:, :, i + 1:] == 0), (i, setting)
         assert g_v[:, :, : i + 1].abs().sum() > 0
 
 
-@pytest.mark.parametrize("dedup, wrap", [(False, False), (True, True)])
-def test_gradients_match_finite_differences(dedup, wrap):
+@pytest.mark.parametrize("dedup, wrap, across", [(False, False, True), (True, True, True), (True, False, False),
+                                                 (False, True, False), (True, True, False)])
+def test_gradients_match_finite_differences(dedup, wrap, across):
     qk, v, rotations, mask = random_inputs(9, 7, [4], rounds=2, batch=1, heads=1, d=3, padding=True)
     buckets = hash_buckets(qk, rotations)
 
     def f(qk, v):
         return lsh_attention_from_buckets(qk, v, buckets, chunk_length=3, n_buckets=4, dedup=dedup,
-                                          wrap_lookback=wrap, key_padding_mask=mask)
+                                          wrap_lookback=wrap, key_padding_mask=mask,
+                                          attend_across_buckets=across)
 
     assert torch.autograd.gradcheck(f, (qk.requires_grad_(), v.requires_grad_()))
 
@@ -162,3 +181,25 @@ def test_low_precision_inputs_are_computed_in_fp32():
         out = lsh_attention_from_buckets(qk.bfloat16(), v.bfloat16(), buckets, chunk_length=4, n_buckets=4)
     assert out.dtype == torch.bfloat16
     assert (out.double() - ref).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("wrap, across", list(itertools.product([False, True], [False, True])))
+def test_each_query_reads_exactly_its_attended_keys(wrap, across):
+    """The keys whose values reach out_i (non-zero d out_i / d v_j) are exactly the union of the
+    brute force's attended sets (the query itself aside); under the paper's rule that union leaves out window keys of other
+    buckets, which attention across buckets reads."""
+    length, chunk, factors = 16, 4, [4]
+    qk, v, rotations, _ = random_inputs(21, length, factors, rounds=2, batch=1, heads=1)
+    v.requires_grad_()
+    out = lsh_attention(qk, v, rotations, chunk_length=chunk, wrap_lookback=wrap, attend_across_buckets=across)
+    _, attended = brute_lsh(qk.numpy(), v.detach().numpy(), [r.numpy() for r in rotations], chunk_length=chunk,
+                            causal=True, n_chunks_before=1, wrap=wrap, dedup=True, across=across)
+    _, window = brute_lsh(qk.numpy(), v.detach().numpy(), [r.numpy() for r in rotations], chunk_length=chunk,
+                          causal=True, n_chunks_before=1, wrap=wrap, dedup=True, across=True)
+    smaller = 0
+    for i in range(length):
+        (g,) = torch.autograd.grad(out[0, 0, i].sum(), [v], retain_graph=True)
+        read = set(torch.nonzero(g[0, 0].abs().sum(-1)).flatten().tolist())
+        assert read - {i} == attended[0][0][i] - {i}, i  # the self logit (-1e5) weighs exp(-1e5) = 0
+        smaller += len(attended[0][0][i]) < len(window[0][0][i])
+    assert (smaller > 0) == (not across)

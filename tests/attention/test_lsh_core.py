@@ -28,8 +28,9 @@ def inputs(length=16, heads=2, d=8, seed=0):
             torch.randn(2, heads, length, d, generator=gen, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("overrides", [["attention.n_rounds=3"], ["attention.n_buckets=[2,4]", "attention.dedup=true",
-                                                                   "attention.wrap_lookback=true"]])
+@pytest.mark.parametrize("overrides", [["attention.n_rounds=3"], ["attention.n_buckets=[2,4]", "attention.dedup=false",
+                                                                   "attention.wrap_lookback=true",
+                                                                   "attention.attend_across_buckets=true"]])
 def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
     cfg = lsh_cfg(*overrides)
     core = LSHAttentionCore(cfg, 16)
@@ -40,7 +41,8 @@ def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
     factors = [int(f) for f in cfg.n_buckets] if cfg.n_buckets is not None else [8]  # 2 * 16 // 4
     rotations = [torch.randn(2, 8, cfg.n_rounds, f // 2, generator=gen) for f in factors]
     want = lsh_attention(q, v, rotations, chunk_length=4, n_chunks_before=1, causal=True,
-                         wrap_lookback=cfg.wrap_lookback, dedup=cfg.dedup)
+                         wrap_lookback=cfg.wrap_lookback, dedup=cfg.dedup,
+                         attend_across_buckets=cfg.attend_across_buckets)
     assert torch.equal(out, want)
 
 
@@ -111,8 +113,8 @@ def lsh_model(*overrides, seq_len=16):
     return build_model(cfg, 32).double(), cfg
 
 
-@pytest.mark.parametrize("overrides", [[], ["attention.n_rounds=3", "attention.wrap_lookback=true", "attention.dedup=true",
-                                            "attention.n_chunks_before=2"]])
+@pytest.mark.parametrize("overrides", [[], ["attention.n_rounds=3", "attention.wrap_lookback=true", "attention.dedup=false",
+                                            "attention.n_chunks_before=2", "attention.attend_across_buckets=true"]])
 def test_lsh_model_has_no_causal_leak(overrides):
     """Must-show 3 through the whole model: d logits_i / d embedding_j == 0 for j > i."""
     model, _ = lsh_model(*overrides)
@@ -132,7 +134,7 @@ def test_lsh_model_has_no_causal_leak(overrides):
 
 
 def test_one_chunk_lsh_model_equals_the_same_weights_under_full_shared_qk_attention():
-    model, _ = lsh_model("attention.chunk_length=16", "attention.n_rounds=2")
+    model, _ = lsh_model("attention.chunk_length=16", "attention.n_rounds=2", "attention.attend_across_buckets=true")
     model.eval()
     tokens = torch.randint(0, 32, (2, 16))
     lsh = model(tokens, seed=1)

@@ -31,6 +31,8 @@ from reformer_cli.errors import UserError  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if CUDA else "cpu")
+# the semantics the kernels compute today: attention across buckets, no duplicate correction
+KERNEL = dict(attend_across_buckets=True, dedup=False)
 
 
 def test_kernels_can_run_here():
@@ -70,6 +72,7 @@ def compare(qk, v, rotations, mask, grad, *, chunk_length, **kwargs):
     """Relative errors of (output, d qk, d v) of the kernels against the fp64 reference, for the
     reference's buckets."""
     buckets = lsh.hash_buckets(qk, rotations)
+    kwargs = {**KERNEL, **kwargs}
     common = dict(chunk_length=chunk_length, n_buckets=lsh.n_buckets_of(rotations), key_padding_mask=mask, **kwargs)
     got = forward_backward(fast.lsh_attention_from_buckets, qk, v, buckets, grad, **common)
     want = forward_backward(lsh.lsh_attention_from_buckets, qk.double(), v.double(), buckets, grad.double(), **common)
@@ -129,7 +132,7 @@ def test_matches_when_a_query_sees_only_itself_twice():
     qk, v, rotations, _, grad = make_inputs(5, 1, 1, 8, 8, [2], 1, torch.float32)
     buckets = lsh.hash_buckets(qk, rotations)
     out = fast.lsh_attention_from_buckets(qk, v, buckets, chunk_length=4, n_buckets=2, n_chunks_before=2,
-                                          wrap_lookback=True)
+                                          wrap_lookback=True, **KERNEL)
     assert torch.allclose(out[0, 0, 0], v[0, 0, 0], rtol=0, atol=1e-6)
 
 
@@ -156,17 +159,18 @@ def test_fused_hashing_gives_the_reference_buckets():
 
 def test_lsh_attention_from_rotations_is_hash_plus_attention():
     qk, v, rotations, mask, _ = make_inputs(9, 1, 2, 24, 8, [2, 4], 2, torch.float32, padding=True)
-    got = fast.lsh_attention(qk, v, rotations, chunk_length=4, key_padding_mask=mask)
+    got = fast.lsh_attention(qk, v, rotations, chunk_length=4, key_padding_mask=mask, **KERNEL)
     buckets = fast.hash_buckets(qk, rotations)
     want = lsh.lsh_attention_from_buckets(qk.double(), v.double(), buckets, chunk_length=4, n_buckets=8,
-                                          key_padding_mask=mask)
+                                          key_padding_mask=mask, **KERNEL)
     assert rel_err(got, want) <= 1e-4
 
 
 @pytest.mark.parametrize(
     "kwargs, reason",
     [
-        (dict(dedup=True), "dedup"),
+        (dict(attend_across_buckets=True, dedup=True), "dedup"),
+        (dict(attend_across_buckets=False, dedup=False), "attend_across_buckets"),
         (dict(probs_dropout=lambda p: p * 0.5), "dropout"),
         (dict(n_chunks_before=fast.MAX_CHUNKS_BEFORE + 1), "n_chunks_before"),
         (dict(deterministic=True), "deterministic"),
@@ -176,6 +180,7 @@ def test_unsupported_settings_fall_back_to_the_reference_once(kwargs, reason, ca
     qk, v, rotations, _, _ = make_inputs(2, 1, 2, 12, 8, [4], 2, torch.float64)
     qk, v = qk.float(), v.float()
     buckets = lsh.hash_buckets(qk, rotations)
+    kwargs = {**KERNEL, **kwargs}
     if kwargs.pop("deterministic", False):
         monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
     fast._reported.clear()
@@ -211,7 +216,7 @@ def test_model_with_fast_kernels_matches_the_reference_model(monkeypatch):
 
     torch.manual_seed(0)
     model = ReformerLM(ModelConfig(d_model=32, d_ff=64, n_heads=2, n_layers=2),
-                       LSHAttentionConfig(chunk_length=4, n_rounds=2, impl="reference"),
+                       LSHAttentionConfig(chunk_length=4, n_rounds=2, impl="reference", **KERNEL),
                        LayerConfig(name="reversible"), 32, 24).to(DEVICE)
     tokens = torch.randint(0, 32, (2, 24), device=DEVICE)
     weights = torch.ones(2, 24, device=DEVICE)

@@ -64,13 +64,16 @@ def unsupported_reason(
     *,
     chunk_length: int,
     n_chunks_before: int = 1,
-    dedup: bool = False,
+    attend_across_buckets: bool = False,
+    dedup: bool = True,
     probs_dropout: ProbsDropout = None,
     rounds: int = 1,
 ) -> str | None:
     """Why the kernels cannot compute this call (None: they can)."""
     if rounds > 1 and torch.are_deterministic_algorithms_enabled():
         return "deterministic algorithms requested and the kernels sum the rounds' gradients with atomics"
+    if not attend_across_buckets:
+        return "attend_across_buckets=False (the paper's same-bucket rule) is not in the kernels yet"
     if dedup:
         return "dedup=True (the Appendix A duplicate correction) is not in the kernels"
     if probs_dropout is not None:
@@ -107,20 +110,23 @@ def lsh_attention_from_buckets(
     causal: bool = True,
     n_chunks_before: int = 1,
     wrap_lookback: bool = False,
-    dedup: bool = False,
+    attend_across_buckets: bool = False,
+    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
 ) -> torch.Tensor:
     """`lsh.lsh_attention_from_buckets`, computed by the kernels (same arguments, same result)."""
     if chunk_length < 1 or n_chunks_before < 0:
         raise ValueError(f"chunk_length={chunk_length} must be >= 1 and n_chunks_before={n_chunks_before} >= 0")
-    reason = unsupported_reason(qk, v, chunk_length=chunk_length, n_chunks_before=n_chunks_before, dedup=dedup,
+    reason = unsupported_reason(qk, v, chunk_length=chunk_length, n_chunks_before=n_chunks_before,
+                                attend_across_buckets=attend_across_buckets, dedup=dedup,
                                 probs_dropout=probs_dropout, rounds=buckets.shape[2])
     if reason is not None:
         _fall_back(reason)
         return reference_from_buckets(
             qk, v, buckets, chunk_length=chunk_length, n_buckets=n_buckets, causal=causal,
-            n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback, dedup=dedup,
+            n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback,
+            attend_across_buckets=attend_across_buckets, dedup=dedup,
             key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
         )
     b, h, length, d = qk.shape
@@ -156,7 +162,8 @@ def lsh_attention(
     causal: bool = True,
     n_chunks_before: int = 1,
     wrap_lookback: bool = False,
-    dedup: bool = False,
+    attend_across_buckets: bool = False,
+    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
 ) -> torch.Tensor:
@@ -164,7 +171,8 @@ def lsh_attention(
     return lsh_attention_from_buckets(
         qk, v, hash_buckets(qk, rotations),
         chunk_length=chunk_length, n_buckets=n_buckets_of(rotations), causal=causal,
-        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback, dedup=dedup,
+        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback,
+        attend_across_buckets=attend_across_buckets, dedup=dedup,
         key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
     )
 
