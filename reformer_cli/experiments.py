@@ -1,7 +1,7 @@
 """The paper's results as experiment definitions (`experiments/*.yaml`), expanded into steps.
 
 One YAML file per paper result. Each holds what the paper reports (`paper:`, read by the table
-builder named in `layout:`) and, per profile (`smoke`, `quick`, `paper`), the commands that
+builder named in `layout:`) and, per profile (`smoke`, `cpu`, `quick`, `paper`), the commands that
 reproduce it:
 
     title: Table 2 ...
@@ -11,6 +11,8 @@ reproduce it:
       smoke:
         about: one line: what this profile trains, on what data
         comparable: false           # false: every table built from it says "not comparable"
+        label: what a page built from it says first (optional; default for comparable: false:
+               "<profile> profile: not comparable to the paper")
         estimate: about 2 minutes on 2 CPU cores
         recipe: why these settings (optional, shown under the table)
         env: {OMP_NUM_THREADS: "1"}  # environment of every step's process (optional)
@@ -46,7 +48,9 @@ from typing import Any
 from .errors import ConfigError
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
-PROFILES = ("smoke", "quick", "paper")
+# smoke: the pipeline on a CPU in minutes; cpu: a scaled-down result a 2-core machine finishes in
+# about an hour; quick: one GPU, minutes to half an hour; paper: the paper's sizes and steps.
+PROFILES = ("smoke", "cpu", "quick", "paper")
 LAYOUTS = ("matrix", "curves", "speed", "memory")
 PLACEHOLDERS = ("experiments", "root", "dir")
 # The paper's order (runs and pages follow it; other definitions come after, by name). Table 2
@@ -54,8 +58,11 @@ PLACEHOLDERS = ("experiments", "root", "dir")
 ORDER = ("table2", "fig3", "fig4", "fig5_depth", "fig5_speed", "memory_claims")
 
 _EXPERIMENT_KEYS = {"title", "layout", "paper", "beyond_paper", "profiles"}
-_BEYOND_KEYS = {"title", "rows", "columns", "labels", "note"}
-_PROFILE_KEYS = {"about", "comparable", "estimate", "recipe", "env", "prepare", "tasks", "train", "eval", "bench"}
+_BEYOND_KEYS = {"title", "rows", "columns", "labels", "note", "checks"}
+# a hypothesis the page tests: every cell of `rows` in `column` within `tolerance` of `expect`
+_CHECK_KEYS = {"claim", "column", "rows", "expect", "tolerance"}
+_PROFILE_KEYS = {"about", "comparable", "label", "estimate", "recipe", "env", "prepare", "tasks", "train", "eval",
+                 "bench"}
 _TRAIN_KEYS = {"common", "runs"}
 _EVAL_KEYS = {"common", "of", "runs"}
 
@@ -94,6 +101,7 @@ class Profile:
     recipe: str
     env: dict[str, str] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
+    label: str = ""  # what a page built from this profile says first (empty: the default banner)
 
 
 @dataclass
@@ -224,10 +232,16 @@ def load_experiment(path: Path) -> Experiment:
             recipe=str(pspec.get("recipe") or "").strip(),
             env=env,
             steps=steps,
+            label=" ".join(str(pspec.get("label") or "").split()),
         )
     beyond = _mapping(path, "beyond_paper", spec.get("beyond_paper"), _BEYOND_KEYS)
     if beyond and spec["layout"] != "matrix":
         _fail(path, "beyond_paper is for the matrix layout only")
+    for i, check in enumerate(beyond.get("checks") or []):
+        check = _mapping(path, f"beyond_paper.checks[{i}]", check, _CHECK_KEYS)
+        if set(check) != _CHECK_KEYS or not isinstance(check["rows"], list) \
+                or not all(isinstance(check[k], (int, float)) for k in ("expect", "tolerance")):
+            _fail(path, f"beyond_paper.checks[{i}] needs claim, column, rows (a list), expect and tolerance (numbers)")
     return Experiment(name, str(spec["title"]), spec["layout"], dict(spec.get("paper") or {}), profiles, Path(path),
                       dict(beyond))
 

@@ -4,7 +4,7 @@ else (no checkpoints, no run folders), imports no torch, and the same records al
 same markdown, byte for byte.
 
 Which records a page shows: `--profile` if given; otherwise, per experiment, the most faithful
-profile that has records (paper, then quick, then smoke). Every page says which profile, device,
+profile that has records (paper, then quick, then cpu, then smoke). Every page says which profile, device,
 date and code its records come from and the command that reproduces them; a smoke page says it
 is not comparable to the paper; a cell without a record says `missing`.
 """
@@ -20,7 +20,7 @@ from . import curves, matrix, memory, speed
 from .common import Context, Page, provenance, table
 
 BUILDERS = {"matrix": matrix.build, "curves": curves.build, "speed": speed.build, "memory": memory.build}
-PREFERENCE = ("paper", "quick", "smoke")
+PREFERENCE = ("paper", "quick", "cpu", "smoke")
 README_BEGIN = "<!-- reformer table: table2 begin -->"
 README_END = "<!-- reformer table: table2 end -->"
 

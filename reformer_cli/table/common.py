@@ -148,6 +148,8 @@ def header(ctx: Context, intro: str | None = None) -> list[str]:
             f" `make reproduce-table PROFILE=quick` (or `reformer reproduce --profile quick --only {e.name}`).",
             "",
         ]
+    elif ctx.spec.label:
+        lines += [f"> **{ctx.spec.label}**", ""]
     elif not ctx.comparable:
         lines += [f"> {not_comparable(ctx.profile)} Its runs are far smaller than the paper's (see `profile`"
                   " below): they check that the pipeline runs end to end, not that the paper reproduces.", ""]

@@ -53,7 +53,8 @@ def build(ctx: Context) -> Page:
         if missing:
             summary += f" ({missing} missing)"
         if not ctx.comparable and ctx.profile is not None:
-            summary += " (smoke profile: the comparison only exercises the table)"
+            why = ctx.spec.label.rstrip(".") or f"{ctx.profile} profile: the comparison only exercises the table"
+            summary += f" ({why})"
         lines += [summary + ".", ""]
         if misses:
             shown = "; ".join(f"{where} {fmt_signed(diff)}" for _, where, diff in sorted(misses, reverse=True))
@@ -111,16 +112,64 @@ def beyond_paper(ctx: Context, all_rows: list[str], all_columns: list[str], labe
         lines += [" ".join(str(beyond["note"]).split()), ""]
     lines += [f"Ours only ({metric} in {unit}); `{MISSING}`: no record.", ""]
     lines += table(["train \\ eval", *(labels.get(c, c) for c in all_columns)], body)
+    lines.append("")
+    lines += self_weight_table(ctx, all_rows, all_columns, labels)
+    lines += checks(ctx, beyond.get("checks") or [], labels, metric, scale, unit)
+    return lines
+
+
+def self_weight_table(ctx: Context, rows: list[str], columns: list[str], labels: dict) -> list[str]:
+    """Per cell, the mean attention weight of a query on its own position (evaluations run with
+    `self_weight=true`), over the scored positions: how much each evaluated attention lets a
+    model look at itself rather than at the copy it must find."""
+    measured = [c for c in columns if any((ctx.record(f"{r}__{c}") or {}).get("self_weight") for r in rows)]
+    if not measured:
+        return []
+
+    def weight(row: str, col: str) -> str:
+        w = (ctx.record(f"{row}__{col}") or {}).get("self_weight") or {}
+        return fmt(None if w.get("targets") is None else 100 * float(w["targets"]))
+
+    lines = ["Attention on the diagonal: the mean weight (%) a query puts on its own position, over the"
+             " positions whose next token is scored (heads and layers averaged), for the evaluations that"
+             " measured it.", ""]
+    lines += table(["train \\ eval", *(labels.get(c, c) for c in measured)],
+                   [[labels.get(r, r), *(weight(r, c) for c in measured)] for r in rows])
     return lines + [""]
 
 
+def checks(ctx: Context, specs: list[dict], labels: dict, metric: str, scale: float, unit: str) -> list[str]:
+    """Each hypothesis of the definition's `beyond_paper.checks` against the numbers: consistent when
+    every named row's cell in the named column is within `tolerance` of `expect`, ruled out
+    otherwise (the rows that miss are named), open while a cell is missing."""
+    if not specs:
+        return []
+    lines = ["### Hypotheses, tested", ""]
+    for spec in specs:
+        col, expect, tol = spec["column"], float(spec["expect"]), float(spec["tolerance"])
+        values = {r: value(ctx.record(f"{r}__{col}"), metric, scale) for r in spec["rows"]}
+        shown = ", ".join(f"{labels.get(r, r)} {fmt(v)}" for r, v in values.items())
+        off = [labels.get(r, r) for r, v in values.items() if v is not None and abs(v - expect) > tol]
+        if off:
+            verdict = f"**ruled out** at this profile: {', '.join(off)} further than {fmt_paper(tol)} points from it"
+        elif any(v is None for v in values.values()):
+            verdict = "**open**: not every cell has a record"
+        else:
+            verdict = f"**consistent**: every one within {fmt_paper(tol)} points of it"
+        claim = " ".join(str(spec["claim"]).split())
+        lines += [f"- {claim}. Column \"{labels.get(col, col)}\": {shown} ({metric} in {unit}; the paper's"
+                  f" column: {fmt_paper(expect)}). {verdict}.", ""]
+    return lines
+
+
 def readme_block(ctx: Context, page_path: str) -> str:
-    """The Table 2 block of the README: the measured matrix with its provenance, or, without
-    comparable records, the paper's table and a note that it has not been run on a GPU."""
+    """The Table 2 block of the README: the measured matrix with its provenance (and the profile's
+    label when it is scaled down), or, with only unlabelled smoke records, the paper's table and a
+    note that it has not been run on a GPU."""
     paper = ctx.experiment.paper
     columns, rows, labels = list(paper["columns"]), dict(paper["rows"]), paper.get("labels", {})
     head = ["train \\ eval", *(labels.get(c, c) for c in columns)]
-    if ctx.profile is None or not ctx.comparable or not ctx.records:
+    if ctx.profile is None or not ctx.records or not (ctx.comparable or ctx.spec.label):
         body = [[labels.get(r, r), *(f"{fmt_paper(v)}" for v in values)] for r, values in rows.items()]
         lines = [
             "**Not yet run on a GPU.** The paper's Table 2 (accuracy %, rows: attention in training, columns:"
@@ -139,7 +188,9 @@ def readme_block(ctx: Context, page_path: str) -> str:
     from .common import provenance
 
     p = provenance(ctx)
+    label = [] if ctx.comparable else [f"**{ctx.spec.label}**"]
     lines = [
+        *label,
         f"Accuracy %, **ours / paper / difference**; profile `{ctx.profile}` ({ctx.spec.about}); {p['devices']},"
         f" {p['dates']}. Details, training runs and what was tried: `{page_path}`.",
         "",
