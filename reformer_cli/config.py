@@ -59,6 +59,9 @@ class FullAttentionConfig:
     # with unit-norm keys it always prefers (q . q/|q| = |q|): a diagnostic for Table 2.
     self_mask: bool = True
     self_mask_value: float = -1e5
+    # replace: the self logit becomes self_mask_value; add: self_mask_value is added to it (with
+    # -32: what the authors' memory-efficient attention did until late September 2019)
+    self_mask_mode: str = "replace"
     # With shared QK only: unit (k_j = q_j / |q_j|, queries unscaled: the LSH logits) | raw
     # (k_j = q_j and logits scaled by 1/sqrt(d_head): standard dot-product attention fed the shared
     # projection, which the paper's authors' full-attention layer computed when its own share_qk
@@ -403,7 +406,7 @@ def lsh_n_buckets(attention: Any, seq_len: int) -> int | list[int]:
 # Keys added to an attention schema after runs were saved with it, and the value that reproduces
 # what those runs computed (a checkpoint's config lacks them; the new default would change it).
 LEGACY_ATTENTION = {
-    "full": {"self_mask": True, "self_mask_value": -1e5, "shared_qk_keys": "unit"},
+    "full": {"self_mask": True, "self_mask_value": -1e5, "self_mask_mode": "replace", "shared_qk_keys": "unit"},
     "lsh": {"attend_across_buckets": True, "dedup": False},
 }
 
@@ -421,7 +424,9 @@ def validate_attention(attention: Any, seq_len: int) -> None:
     _fraction("attention.dropout", attention.dropout)
     if name == "full":
         _choice("attention.shared_qk_keys", attention.shared_qk_keys, ("unit", "raw"))
+        _choice("attention.self_mask_mode", attention.self_mask_mode, ("replace", "add"))
         shared_only = {"self_mask=false": not attention.self_mask,
+                       f"self_mask_mode={attention.self_mask_mode}": attention.self_mask_mode != "replace",
                        f"shared_qk_keys={attention.shared_qk_keys}": attention.shared_qk_keys != "unit",
                        f"self_mask_value={attention.self_mask_value}":
                            attention.self_mask_value != FullAttentionConfig.self_mask_value}

@@ -35,6 +35,8 @@ def test_every_option_composes_and_validates(group, option):
         (["attention=full", "attention.self_mask=false"], "attention.self_mask=false applies to shared-QK"),
         (["attention=full", "attention.shared_qk_keys=raw"], "attention.shared_qk_keys=raw applies to shared-QK"),
         (["attention=full", "attention.self_mask_value=-32"], "attention.self_mask_value=-32.0 applies"),
+        (["attention=full", "attention.self_mask_mode=add"], "attention.self_mask_mode=add applies"),
+        (["attention=full", "attention.shared_qk=true", "attention.self_mask_mode=sub"], "attention.self_mask_mode='sub'"),
         (["attention=full", "attention.shared_qk=true", "attention.shared_qk_keys=scaled"],
          "attention.shared_qk_keys='scaled' is not one of"),
     ],

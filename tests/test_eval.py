@@ -104,7 +104,8 @@ def test_default_record_goes_to_its_own_folder(lsh1_run, tmp_path, capsys, monke
     (record_path,) = (tmp_path / "outputs" / "eval").glob("*/eval.json")
     record = json.loads(record_path.read_text())
     assert record["evaluated_attention"] == {"name": "full", "shared_qk": True, "causal": True, "dropout": 0.0,
-                                             "self_mask": True, "self_mask_value": -1e5, "shared_qk_keys": "unit"}
+                                             "self_mask": True, "self_mask_value": -1e5, "self_mask_mode": "replace",
+                                             "shared_qk_keys": "unit"}
     assert record["batches"] == 1 and record["n_targets"] == 8 * 15
 
 

@@ -46,6 +46,7 @@ class FullAttentionCore(AttentionCore):
         self.dropout = float(cfg.dropout)
         self.self_mask = bool(cfg.self_mask)
         self.self_mask_value = float(cfg.self_mask_value)
+        self.self_mask_mode = str(cfg.self_mask_mode)
         self.keys = str(cfg.shared_qk_keys)
 
     def __call__(self, q, k, v, ctx, layer, key_padding_mask=None):
@@ -54,6 +55,7 @@ class FullAttentionCore(AttentionCore):
             return shared_qk_full_attention(
                 q, v, causal=self.causal, key_padding_mask=key_padding_mask, probs_dropout=dropout,
                 self_mask=self.self_mask, keys=self.keys, self_mask_value=self.self_mask_value,
+                self_mask_mode=self.self_mask_mode,
             )
         return full_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask, probs_dropout=dropout)
 

@@ -61,6 +61,8 @@ def full_attention(
 
 # How shared-QK full attention forms its keys from the shared projection.
 SHARED_QK_KEYS = ("unit", "raw")
+# How the self mask acts on a query's own logit: replace it by the value, or add the value to it.
+SELF_MASK_MODES = ("replace", "add")
 
 
 def shared_qk_logits(
@@ -71,13 +73,15 @@ def shared_qk_logits(
     *,
     keys: str = "unit",
     self_mask_value: float = SELF_MASK_VALUE,
+    self_mask_mode: str = "replace",
 ) -> torch.Tensor:
     """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied.
 
     keys: "unit" q_i . k_j / ||k_j|| (the LSH logits); "raw" q_i . q_j / sqrt(d_head) (scaled
     dot-product attention with k = q). `self_mask=False` leaves each position's own logit in place
     (||q_i|| with unit keys, ||q_i||^2 / sqrt(d) with raw ones); otherwise it is replaced by
-    `self_mask_value`."""
+    `self_mask_value` (`self_mask_mode="replace"`) or has it added (`"add"`: the authors' 2019
+    memory-efficient layer subtracted 32 from the self logit)."""
     length = qk.shape[-2]
     if keys == "unit":
         logits = torch.matmul(qk, unit_norm_keys(qk).transpose(-1, -2))
@@ -87,7 +91,12 @@ def shared_qk_logits(
         raise ValueError(f"keys={keys!r} is not one of {SHARED_QK_KEYS}")
     if self_mask:
         eye = torch.eye(length, dtype=torch.bool, device=qk.device)
-        logits = logits.masked_fill(eye, self_mask_value)
+        if self_mask_mode == "replace":
+            logits = logits.masked_fill(eye, self_mask_value)
+        elif self_mask_mode == "add":
+            logits = logits + eye.to(logits.dtype) * self_mask_value
+        else:
+            raise ValueError(f"self_mask_mode={self_mask_mode!r} is not one of {SELF_MASK_MODES}")
     allowed = _allowed(length, qk.device, causal, key_padding_mask)
     if allowed is not None:
         logits = logits.masked_fill(~allowed, MASK_VALUE)
@@ -104,16 +113,17 @@ def shared_qk_full_attention(
     self_mask: bool = True,
     keys: str = "unit",
     self_mask_value: float = SELF_MASK_VALUE,
+    self_mask_mode: str = "replace",
 ) -> torch.Tensor:
     """Full attention with shared QK: softmax over q_i . k_j / ||k_j|| with the self mask (unless
-    `self_mask=False`); `keys` and `self_mask_value` as in `shared_qk_logits`.
+    `self_mask=False`); `keys`, `self_mask_value` and `self_mask_mode` as in `shared_qk_logits`.
 
     Computed in at least fp32 (autocast off): this is the exact baseline LSH is compared with.
     """
     dtype = torch.promote_types(qk.dtype, torch.float32)
     with torch.autocast(qk.device.type, enabled=False):
         logits = shared_qk_logits(qk.to(dtype), causal, key_padding_mask, self_mask, keys=keys,
-                                  self_mask_value=self_mask_value)
+                                  self_mask_value=self_mask_value, self_mask_mode=self_mask_mode)
         probs = torch.softmax(logits, dim=-1)
         if probs_dropout is not None:
             probs = probs_dropout(probs)

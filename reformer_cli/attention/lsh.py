@@ -58,8 +58,8 @@ off, like `shared_qk_full_attention`):
    optional `probs_dropout` applies to these probabilities. Rounds combine as
    `o_i = sum_r softmax_r(z_i^(r)) o_i^(r)` (paper eq. 14); gradients flow through the z's as well.
 
-With one chunk covering the sequence (and any buckets) every round attends to all keys, so the
-result equals `shared_qk_full_attention` (SPEC section 2, step 7).
+With one chunk covering the sequence and attention across buckets (or a single bucket) every
+round attends to all keys, so the result equals `shared_qk_full_attention` (SPEC section 2, step 7).
 """
 
 from __future__ import annotations

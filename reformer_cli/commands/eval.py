@@ -111,8 +111,10 @@ def attention_label(attention: Any) -> str:
         label += f"-{attention['shared_qk_keys']}"
     if not attention.get("self_mask", True):
         label += "-noself"
+    elif attention.get("self_mask_mode", "replace") == "add":
+        label += f"-selfadd{float(attention['self_mask_value']):g}"
     elif float(attention.get("self_mask_value", -1e5)) != -1e5:
-        label += f"-self{abs(float(attention['self_mask_value'])):g}"
+        label += f"-self{float(attention['self_mask_value']):g}"
     return label
 
 

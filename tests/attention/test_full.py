@@ -96,20 +96,22 @@ def test_raw_shared_keys_are_scaled_dot_product_attention_with_k_equal_q():
         assert (got - want).abs().max() < 1e-12
 
 
-@pytest.mark.parametrize("keys", ["unit", "raw"])
-def test_self_mask_value_replaces_the_own_logit(keys):
+@pytest.mark.parametrize("keys, mode", [("unit", "replace"), ("raw", "replace"), ("unit", "add"), ("raw", "add")])
+def test_self_mask_value_replaces_or_is_added_to_the_own_logit(keys, mode):
     gen = torch.Generator().manual_seed(4)
     q, v = (torch.randn(1, 2, 7, 4, generator=gen, dtype=torch.float64) for _ in range(2))
-    got = shared_qk_full_attention(q, v, causal=True, keys=keys, self_mask_value=-32.0)
+    got = shared_qk_full_attention(q, v, causal=True, keys=keys, self_mask_value=-3.0, self_mask_mode=mode)
     k = q / q.norm(dim=-1, keepdim=True) if keys == "unit" else q / math.sqrt(4)
     logits = q @ k.transpose(-1, -2)
-    logits = logits.masked_fill(torch.eye(7, dtype=torch.bool), -32.0)
+    eye = torch.eye(7, dtype=torch.bool)
+    logits = logits.masked_fill(eye, -3.0) if mode == "replace" else logits - 3.0 * eye
     logits = logits.masked_fill(~torch.ones(7, 7, dtype=torch.bool).tril(), float("-inf"))
     assert (got - torch.softmax(logits, dim=-1) @ v).abs().max() < 1e-12
 
 
 @pytest.mark.parametrize("overrides", [
     ["attention=full", "attention.shared_qk=true", "attention.self_mask=false"],
+    ["attention=full", "attention.shared_qk=true", "attention.self_mask_mode=add", "attention.self_mask_value=-2"],
     ["attention=full", "attention.shared_qk=true", "attention.shared_qk_keys=raw", "attention.self_mask_value=-1e4"],
     ["attention=lsh", "attention.chunk_length=4", "attention.n_rounds=3"],
     ["attention=lsh", "attention.chunk_length=4", "attention.n_rounds=2", "attention.attend_across_buckets=true",
