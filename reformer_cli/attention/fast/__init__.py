@@ -45,7 +45,7 @@ import torch
 
 from ..lsh import ProbsDropout, Rotations, n_buckets_of
 from ..lsh import lsh_attention_from_buckets as reference_from_buckets
-from .function import Geometry, LSHAttentionFunction
+from .function import Geometry, LSHAttentionFunction, slot_tables
 from .hashing import hash_buckets as _fast_hash_buckets
 from .hashing import sorted_order
 from .runtime import DTYPES, INTERPRET, launchable
@@ -54,6 +54,8 @@ log = logging.getLogger("reformer")
 
 MAX_CHUNKS_BEFORE = 8  # the window is unrolled in the kernels; more chunks compile slowly
 MAX_TILE = 128  # chunk_length and d_head: beyond this a tile's accumulators spill out of registers
+# dedup: the kernels count N_ij <= rounds * (n_chunks_before + 1) in fp16, exact up to 2048
+MAX_DUPLICATES = 2048
 
 _reported: set[str] = set()
 
@@ -72,12 +74,10 @@ def unsupported_reason(
     """Why the kernels cannot compute this call (None: they can)."""
     if rounds > 1 and torch.are_deterministic_algorithms_enabled():
         return "deterministic algorithms requested and the kernels sum the rounds' gradients with atomics"
-    if not attend_across_buckets:
-        return "attend_across_buckets=False (the paper's same-bucket rule) is not in the kernels yet"
-    if dedup:
-        return "dedup=True (the Appendix A duplicate correction) is not in the kernels"
     if probs_dropout is not None:
         return "dropout on attention probabilities is not in the kernels"
+    if dedup and rounds * (n_chunks_before + 1) > MAX_DUPLICATES:
+        return f"dedup with rounds x (n_chunks_before + 1) = {rounds * (n_chunks_before + 1)} > {MAX_DUPLICATES}"
     if not 0 <= n_chunks_before <= MAX_CHUNKS_BEFORE:
         return f"n_chunks_before={n_chunks_before} > {MAX_CHUNKS_BEFORE}"
     if not 1 <= chunk_length <= MAX_TILE:
@@ -132,14 +132,15 @@ def lsh_attention_from_buckets(
     b, h, length, d = qk.shape
     padded = -(-length // chunk_length) * chunk_length
     geo = Geometry(b, h, length, d, buckets.shape[2], chunk_length, padded, n_chunks_before, bool(causal),
-                   bool(wrap_lookback))
-    perm, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
+                   bool(wrap_lookback), bool(attend_across_buckets), bool(dedup))
+    perm, sorted_buckets, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
+    inverse, runs = slot_tables(perm, sorted_buckets, geo)
     dtype = torch.promote_types(qk.dtype, v.dtype)  # the kernels multiply in one dtype
     qk_, v_ = qk.to(dtype), v.to(dtype)
     qk_ = qk_ if qk_.stride(-1) == 1 else qk_.contiguous()
     v_ = v_ if v_.stride(-1) == 1 else v_.contiguous()
     with torch.autocast(qk.device.type, enabled=False):
-        out = LSHAttentionFunction.apply(qk_, v_, perm, n_real, geo)
+        out = LSHAttentionFunction.apply(qk_, v_, perm, n_real, inverse, runs, geo)
     return out.to(v.dtype)
 
 
@@ -180,6 +181,7 @@ def lsh_attention(
 __all__ = [
     "INTERPRET",
     "MAX_CHUNKS_BEFORE",
+    "MAX_DUPLICATES",
     "MAX_TILE",
     "hash_buckets",
     "lsh_attention",

@@ -27,12 +27,13 @@ from .runtime import inverse_norm, masked_logits, mm, window_chunk
 
 @triton.jit
 def lsh_forward_kernel(
-    QK, V, PERM, NREAL, O, MX, LG,
+    QK, V, PERM, NREAL, INV, RUNS, O, MX, LG,
     s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
     s_or, s_ob, s_oh, s_ol, s_zr, s_zbh,
-    H, L, N_CHUNKS, N_TOTAL,
+    H, L, N_CHUNKS, N_TOTAL, R, DR,
     C: tl.constexpr, BLOCK_C: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
     NB: tl.constexpr, CAUSAL: tl.constexpr, WRAP: tl.constexpr,
+    SAME: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     g = tl.program_id(0)  # global chunk: round * N_CHUNKS + chunk
@@ -47,6 +48,8 @@ def lsh_forward_kernel(
     dim_ok = dims < D
     n_real = tl.load(NREAL + b)
     perm = PERM + bh.to(tl.int64) * N_TOTAL * C
+    slot_of = INV + bh.to(tl.int64) * N_TOTAL * C  # slot of each position per round (DEDUP)
+    runs = RUNS + bh.to(tl.int64) * N_TOTAL * C * 2  # its bucket's first and last slot, per slot (SAME)
     qk = QK + b.to(tl.int64) * s_qb + h.to(tl.int64) * s_qh
     vv = V + b.to(tl.int64) * s_vb + h.to(tl.int64) * s_vh
 
@@ -67,7 +70,9 @@ def lsh_forward_kernel(
         vk = tl.load(vv + k_rows * s_vl + dims[None, :], mask=k_live, other=0.0)
         s = mm(q, tl.trans(xk), PREC, UPCAST) * inverse_norm(xk)[None, :]
         k_slot = (kc % N_CHUNKS) * C + lanes
-        s, _ = masked_logits(s, q_pos, k_pos, k_slot, n_real, before_first, lane_ok, CAUSAL)
+        s, _ = masked_logits(s, q_pos, k_pos, n * C + lanes, k_slot, n_real, before_first, lane_ok, rnd,
+                             kc // N_CHUNKS, slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
+                             C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
         m_new = tl.maximum(m, tl.max(s, 1))
         alpha = tl.exp(m - m_new)
         p = tl.exp(s - m_new[:, None])
