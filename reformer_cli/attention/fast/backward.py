@@ -10,8 +10,12 @@ Delta_i = dO_i . o_i,
     dV_j += P_ij dO_i,   dS_ij = P_ij (dO_i . v_j - Delta_i),   dQ_i += dS_ij k_j,   dK_j += dS_ij q_i,
 
 summed over every slot of every round (the merge weights' gradient is inside Delta). dS is zero
-where the reference *replaced* the logit (self: -1e5, excluded: -1e9). Keys are unit-norm copies
-of the shared qk rows, k = x / |x|, so dx = dQ + (dK - k (k . dK)) / |x| (chained in registers).
+where the reference *replaced* the logit (self: -1e5, excluded: -1e9, which under the paper's
+same-bucket rule includes slots of another bucket or round). The duplicate correction's `log N_ij`
+is a constant shift of s_ij (it depends on positions and buckets only), so it enters P_ij and
+nothing else. Every tile's masks and `log N_ij` come from the same runtime.masked_logits as the
+forward's, so the recomputed probabilities are the forward's. Keys are unit-norm copies of the
+shared qk rows, k = x / |x|, so dx = dQ + (dK - k (k . dK)) / |x| (chained in registers).
 
 One program per (chunk g of a round, batch x head) owns chunk g's positions, which are both the
 queries of its window and the keys that the next `n_chunks_before` chunks look back at. It computes

@@ -1,12 +1,14 @@
 """Forward kernels: one program per (chunk of a round, batch x head) attends over its window and
 scatters o^(r) and z^(r) to original positions; a merge kernel combines the rounds (paper eq. 14).
 
-Design (notes/perf.md section 6): the sorted order is never materialised as gathered copies of
-q, k, v. A program loads its chunk's sorted positions from the permutation, gathers those rows of
-qk (queries; keys are the same rows, normalised in registers) and v itself, computes the
-`[c, (n_chunks_before + 1) c]` logits in fp32 with the reference's masks from the gathered original
-positions, runs an online softmax over the window's chunks, and writes its outputs straight to the
-original positions (no unsort pass). With one round the kernel writes the final output; with more,
+The sorted order is never materialised as gathered copies of q, k, v. A program loads its chunk's
+sorted positions from the permutation, gathers those rows of qk (queries; keys are the same rows,
+normalised in registers) and v itself, computes the `[c, (n_chunks_before + 1) c]` logits in fp32
+with the reference's masks (runtime.masked_logits: self, padding, chunks before the first, causal,
+and under the paper's same-bucket rule slots of another round or outside the run of the query's
+bucket) and, with the duplicate correction, `log N_ij` subtracted (runtime.log_duplicates: a count
+over the rounds per tile, from each position's slot in every round), runs an online softmax over the
+window's chunks, and writes its outputs straight to the original positions (no unsort pass). With one round the kernel writes the final output; with more,
 `merge_rounds` reads every round's results once and writes o and the statistics of the union of
 all rounds' slots, which the backward needs.
 

@@ -1,4 +1,5 @@
-"""What every kernel module shares: the interpreter switch, block sizes and the mask constants.
+"""What every kernel module shares: the interpreter switch, block sizes, the mask constants and the
+reference's masks on a tile (masked_logits, with the same-bucket rule and the duplicate counts).
 
 `TRITON_INTERPRET=1` must be set before this package is imported (`@triton.jit` reads it when a
 kernel is *defined*); then the kernels run on CPU tensors through Triton's interpreter, which is how
