@@ -9,19 +9,32 @@ the same buckets / rotations, forward and backward, with far less memory traffic
 
 1. hash: a fused projection + argmax kernel per bucket factor (hashing.py);
 2. sort: int16 keys (padding and masked keys in bucket n_buckets) and one stable segmented sort per
-   (batch, head, round); the int32 permutation is saved for the backward (hashing.py);
+   (batch, head, round); the int32 permutation is saved for the backward, with, when the setting
+   reads them, each slot's bucket run (first and last slot of its bucket, for the same-bucket rule)
+   and each position's slot in every round (for the duplicate correction) (hashing.py);
 3. attend: one program per chunk of a round gathers its queries and its window's keys/values by
-   position, softmax in fp32, and scatters o^(r) and its softmax statistics to original positions
-   (forward.py);
+   position, applies the reference's masks, subtracts log N_ij, softmax in fp32, and scatters o^(r)
+   and its softmax statistics to original positions (forward.py; the masks in runtime.py);
 4. merge the rounds (eq. 14) in one pass, writing o and the statistics of the union of all rounds'
    slots (forward.py);
-5. backward: recompute probabilities from those statistics, one program per chunk computes dQ of its
-   window and dK, dV of its keys without atomics, rounds summed by fp32 atomics (backward.py).
+5. backward: recompute probabilities from those statistics with the same masks and log N_ij, one
+   program per chunk computes dQ of its window and dK, dV of its keys without atomics, rounds summed
+   by fp32 atomics (backward.py).
+
+Both bucket rules are computed, each with or without the duplicate correction:
+`attend_across_buckets=False` (the paper's rule, the default: a query attends only the slots of its
+own round whose key shares its bucket; slots are sorted by bucket, so those are the slots of the
+window inside the run of the query's bucket) and True (every slot of the window, trax v2 / HF);
+`dedup=True` (the default, the paper's Appendix A) subtracts log N_ij, N_ij the number of attended
+slots of query i over all rounds that hold key j, counted in each tile over the rounds from every
+position's slot per round (runtime.log_duplicates). The rule and the count are compile-time
+switches: without them the kernels are those of attention across buckets without the correction.
 
 Settings the kernels do not cover fall back to the reference with one log line (once per reason):
-dedup, dropout on attention probabilities, n_chunks_before > MAX_CHUNKS_BEFORE, chunk_length or
-d_head > MAX_TILE, dtypes other than fp16 / bf16 / fp32, tensors the kernels cannot reach (a CPU
-tensor without TRITON_INTERPRET=1), and more than one round under
+dropout on attention probabilities, n_chunks_before > MAX_CHUNKS_BEFORE, chunk_length or
+d_head > MAX_TILE, the duplicate correction with rounds x (n_chunks_before + 1) > MAX_DUPLICATES
+(the counts are fp16 in registers), dtypes other than fp16 / bf16 / fp32, tensors the kernels cannot
+reach (a CPU tensor without TRITON_INTERPRET=1), and more than one round under
 `torch.use_deterministic_algorithms(True)` (the rounds' gradients are summed by atomics, in no fixed
 order; one round is deterministic). Lengths that are not a multiple of the chunk, padding
 masks, causal on/off, wrap-around, any n_chunks_before up to the bound and any number of rounds are
@@ -45,7 +58,7 @@ import torch
 
 from ..lsh import ProbsDropout, Rotations, n_buckets_of
 from ..lsh import lsh_attention_from_buckets as reference_from_buckets
-from .function import Geometry, LSHAttentionFunction
+from .function import Geometry, LSHAttentionFunction, slot_tables
 from .hashing import hash_buckets as _fast_hash_buckets
 from .hashing import sorted_order
 from .runtime import DTYPES, INTERPRET, launchable
@@ -54,6 +67,8 @@ log = logging.getLogger("reformer")
 
 MAX_CHUNKS_BEFORE = 8  # the window is unrolled in the kernels; more chunks compile slowly
 MAX_TILE = 128  # chunk_length and d_head: beyond this a tile's accumulators spill out of registers
+# dedup: the kernels count N_ij <= rounds * (n_chunks_before + 1) in fp16, exact up to 2048
+MAX_DUPLICATES = 2048
 
 _reported: set[str] = set()
 
@@ -72,12 +87,10 @@ def unsupported_reason(
     """Why the kernels cannot compute this call (None: they can)."""
     if rounds > 1 and torch.are_deterministic_algorithms_enabled():
         return "deterministic algorithms requested and the kernels sum the rounds' gradients with atomics"
-    if not attend_across_buckets:
-        return "attend_across_buckets=False (the paper's same-bucket rule) is not in the kernels yet"
-    if dedup:
-        return "dedup=True (the Appendix A duplicate correction) is not in the kernels"
     if probs_dropout is not None:
         return "dropout on attention probabilities is not in the kernels"
+    if dedup and rounds * (n_chunks_before + 1) > MAX_DUPLICATES:
+        return f"dedup with rounds x (n_chunks_before + 1) = {rounds * (n_chunks_before + 1)} > {MAX_DUPLICATES}"
     if not 0 <= n_chunks_before <= MAX_CHUNKS_BEFORE:
         return f"n_chunks_before={n_chunks_before} > {MAX_CHUNKS_BEFORE}"
     if not 1 <= chunk_length <= MAX_TILE:
@@ -132,14 +145,15 @@ def lsh_attention_from_buckets(
     b, h, length, d = qk.shape
     padded = -(-length // chunk_length) * chunk_length
     geo = Geometry(b, h, length, d, buckets.shape[2], chunk_length, padded, n_chunks_before, bool(causal),
-                   bool(wrap_lookback))
-    perm, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
+                   bool(wrap_lookback), bool(attend_across_buckets), bool(dedup))
+    perm, sorted_buckets, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
+    inverse, runs = slot_tables(perm, sorted_buckets, geo)
     dtype = torch.promote_types(qk.dtype, v.dtype)  # the kernels multiply in one dtype
     qk_, v_ = qk.to(dtype), v.to(dtype)
     qk_ = qk_ if qk_.stride(-1) == 1 else qk_.contiguous()
     v_ = v_ if v_.stride(-1) == 1 else v_.contiguous()
     with torch.autocast(qk.device.type, enabled=False):
-        out = LSHAttentionFunction.apply(qk_, v_, perm, n_real, geo)
+        out = LSHAttentionFunction.apply(qk_, v_, perm, n_real, inverse, runs, geo)
     return out.to(v.dtype)
 
 
@@ -180,6 +194,7 @@ def lsh_attention(
 __all__ = [
     "INTERPRET",
     "MAX_CHUNKS_BEFORE",
+    "MAX_DUPLICATES",
     "MAX_TILE",
     "hash_buckets",
     "lsh_attention",

@@ -63,14 +63,15 @@ def compile_kernel(fn, types: dict, constants: dict, num_warps: int, arch: int) 
                        attrs=attrs)
     kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
     registers, spills = _resource_usage(kernel.asm["cubin"])
-    variant = ", ".join(f"{k}={v}" for k, v in constants.items() if k in ("NB", "CAUSAL", "WRAP", "ATOMIC", "R"))
+    variant = ", ".join(f"{k}={v}" for k, v in constants.items() if k in ("NB", "CAUSAL", "WRAP", "SAME", "DEDUP", "ATOMIC", "R"))
     return Compiled(fn.fn.__name__ if hasattr(fn, "fn") else fn.__name__, variant, registers, spills,
                     kernel.metadata.shared)
 
 
 def compile_all(dtype: str = "bf16", chunk: int = 64, d_head: int = 64, n_chunks_before: int = 1,
                 rounds: int = 4, arch: int = 90) -> list[Compiled]:
-    """Every kernel of one forward + backward (and hashing) at these settings."""
+    """Every kernel of one forward + backward (and hashing) at these settings, the attention kernels
+    in three variants (see below)."""
     import torch
 
     from .backward import lsh_backward_kernel, output_dot_grad_kernel
@@ -80,17 +81,24 @@ def compile_all(dtype: str = "bf16", chunk: int = 64, d_head: int = 64, n_chunks
     from .runtime import block
 
     torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    geo = Geometry(1, 1, 4 * chunk, d_head, rounds, chunk, 4 * chunk, n_chunks_before, True, False)
-    args = {**geo.kernel_args(torch_dtype), "UPCAST": False}
-    warps = geo.warps(torch_dtype)
     p = f"*{dtype}"
-    out = [compile_kernel(lsh_forward_kernel, dict(QK=p, V=p, PERM="*i32", NREAL="*i32", O=p, MX="*fp32",
-                                                   LG="*fp32"), args, warps, arch)]
-    bwd_types = dict(QK=p, V=p, DO=p, PERM="*i32", NREAL="*i32", MX="*fp32", LG="*fp32", DELTA="*fp32")
-    out.append(compile_kernel(lsh_backward_kernel, {**bwd_types, "DQK": "*fp32", "DV": "*fp32"},
-                              {**args, "ATOMIC": True}, warps, arch))
-    out.append(compile_kernel(lsh_backward_kernel, {**bwd_types, "DQK": p, "DV": p}, {**args, "ATOMIC": False},
-                              warps, arch))
+    fwd_types = dict(QK=p, V=p, PERM="*i32", NREAL="*i32", INV="*i32", RUNS="*i32", O=p, MX="*fp32", LG="*fp32")
+    bwd_types = dict(QK=p, V=p, DO=p, PERM="*i32", NREAL="*i32", INV="*i32", RUNS="*i32", MX="*fp32", LG="*fp32",
+                     DELTA="*fp32")
+    out = []
+    # (wrap, across buckets, dedup, backward variants): the paper's defaults (same-bucket rule and the
+    # duplicate correction), the old semantics (every window slot, no correction: the plainest
+    # kernel), and wrap-around across buckets with the correction (the count visits earlier rounds)
+    for wrap, across, dedup, atomics in [(False, False, True, (True, False)), (False, True, False, (True,)),
+                                         (True, True, True, (True,))]:
+        geo = Geometry(1, 1, 4 * chunk, d_head, rounds, chunk, 4 * chunk, n_chunks_before, True, wrap, across, dedup)
+        args = {**geo.kernel_args(torch_dtype), "UPCAST": False}
+        warps = geo.warps(torch_dtype)
+        out.append(compile_kernel(lsh_forward_kernel, fwd_types, args, warps, arch))
+        for atomic in atomics:
+            grads = dict(DQK="*fp32", DV="*fp32") if atomic else dict(DQK=p, DV=p)
+            out.append(compile_kernel(lsh_backward_kernel, {**bwd_types, **grads}, {**args, "ATOMIC": atomic},
+                                      warps, arch))
     out.append(compile_kernel(merge_rounds_kernel, dict(OR=p, MR="*fp32", LR="*fp32", O=p, MX="*fp32", LG="*fp32"),
                               dict(R=rounds, BLOCK_L=64, D=d_head, BLOCK_D=block(d_head)), 4, arch))
     out.append(compile_kernel(output_dot_grad_kernel, dict(O=p, DO=p, DELTA="*fp32"),

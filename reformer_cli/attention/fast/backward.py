@@ -10,8 +10,12 @@ Delta_i = dO_i . o_i,
     dV_j += P_ij dO_i,   dS_ij = P_ij (dO_i . v_j - Delta_i),   dQ_i += dS_ij k_j,   dK_j += dS_ij q_i,
 
 summed over every slot of every round (the merge weights' gradient is inside Delta). dS is zero
-where the reference *replaced* the logit (self: -1e5, excluded: -1e9). Keys are unit-norm copies
-of the shared qk rows, k = x / |x|, so dx = dQ + (dK - k (k . dK)) / |x| (chained in registers).
+where the reference *replaced* the logit (self: -1e5, excluded: -1e9, which under the paper's
+same-bucket rule includes slots of another bucket or round). The duplicate correction's `log N_ij`
+is a constant shift of s_ij (it depends on positions and buckets only), so it enters P_ij and
+nothing else. Every tile's masks and `log N_ij` come from the same runtime.masked_logits as the
+forward's, so the recomputed probabilities are the forward's. Keys are unit-norm copies of the
+shared qk rows, k = x / |x|, so dx = dQ + (dK - k (k . dK)) / |x| (chained in registers).
 
 One program per (chunk g of a round, batch x head) owns chunk g's positions, which are both the
 queries of its window and the keys that the next `n_chunks_before` chunks look back at. It computes
@@ -50,12 +54,13 @@ def output_dot_grad_kernel(
 
 @triton.jit
 def lsh_backward_kernel(
-    QK, V, DO, PERM, NREAL, MX, LG, DELTA, DQK, DV,
+    QK, V, DO, PERM, NREAL, INV, RUNS, MX, LG, DELTA, DQK, DV,
     s_qb, s_qh, s_ql, s_vb, s_vh, s_vl, s_gb, s_gh, s_gl,
     s_dqb, s_dqh, s_dql, s_dvb, s_dvh, s_dvl,
-    H, L, N_CHUNKS, N_TOTAL,
+    H, L, N_CHUNKS, N_TOTAL, R, DR,
     C: tl.constexpr, BLOCK_C: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
-    NB: tl.constexpr, CAUSAL: tl.constexpr, WRAP: tl.constexpr, ATOMIC: tl.constexpr,
+    NB: tl.constexpr, CAUSAL: tl.constexpr, WRAP: tl.constexpr,
+    SAME: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr, ATOMIC: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     g = tl.program_id(0)
@@ -70,6 +75,8 @@ def lsh_backward_kernel(
     dim_ok = dims < D
     n_real = tl.load(NREAL + b)
     perm = PERM + bh.to(tl.int64) * N_TOTAL * C
+    slot_of = INV + bh.to(tl.int64) * N_TOTAL * C
+    runs = RUNS + bh.to(tl.int64) * N_TOTAL * C * 2
     qk = QK + b.to(tl.int64) * s_qb + h.to(tl.int64) * s_qh
     vv = V + b.to(tl.int64) * s_vb + h.to(tl.int64) * s_vh
     dout = DO + b.to(tl.int64) * s_gb + h.to(tl.int64) * s_gh
@@ -107,7 +114,9 @@ def lsh_backward_kernel(
         lse_q = tl.load(lg + q_pos, mask=q_live, other=0.0)
         delta_q = tl.load(dd + q_pos, mask=q_live, other=0.0)
         s = mm(xq, tl.trans(x), PREC, UPCAST) * inv[None, :]
-        s, frozen = masked_logits(s, q_pos, pos, slot, n_real, before_first, lane_ok, CAUSAL)
+        s, frozen = masked_logits(s, q_pos, pos, (qc % N_CHUNKS) * C + lanes, slot, n_real, before_first, lane_ok,
+                                  qc // N_CHUNKS, rnd, slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
+                                  C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
         p = tl.exp((s - mq[:, None]) - lse_q[:, None])
         dp = mm(doq, tl.trans(v), PREC, UPCAST)
         ds = tl.where(frozen, 0.0, p * (dp - delta_q[:, None]))
@@ -116,7 +125,8 @@ def lsh_backward_kernel(
 
     # The (g, g) tile: g's queries against its own keys feed dV, dK and dQ.
     s = mm(x, tl.trans(x), PREC, UPCAST) * inv[None, :]
-    s, frozen = masked_logits(s, pos, pos, slot, n_real, n < 0, lane_ok, CAUSAL)
+    s, frozen = masked_logits(s, pos, pos, slot, slot, n_real, n < 0, lane_ok, rnd, rnd,
+                              slot_of, runs, R, DR, N_CHUNKS, N_TOTAL, C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
     p = tl.exp((s - m[:, None]) - lse[:, None])
     dp = mm(do, tl.trans(v), PREC, UPCAST)
     ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))
@@ -143,7 +153,9 @@ def lsh_backward_kernel(
         inv_k = inverse_norm(xk)
         k_slot = (kc % N_CHUNKS) * C + lanes
         s = mm(x, tl.trans(xk), PREC, UPCAST) * inv_k[None, :]
-        s, frozen = masked_logits(s, pos, k_pos, k_slot, n_real, before_first, lane_ok, CAUSAL)
+        s, frozen = masked_logits(s, pos, k_pos, slot, k_slot, n_real, before_first, lane_ok, rnd, kc // N_CHUNKS,
+                                  slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
+                                  C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
         p = tl.exp((s - m[:, None]) - lse[:, None])
         dp = mm(do, tl.trans(vk), PREC, UPCAST)
         ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))

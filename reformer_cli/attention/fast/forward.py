@@ -1,12 +1,14 @@
 """Forward kernels: one program per (chunk of a round, batch x head) attends over its window and
 scatters o^(r) and z^(r) to original positions; a merge kernel combines the rounds (paper eq. 14).
 
-Design (notes/perf.md section 6): the sorted order is never materialised as gathered copies of
-q, k, v. A program loads its chunk's sorted positions from the permutation, gathers those rows of
-qk (queries; keys are the same rows, normalised in registers) and v itself, computes the
-`[c, (n_chunks_before + 1) c]` logits in fp32 with the reference's masks from the gathered original
-positions, runs an online softmax over the window's chunks, and writes its outputs straight to the
-original positions (no unsort pass). With one round the kernel writes the final output; with more,
+The sorted order is never materialised as gathered copies of q, k, v. A program loads its chunk's
+sorted positions from the permutation, gathers those rows of qk (queries; keys are the same rows,
+normalised in registers) and v itself, computes the `[c, (n_chunks_before + 1) c]` logits in fp32
+with the reference's masks (runtime.masked_logits: self, padding, chunks before the first, causal,
+and under the paper's same-bucket rule slots of another round or outside the run of the query's
+bucket) and, with the duplicate correction, `log N_ij` subtracted (runtime.log_duplicates: a count
+over the rounds per tile, from each position's slot in every round), runs an online softmax over the
+window's chunks, and writes its outputs straight to the original positions (no unsort pass). With one round the kernel writes the final output; with more,
 `merge_rounds` reads every round's results once and writes o and the statistics of the union of
 all rounds' slots, which the backward needs.
 
@@ -27,12 +29,13 @@ from .runtime import inverse_norm, masked_logits, mm, window_chunk
 
 @triton.jit
 def lsh_forward_kernel(
-    QK, V, PERM, NREAL, O, MX, LG,
+    QK, V, PERM, NREAL, INV, RUNS, O, MX, LG,
     s_qb, s_qh, s_ql, s_vb, s_vh, s_vl,
     s_or, s_ob, s_oh, s_ol, s_zr, s_zbh,
-    H, L, N_CHUNKS, N_TOTAL,
+    H, L, N_CHUNKS, N_TOTAL, R, DR,
     C: tl.constexpr, BLOCK_C: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
     NB: tl.constexpr, CAUSAL: tl.constexpr, WRAP: tl.constexpr,
+    SAME: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     g = tl.program_id(0)  # global chunk: round * N_CHUNKS + chunk
@@ -47,6 +50,8 @@ def lsh_forward_kernel(
     dim_ok = dims < D
     n_real = tl.load(NREAL + b)
     perm = PERM + bh.to(tl.int64) * N_TOTAL * C
+    slot_of = INV + bh.to(tl.int64) * N_TOTAL * C  # slot of each position per round (DEDUP)
+    runs = RUNS + bh.to(tl.int64) * N_TOTAL * C * 2  # its bucket's first and last slot, per slot (SAME)
     qk = QK + b.to(tl.int64) * s_qb + h.to(tl.int64) * s_qh
     vv = V + b.to(tl.int64) * s_vb + h.to(tl.int64) * s_vh
 
@@ -67,7 +72,9 @@ def lsh_forward_kernel(
         vk = tl.load(vv + k_rows * s_vl + dims[None, :], mask=k_live, other=0.0)
         s = mm(q, tl.trans(xk), PREC, UPCAST) * inverse_norm(xk)[None, :]
         k_slot = (kc % N_CHUNKS) * C + lanes
-        s, _ = masked_logits(s, q_pos, k_pos, k_slot, n_real, before_first, lane_ok, CAUSAL)
+        s, _ = masked_logits(s, q_pos, k_pos, n * C + lanes, k_slot, n_real, before_first, lane_ok, rnd,
+                             kc // N_CHUNKS, slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
+                             C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
         m_new = tl.maximum(m, tl.max(s, 1))
         alpha = tl.exp(m - m_new)
         p = tl.exp(s - m_new[:, None])

@@ -10,6 +10,7 @@ import triton
 
 from .backward import lsh_backward_kernel, output_dot_grad_kernel
 from .forward import lsh_forward_kernel, merge_rounds_kernel
+from .hashing import bucket_runs, inverse_order
 from .runtime import INTERPRET, block, dot_precision
 
 
@@ -27,25 +28,59 @@ class Geometry:
     n_chunks_before: int
     causal: bool
     wrap_lookback: bool
+    attend_across_buckets: bool  # False: the paper's same-bucket rule
+    dedup: bool  # the duplicate correction (subtract log N_ij)
 
     @property
     def n_chunks(self) -> int:
         return self.padded // self.chunk_length
 
+    @property
+    def rounds_back(self) -> int:
+        """DR of the kernels: how many rounds back (0, 1, ...) a window can reach, counting its own.
+        With wrap-around and attention across buckets, query i's window in round r holds key j's
+        slot of round r - back only if back * n_chunks - (n_chunks - 1) <= n_chunks_before; the
+        duplicate counts visit just those rounds. Otherwise only the own round counts."""
+        if not (self.wrap_lookback and self.attend_across_buckets):
+            return 1
+        return min(self.rounds, -(-self.n_chunks_before // self.n_chunks) + 1)
+
+    @property
+    def window_repeats(self) -> int:
+        """REPS of the kernels: the most times one chunk occurs in a window (more than once only
+        with wrap-around over fewer chunks, all rounds together, than the window has)."""
+        return self.n_chunks_before // (self.rounds * self.n_chunks) + 1 if self.wrap_lookback else 1
+
+    def scalar_args(self) -> tuple:
+        """H, L, N_CHUNKS, N_TOTAL, R, DR."""
+        return self.heads, self.length, self.n_chunks, self.rounds * self.n_chunks, self.rounds, self.rounds_back
+
     def kernel_args(self, dtype: torch.dtype) -> dict:
         return dict(
             C=self.chunk_length, BLOCK_C=block(self.chunk_length), D=self.d_head, BLOCK_D=block(self.d_head),
             NB=self.n_chunks_before, CAUSAL=self.causal, WRAP=self.wrap_lookback,
+            SAME=not self.attend_across_buckets, DEDUP=self.dedup, REPS=self.window_repeats,
             PREC=dot_precision(dtype), UPCAST=INTERPRET,
         )
 
     def warps(self, dtype: torch.dtype) -> int:
         """Warps per program. 16-bit inputs: one warpgroup (4 warps) per 64-row tile; compiled for
-        sm_90 offline (triton.compile with a GPUTarget), the 64 x 64 forward takes 153 registers and
-        the backward 255 with a 16-byte spill at 4 warps, more spills at 8. fp32 (tf32x3 products,
+        sm_90 offline (triton.compile with a GPUTarget), the 64 x 64 forward takes 210 registers
+        under the paper's defaults (153 across buckets without the correction) and the backward 255
+        with a 16-byte spill at 4 warps, more spills at 8. fp32 (tf32x3 products,
         three times the operands): 8 warps spill least (about 2 KB in the backward). Not yet tuned
         on a GPU; `python -m reformer_cli.attention.fast.aot` prints these numbers."""
         return 8 if dtype == torch.float32 else 4
+
+
+@torch.no_grad()
+def slot_tables(perm: torch.Tensor, sorted_buckets: torch.Tensor, geo: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inverse, runs), what the kernels read for the duplicate correction (each position's slot in
+    every round, hashing.inverse_order) and for the same-bucket rule (each slot's bucket run,
+    hashing.bucket_runs); perm stands in for a table the setting does not read."""
+    inverse = inverse_order(perm, geo.padded) if geo.dedup else perm
+    runs = perm if geo.attend_across_buckets else bucket_runs(sorted_buckets, geo.padded)
+    return inverse, runs
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -59,7 +94,7 @@ def _empty_heads_last(geo: Geometry, dtype: torch.dtype, device: torch.device) -
     return torch.empty(geo.batch, geo.length, geo.heads, geo.d_head, dtype=dtype, device=device).transpose(1, 2)
 
 
-def attention_forward(qk, v, perm, n_real, geo: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_forward(qk, v, perm, n_real, tables, geo: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
     """(output `[batch, heads, length, d_head]` in v's dtype, softmax statistics fp32
     `[2, batch x heads, length]`: the row maximum M and log Lambda over all rounds' slots)."""
     bh = geo.batch * geo.heads
@@ -71,10 +106,10 @@ def attention_forward(qk, v, perm, n_real, geo: Geometry) -> tuple[torch.Tensor,
         o_r = torch.empty(geo.rounds, geo.batch, geo.heads, geo.length, geo.d_head, dtype=v.dtype, device=v.device)
         m_r, l_r = torch.empty(2, geo.rounds, bh, geo.length, dtype=torch.float32, device=v.device)
     lsh_forward_kernel[(geo.rounds * geo.n_chunks, bh)](
-        qk, v, perm, n_real, o_r, m_r, l_r,
+        qk, v, perm, n_real, *tables, o_r, m_r, l_r,
         qk.stride(0), qk.stride(1), qk.stride(2), v.stride(0), v.stride(1), v.stride(2),
         o_r.stride(0), o_r.stride(1), o_r.stride(2), o_r.stride(3), m_r.stride(0), m_r.stride(1),
-        geo.heads, geo.length, geo.n_chunks, geo.rounds * geo.n_chunks,
+        *geo.scalar_args(),
         **geo.kernel_args(qk.dtype), num_warps=geo.warps(qk.dtype),
     )
     if geo.rounds > 1:
@@ -89,7 +124,8 @@ def attention_forward(qk, v, perm, n_real, geo: Geometry) -> tuple[torch.Tensor,
     return out, stats
 
 
-def attention_backward(qk, v, out, dout, perm, n_real, stats, geo: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_backward(qk, v, out, dout, perm, n_real, tables, stats,
+                       geo: Geometry) -> tuple[torch.Tensor, torch.Tensor]:
     """(d qk, d v) in the inputs' dtypes and layouts."""
     bh = geo.batch * geo.heads
     dout = _rows(dout)
@@ -106,11 +142,11 @@ def attention_backward(qk, v, out, dout, perm, n_real, stats, geo: Geometry) -> 
     else:
         dqk, dv = torch.empty_like(qk), torch.empty_like(v)
     lsh_backward_kernel[(geo.rounds * geo.n_chunks, bh)](
-        qk, v, dout, perm, n_real, stats[0], stats[1], delta, dqk, dv,
+        qk, v, dout, perm, n_real, *tables, stats[0], stats[1], delta, dqk, dv,
         qk.stride(0), qk.stride(1), qk.stride(2), v.stride(0), v.stride(1), v.stride(2),
         dout.stride(0), dout.stride(1), dout.stride(2),
         dqk.stride(0), dqk.stride(1), dqk.stride(2), dv.stride(0), dv.stride(1), dv.stride(2),
-        geo.heads, geo.length, geo.n_chunks, geo.rounds * geo.n_chunks,
+        *geo.scalar_args(),
         ATOMIC=atomic, **geo.kernel_args(qk.dtype), num_warps=geo.warps(qk.dtype),
     )
     if atomic:
@@ -119,18 +155,20 @@ def attention_backward(qk, v, out, dout, perm, n_real, stats, geo: Geometry) -> 
 
 
 class LSHAttentionFunction(torch.autograd.Function):
-    """out = LSH attention of (qk, v) for a given sort order; gradients for qk and v."""
+    """out = LSH attention of (qk, v) for a given sort order; gradients for qk and v.
+
+    inverse, runs: `slot_tables`, what the duplicate correction and the same-bucket rule read."""
 
     @staticmethod
-    def forward(ctx, qk, v, perm, n_real, geo: Geometry):
-        out, stats = attention_forward(qk, v, perm, n_real, geo)
-        ctx.save_for_backward(qk, v, out, perm, n_real, stats)
+    def forward(ctx, qk, v, perm, n_real, inverse, runs, geo: Geometry):
+        out, stats = attention_forward(qk, v, perm, n_real, (inverse, runs), geo)
+        ctx.save_for_backward(qk, v, out, perm, n_real, inverse, runs, stats)
         ctx.geo = geo
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout):
-        qk, v, out, perm, n_real, stats = ctx.saved_tensors
-        dqk, dv = attention_backward(qk, v, out, dout, perm, n_real, stats, ctx.geo)
-        return dqk, dv, None, None, None
+        qk, v, out, perm, n_real, inverse, runs, stats = ctx.saved_tensors
+        dqk, dv = attention_backward(qk, v, out, dout, perm, n_real, (inverse, runs), stats, ctx.geo)
+        return dqk, dv, None, None, None, None, None

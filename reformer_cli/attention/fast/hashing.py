@@ -1,4 +1,4 @@
-"""Hashing and sorting for the fast path (SPEC section 2 steps 1-3).
+"""Hashing and sorting for the fast path (steps 1-3 of the reference, attention/lsh.py).
 
 * `hash_buckets`: one kernel per bucket factor computes `argmax([x R ; -x R])` for every round
   without ever writing the rotated vectors (the reference materialises `[.., length, f/2]` per
@@ -12,7 +12,9 @@
   go to bucket n_buckets) applied while writing int16 keys (int32 above 32,767 buckets), then one
   stable segmented sort per (batch, head, round): positions come out in order within a bucket, which
   is the reference's `bucket * L + position` order. The permutation is kept as int32 for the
-  backward; no inverse is needed (the kernels scatter to original positions).
+  backward (the kernels gather and scatter by original position). Under the paper's same-bucket
+  rule the kernels also read each slot's bucket run (`bucket_runs`), and for the duplicate
+  correction each position's slot in every round (`inverse_order`).
 """
 
 from __future__ import annotations
@@ -144,10 +146,12 @@ def sort_keys_kernel(
 @torch.no_grad()
 def sorted_order(
     buckets: torch.Tensor, n_buckets: int, padded: int, key_padding_mask: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perm, n_real): perm int32 `[batch x heads, rounds * padded]`, round r's sorted slots at
-    `r * padded ...` (slot -> original position); n_real int32 `[batch]`, the number of real
-    (attendable) positions, which occupy the first n_real slots of every round."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(perm, sorted_buckets, n_real): perm int32 `[batch x heads, rounds * padded]`, round r's
+    sorted slots at `r * padded ...` (slot -> original position); sorted_buckets (int16, or int32
+    above 32,767 buckets) in the same layout, the bucket of each slot (n_buckets for padding and
+    masked keys); n_real int32 `[batch]`, the number of real (attendable) positions, which occupy
+    the first n_real slots of every round."""
     b, h, rounds, length = buckets.shape
     key_dtype = torch.int16 if n_buckets < 2**15 else torch.int32
     keys = torch.empty(b * h * rounds, padded, dtype=key_dtype, device=buckets.device)
@@ -159,9 +163,30 @@ def sorted_order(
         h, rounds, length, padded, n_buckets,
         HAS_MASK=mask is not None, BLOCK=block_p,
     )
-    perm = torch.sort(keys, dim=-1, stable=True).indices.to(torch.int32).view(b * h, rounds * padded)
+    ordered = torch.sort(keys, dim=-1, stable=True)
+    perm = ordered.indices.to(torch.int32).view(b * h, rounds * padded)
     if key_padding_mask is None:
         n_real = torch.full((b,), length, dtype=torch.int32, device=buckets.device)
     else:
         n_real = key_padding_mask.to(torch.bool).sum(dim=-1, dtype=torch.int32)
-    return perm, n_real
+    return perm, ordered.values.view(b * h, rounds * padded), n_real
+
+
+@torch.no_grad()
+def inverse_order(perm: torch.Tensor, padded: int) -> torch.Tensor:
+    """The sorted slot of every position in every round (lsh.sort_by_bucket's inverse): int32 in
+    perm's layout `[batch x heads, rounds * padded]`, indexed by position."""
+    rows = perm.view(-1, padded)
+    slots = torch.arange(padded, device=perm.device, dtype=torch.int32).expand_as(rows)
+    return torch.empty_like(rows).scatter_(-1, rows.long(), slots).view_as(perm)
+
+
+@torch.no_grad()
+def bucket_runs(sorted_buckets: torch.Tensor, padded: int) -> torch.Tensor:
+    """The first and last slot of the bucket of every slot (its run in the sorted order, round-local):
+    int32 `[batch x heads, rounds * padded, 2]`. Two slots of a round hold keys of the same bucket
+    exactly when one lies in the other's run."""
+    rows = sorted_buckets.view(-1, padded)
+    first = torch.searchsorted(rows, rows, side="left", out_int32=True)
+    last = torch.searchsorted(rows, rows, side="right", out_int32=True) - 1
+    return torch.stack([first, last], dim=-1).view(*sorted_buckets.shape, 2)
