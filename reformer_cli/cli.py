@@ -14,7 +14,7 @@ from . import __version__
 # command word -> (module with a `main(args: list[str]) -> int | None`, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("reformer_cli.commands.run", "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
-    "eval": ("reformer_cli.commands.eval", "evaluate a checkpoint, optionally under another attention (Table 2)"),
+    "eval": ("reformer_cli.commands.evaluate", "evaluate a checkpoint, optionally under another attention (Table 2)"),
     "bench": ("reformer_cli.commands.bench", "speed and memory benchmarks"),
     "data": ("reformer_cli.commands.data", "download, verify and prepare enwik8, a text file or imagenet64"),
     "reproduce": ("reformer_cli.commands.reproduce", "run the paper's experiments (experiments/) at a profile: smoke, quick, paper"),

@@ -38,7 +38,7 @@ def compose_eval(args: list[str]):
 
 
 def evaluate_one(args: list[str]) -> Path:
-    from .commands.eval import evaluate_checkpoint, select_trained_attention
+    from .evaluation import evaluate_checkpoint, select_trained_attention
 
     args = select_trained_attention(list(args))
     cfg = compose_eval(args)

@@ -22,8 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..hydra_entry import run_hydra
+from .errors import UserError
 
 log = logging.getLogger("reformer")
 
@@ -41,7 +40,7 @@ def _value(args: list[str], key: str) -> str | None:
 
 def load_trained(checkpoint: str) -> tuple[Path, dict]:
     """(checkpoint file, contents) for a checkpoint file or a run folder (its newest checkpoint)."""
-    from ..records import find_checkpoint, load_checkpoint
+    from .records import find_checkpoint, load_checkpoint
 
     path = find_checkpoint(checkpoint)
     if path is None:
@@ -116,24 +115,11 @@ def attention_label(attention: Any) -> str:
     return label
 
 
-def eval_job(cfg: Any) -> dict:
-    """One Hydra job: load, swap the attention, evaluate, write the record."""
-    from ..config import validate_eval
-
-    validate_eval(cfg)
-    from hydra.core.hydra_config import HydraConfig
-
-    from ..hydra_entry import output_dir
-
-    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
-    return evaluate_checkpoint(cfg, list(HydraConfig.get().overrides.task), out)
-
-
 def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
     attention keys were given explicitly) and write the record to `out`. Also used without a
     Hydra app, by `reformer reproduce` to evaluate one checkpoint several ways in one process."""
-    from ..config import complete_stored_attention, validate_attention, validate_eval
+    from .config import complete_stored_attention, validate_attention, validate_eval
 
     validate_eval(cfg)
     from datetime import datetime, timezone
@@ -141,12 +127,12 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from ..evaluate import eval_seed_of, evaluate_totals
-    from ..model.reformer import build_model, count_parameters
-    from ..progress import make_progress
-    from ..records import code_version, write_json_atomic
-    from ..runtime import device_name, resolve_precision, select_device
-    from ..tasks import build_task
+    from .evaluate import eval_seed_of, evaluate_totals
+    from .model.reformer import build_model, count_parameters
+    from .progress import make_progress
+    from .records import code_version, write_json_atomic
+    from .runtime import device_name, resolve_precision, select_device
+    from .tasks import build_task
 
     path, saved = load_trained(str(cfg.checkpoint))
     stored, legacy = complete_stored_attention(dict(saved["config"]["attention"]))
@@ -230,39 +216,3 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     log.info("%s on %s (%d targets): %s", label, cfg.split, int(weight_sum), shown)
     log.info("written: %s", out)
     return record
-
-
-HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
-                     [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
-
-Evaluate a trained checkpoint (a step-N.pt file or a run folder: its newest checkpoint), with the
-attention it was trained with or another one, as the paper's Table 2 does:
-  reformer eval checkpoint=outputs/synthetic/RUN attention.n_rounds=8
-  reformer eval checkpoint=outputs/synthetic/RUN attention=full
-  reformer eval -m checkpoint=outputs/synthetic/RUN attention=lsh attention.n_rounds=1,2,4,8
-
-attention options:
-{groups}
-
-`attention.KEY=VALUE` alone changes only those keys of the trained attention; `attention=NAME`
-starts from that option's defaults. LSH rotations come from attention.eval_seed: the same seed gives
-the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to output=PATH.
-"""
-
-
-def main(args: list[str]) -> int:
-    import sys
-
-    from ..errors import report_and_exit
-    from ..hydra_entry import group_listing
-
-    if "--help" in args or "-h" in args:
-        sys.stdout.write(HELP.format(groups=group_listing(("attention",))))
-        return 0
-
-    try:
-        args = select_trained_attention(args)
-    except UserError as exc:
-        report_and_exit(str(exc))
-    run_hydra(eval_job, "eval", args, prog="reformer eval")
-    return 0

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from reformer_cli.commands.eval import explicit_attention_keys, merge_attention
+from reformer_cli.evaluation import explicit_attention_keys, merge_attention
 from reformer_cli.config import validate_attention, validate_eval
 from reformer_cli.errors import ConfigError
 from reformer_cli.eval_batch import compose_eval
-from reformer_cli.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
-from reformer_cli.reproduce import compose_run as _compose_run
+from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
+from reformer_cli.reproduce.runner import compose_run as _compose_run
 
 _composed: dict = {}
 

@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 PROFILES = ("smoke", "quick", "paper")
 LAYOUTS = ("matrix", "curves", "speed", "memory")
 PLACEHOLDERS = ("experiments", "root", "dir")

@@ -12,7 +12,7 @@ Every step runs as its own `python -m reformer_cli ...` process in a fixed folde
 
 Each folder holds `reproduce.json`, the definition of the step that made it: a folder made by
 another definition is refused (one line), never silently continued. After each step its record
-is curated into `<results>/runs/<profile>/<experiment>/<step>.json` (reformer_cli/curate.py).
+is curated into `<results>/runs/<profile>/<experiment>/<step>.json` (reformer_cli/reproduce/curate.py).
 
 Before an experiment trains, the runner composes each run's config (a wrong override stops it
 here, with one line) and checks the data of each task (`Task.check_data`) and the device; what is
@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .curate import curate, record_path, write_record
-from .errors import DataError, UserError, one_line
+from ..errors import DataError, UserError, one_line
 from .experiments import EXPERIMENTS_DIR, Experiment, Step, resolve
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 MARKER = "reproduce.json"
 
 EXIT_OK, EXIT_FAILED, EXIT_SKIPPED, EXIT_TIME_LIMIT = 0, 1, 3, 4
@@ -223,7 +223,7 @@ class Reproduction:
 
         key = OmegaConf.to_yaml(cfg.task)
         if key not in self._checked_data:
-            from .tasks import build_task
+            from ..tasks import build_task
 
             try:
                 build_task(cfg.task, int(cfg.seed)).check_data()
@@ -459,7 +459,7 @@ class Reproduction:
         `tar xzf` in the same working folder there, then run the same command."""
         import tarfile
 
-        from .records import list_checkpoints
+        from ..records import list_checkpoints
 
         def arcname(p: Path) -> str:
             name = os.path.relpath(p.resolve(), self.base.resolve())
@@ -524,7 +524,7 @@ def train_completed(run_dir: Path) -> bool:
 def missing_benchmark(name: str) -> str | None:
     import importlib.util
 
-    from .commands.bench import BENCHMARKS
+    from ..commands.bench import BENCHMARKS
 
     if name not in BENCHMARKS or importlib.util.find_spec(BENCHMARKS[name][0]) is None:
         return f"`reformer bench {name}` is not available in this build"
@@ -548,8 +548,8 @@ def compose_run(overrides: list[str]) -> Any:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import register_schemas, validate
-    from .hydra_entry import CONF_DIR, describe_hydra_error
+    from ..config import register_schemas, validate
+    from ..hydra_entry import CONF_DIR, describe_hydra_error
 
     register_schemas()
     try:
