@@ -7,8 +7,8 @@ from typing import Any, Callable
 import torch
 
 from .distributed import World, all_reduce_sum
-from .model.context import derive_seed
 from .model.reformer import ReformerLM
+from .primitives.context import derive_seed
 from .runtime import autocast
 from .tasks.base import Task
 

@@ -27,8 +27,8 @@ from .distributed import all_reduce_sum, any_rank, init_world, wrap_model
 from .errors import UserError
 from .evaluate import eval_seed_of, evaluate
 from .loggers import NullLogger, build_logger
-from .model.context import derive_seed
 from .model.reformer import build_model, count_parameters
+from .primitives.context import derive_seed
 from .progress import make_progress
 from .records import (
     MetricsLog,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..model.context import derive_seed
+from ..primitives.context import derive_seed
 from .base import Batch, Task
 
 START = 256  # the start token of every window; also the pad of the last evaluation window

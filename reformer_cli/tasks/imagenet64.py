@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..model.context import derive_seed
+from ..primitives.context import derive_seed
 from .base import Batch, Task
 from .bytes import lm_batch
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..model.context import derive_seed
+from ..primitives.context import derive_seed
 from .base import Batch, Task, shift_right
 
 SEPARATOR = 0
