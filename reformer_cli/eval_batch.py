@@ -19,29 +19,12 @@ from .errors import UserError, one_line
 PREFIX = "eval-batch:"
 
 
-def compose_eval(args: list[str]):
-    """The config `reformer eval <args>` composes (Hydra's own options dropped)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from .config import register_schemas
-    from .hydra_entry import CONF_DIR, describe_hydra_error
-
-    register_schemas()
-    overrides = [a for a in args if not a.startswith("hydra.")]
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="eval", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(describe_hydra_error(exc)) from None
-
-
 def evaluate_one(args: list[str]) -> Path:
-    from .evaluation import evaluate_checkpoint, select_trained_attention
+    from .evaluation import evaluate_checkpoint
+    from .hydra_entry import compose, select_trained_attention
 
     args = select_trained_attention(list(args))
-    cfg = compose_eval(args)
+    cfg = compose("eval", args)
     if not cfg.output:
         raise UserError("output=PATH is required in a batch")
     out = Path(cfg.output)

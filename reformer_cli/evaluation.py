@@ -27,15 +27,7 @@ from .errors import UserError
 log = logging.getLogger("reformer")
 
 _ATTENTION_KEY = re.compile(r"^[+~]*attention\.([A-Za-z_][A-Za-z0-9_]*)")
-_ATTENTION_CHOICE = re.compile(r"^[+~]*attention=")
 _loaded: dict[Path, dict] = {}  # checkpoint file -> its contents (read once per process)
-
-
-def _value(args: list[str], key: str) -> str | None:
-    for arg in args:
-        if arg.startswith(f"{key}="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def load_trained(checkpoint: str) -> tuple[Path, dict]:
@@ -52,22 +44,6 @@ def load_trained(checkpoint: str) -> tuple[Path, dict]:
             raise UserError(f"checkpoint {path} is not a reformer checkpoint (no model weights and config)")
         _loaded[path] = saved
     return path, _loaded[path]
-
-
-def select_trained_attention(args: list[str]) -> list[str]:
-    """`attention.<key>=...` without `attention=<name>`: select the trained attention's option, so
-    that its keys exist when Hydra composes the overrides."""
-    if any(_ATTENTION_CHOICE.match(a) for a in args) or not any(_ATTENTION_KEY.match(a) for a in args):
-        return args
-    checkpoint = _value(args, "checkpoint")
-    if checkpoint is None:
-        raise UserError("checkpoint=PATH is required (a checkpoint file or a run folder)")
-    if "," in checkpoint:  # a sweep over checkpoints: each must name its attention itself
-        return args
-    _, saved = load_trained(checkpoint)
-    # beside the user's first attention key, so Hydra's overrides stay one contiguous list
-    at = next(i for i, a in enumerate(args) if _ATTENTION_KEY.match(a))
-    return [*args[:at], f"attention={saved['config']['attention']['name']}", *args[at:]]
 
 
 def explicit_attention_keys(overrides: list[str]) -> set[str]:

@@ -34,16 +34,10 @@ TINY = [
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config"):
-    """The config `reformer run <overrides>` would get (Hydra's compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The config `reformer run <overrides>` would get (the project's one `compose`)."""
+    from reformer_cli.hydra_entry import compose as compose_config
 
-    from reformer_cli.config import register_schemas
-    from reformer_cli.hydra_entry import CONF_DIR
-
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    return compose_config(config_name, list(overrides or []))
 
 
 def cli_env() -> dict:

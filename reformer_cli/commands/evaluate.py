@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError, report_and_exit
-from ..hydra_entry import run_hydra
+from ..hydra_entry import run_hydra, select_trained_attention
 
 HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
                      [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
@@ -34,13 +34,11 @@ def eval_job(cfg: Any) -> dict:
     from ..config import validate_eval
 
     validate_eval(cfg)
-    from hydra.core.hydra_config import HydraConfig
-
     from ..evaluation import evaluate_checkpoint
-    from ..hydra_entry import output_dir
+    from ..hydra_entry import output_dir, task_overrides
 
     out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
-    return evaluate_checkpoint(cfg, list(HydraConfig.get().overrides.task), out)
+    return evaluate_checkpoint(cfg, task_overrides(), out)
 
 
 def main(args: list[str]) -> int:
@@ -51,8 +49,6 @@ def main(args: list[str]) -> int:
     if "--help" in args or "-h" in args:
         sys.stdout.write(HELP.format(groups=group_listing(("attention",))))
         return 0
-
-    from ..evaluation import select_trained_attention
 
     try:
         args = select_trained_attention(args)

@@ -522,11 +522,9 @@ def train_completed(run_dir: Path) -> bool:
 
 
 def missing_benchmark(name: str) -> str | None:
-    import importlib.util
+    from ..bench import BENCHMARKS
 
-    from ..commands.bench import BENCHMARKS
-
-    if name not in BENCHMARKS or importlib.util.find_spec(BENCHMARKS[name][0]) is None:
+    if name not in BENCHMARKS:
         return f"`reformer bench {name}` is not available in this build"
     return None
 
@@ -544,18 +542,9 @@ def wants_missing_cuda(args: list[str]) -> str | None:
 
 def compose_run(overrides: list[str]) -> Any:
     """The validated config `reformer run <overrides>` would train (UserError with one line if not)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from ..config import validate
+    from ..hydra_entry import compose
 
-    from ..config import register_schemas, validate
-    from ..hydra_entry import CONF_DIR, describe_hydra_error
-
-    register_schemas()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(describe_hydra_error(exc)) from None
+    cfg = compose("config", list(overrides))
     validate(cfg)
     return cfg
