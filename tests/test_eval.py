@@ -10,8 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from reformer_cli.evaluation import merge_attention
-from reformer_cli.evaluate import evaluate
+from reformer_cli.evaluation import evaluate, merge_attention
 from reformer_cli.model.reformer import build_model
 from reformer_cli.tasks import build_task
 from reformer_cli.train import train
