@@ -191,7 +191,7 @@ class Trainer:
 
     # --- steps
 
-    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over grad_accum micro-batches; returns (sums, grad_norm) on device."""
         lr = lr_at(step, self.t)
         for group in self.optimizer.param_groups:
@@ -277,7 +277,7 @@ class Trainer:
         while self.state.step < t.max_steps and not stopped:
             step = self.state.step + 1
             step_start = time.perf_counter()
-            sums, grad_norm = self.train_step(step)
+            sums, grad_norm = self.step(step)
             window += sums
             window_steps += 1
             self.state.step = step
