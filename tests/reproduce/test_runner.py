@@ -15,7 +15,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from .conftest import cli_env, run_cli
+from ..conftest import cli_env, run_cli
 
 TINY = """
 title: tiny
