@@ -1,4 +1,4 @@
-"""`reformer reproduce --profile P`: run the experiments of `experiments/` at one profile.
+"""The runner of `reformer reproduce --profile P`: the experiments of `experiments/` at one profile.
 
 Every step runs as its own `python -m reformer_cli ...` process in a fixed folder,
 `<outputs>/<profile>/<experiment>/<step>/` (default outputs/reproduce/...):

@@ -1,4 +1,5 @@
-"""Tasks: the synthetic duplication task, enwik8 / byte-level text, imagenet64."""
+"""The tasks by name: `build_task` makes the synthetic duplication task, enwik8 / byte-level text or
+imagenet64 from its config."""
 
 from __future__ import annotations
 
