@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from .config import EvalConfig
 from .distributed import World, all_reduce_sum
 from .errors import UserError
 from .model.reformer import ReformerLM
@@ -101,7 +102,7 @@ def attention_label(attention: Any) -> str:
     return label
 
 
-def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
+def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path) -> dict:
     """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
     attention keys were given explicitly) and write the record to `out`. Also used without a
     Hydra app, by `reformer reproduce` to evaluate one checkpoint several ways in one process."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, ContextManager, Iterable
+from typing import Callable, ContextManager, Iterable
 
 import torch
 

@@ -6,8 +6,7 @@ The work is `evaluation.evaluate_checkpoint`; this module parses, calls and exit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
+from ..config import EvalConfig
 from ..errors import UserError, report_and_exit
 from ..hydra_entry import run_hydra, select_trained_attention
 
@@ -29,7 +28,7 @@ the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to
 """
 
 
-def eval_job(cfg: Any) -> dict:
+def eval_job(cfg: EvalConfig) -> dict:
     """One Hydra job: load, swap the attention, evaluate, write the record."""
     from ..config import validate_eval
 

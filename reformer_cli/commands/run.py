@@ -7,12 +7,11 @@ writes Hydra's files and logs (hydra_entry.torchrun_arguments).
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..config import RunConfig
 from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
 
 
-def run_job(cfg: Any) -> None:
+def run_job(cfg: RunConfig) -> None:
     """One Hydra job: validate the composed config (no torch yet), then train."""
     from ..config import validate
 
