@@ -1,4 +1,5 @@
-"""`reformer <command> ...`: parse the command word and dispatch. Nothing heavy is imported here.
+"""`reformer <command> ...`: parse the command word and dispatch. Nothing heavy is imported here
+(the command modules import their work when they run).
 
 `run` and `eval` are Hydra apps (everything after the command word goes to Hydra); the other
 commands use argparse. `python -m reformer_cli` is the same entry point (torchrun needs it).
@@ -6,19 +7,20 @@ commands use argparse. `python -m reformer_cli` is the same entry point (torchru
 
 from __future__ import annotations
 
-import importlib
 import sys
+from types import ModuleType
 
 from . import __version__
+from .commands import bench, data, evaluate, reproduce, run, table
 
 # command word -> (module with a `main(args: list[str]) -> int | None`, one-line description)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("reformer_cli.commands.run", "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
-    "eval": ("reformer_cli.commands.eval", "evaluate a checkpoint, optionally under another attention (Table 2)"),
-    "bench": ("reformer_cli.commands.bench", "speed and memory benchmarks"),
-    "data": ("reformer_cli.commands.data", "download, verify and prepare enwik8, a text file or imagenet64"),
-    "reproduce": ("reformer_cli.commands.reproduce", "run the paper's experiments (experiments/) at a profile: smoke, quick, paper"),
-    "table": ("reformer_cli.commands.table", "rebuild results/*.md tables and plots from results/runs/, beside the paper's numbers"),
+COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "run": (run, "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
+    "eval": (evaluate, "evaluate a checkpoint, optionally under another attention (Table 2)"),
+    "bench": (bench, "speed and memory benchmarks"),
+    "data": (data, "download, verify and prepare enwik8, a text file or imagenet64"),
+    "reproduce": (reproduce, "run the paper's experiments (experiments/) at a profile: smoke, quick, paper"),
+    "table": (table, "rebuild results/*.md tables and plots from results/runs/, beside the paper's numbers"),
 }
 
 USAGE = """usage: reformer <command> [args]
@@ -51,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         sys.stderr.write(f"error: unknown command '{command}' (commands: {', '.join(COMMANDS)})\n")
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    return int(COMMANDS[command][0].main(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,15 @@ second.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from .errors import ConfigError
+from .primitives.attention_settings import SELF_MASK_VALUE, LSHSettings, bucket_factors
+
+# The LSH keywords' defaults, written once (primitives/attention_settings.py).
+LSH = LSHSettings()
 
 # --------------------------------------------------------------------------------------- schemas
 
@@ -36,7 +41,7 @@ class ModelConfig:
     position_init_std: float = 0.02
     # Axial positions (trax AxialPositionalEncoding): prod(axial_shape) >= task.seq_len (the first
     # seq_len grid positions are used) and sum(axial_dims) == d_model. Left null, a two-axis shape
-    # covering exactly task.seq_len and an even split are derived (config.axial_layout).
+    # covering exactly task.seq_len and an even split are derived (model/axial.py, axial_layout).
     axial_shape: Optional[List[int]] = None
     axial_dims: Optional[List[int]] = None
     ff_chunks: int = 1  # feed-forward computed in this many chunks along the sequence (eq. 10)
@@ -58,7 +63,7 @@ class FullAttentionConfig:
     # step 4; trax and HF always do so, with -1e5). false lets a position attend to itself, which
     # with unit-norm keys it always prefers (q . q/|q| = |q|): a diagnostic for Table 2.
     self_mask: bool = True
-    self_mask_value: float = -1e5
+    self_mask_value: float = SELF_MASK_VALUE
     # replace: the self logit becomes self_mask_value; add: self_mask_value is added to it (with
     # -32: what the authors' memory-efficient attention did until late September 2019)
     self_mask_mode: str = "replace"
@@ -71,22 +76,21 @@ class FullAttentionConfig:
 
 @dataclass
 class LSHAttentionConfig:
-    """Angular LSH attention (SPEC section 2). Always shared-QK."""
+    """Angular LSH attention (paper section 2 and Appendix A). Always shared-QK. The keys that are
+    keywords of the LSH functions take their defaults from `LSHSettings` (what each means is there)."""
 
     name: str = "lsh"
-    causal: bool = True
+    causal: bool = LSH.causal
     dropout: float = 0.0
-    n_rounds: int = 2
-    chunk_length: int = 64
+    n_rounds: int = 2  # hash rounds (every paper-era trax config uses 2)
+    chunk_length: int = LSH.chunk_length
     # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets); an even int; or
-    # a list of even ints for factorised buckets as in trax.
+    # a list of even ints for factorised buckets as in trax (attention_settings.bucket_factors).
     n_buckets: Any = None
-    n_chunks_before: int = 1
-    wrap_lookback: bool = False  # true: the first chunk looks back to the last (trax / HF)
-    # false: the paper's rule (eq. 3-4): a query attends only keys of its own bucket in its window.
-    # true: every key of the window (trax v2 / HF).
-    attend_across_buckets: bool = False
-    dedup: bool = True  # the paper's duplicate correction (eq. 13/16: subtract log N_ij)
+    n_chunks_before: int = LSH.n_chunks_before
+    wrap_lookback: bool = LSH.wrap_lookback
+    attend_across_buckets: bool = LSH.attend_across_buckets
+    dedup: bool = LSH.dedup
     impl: str = "auto"  # auto | reference | fast (fast: Triton kernels on CUDA)
     eval_seed: int = 0  # rotations at evaluation are drawn from this seed: repeatable numbers
 
@@ -308,10 +312,6 @@ def _runtime(prefix: str, node: Any) -> None:
         raise ConfigError(f"{prefix}device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
-def d_head_of(model: Any) -> int:
-    return model.d_head if model.d_head is not None else model.d_model // model.n_heads
-
-
 def validate_model(model: Any, seq_len: int) -> None:
     for key in ("d_model", "d_ff", "n_heads", "n_layers", "ff_chunks", "loss_chunks"):
         _positive(f"model.{key}", model[key])
@@ -328,85 +328,47 @@ def validate_model(model: Any, seq_len: int) -> None:
     if not getattr(model, "position_init_std", 0.02) > 0:
         raise ConfigError(f"model.position_init_std={model.position_init_std} must be > 0")
     if model.positions == "axial":
-        axial_layout(model, seq_len)
+        validate_axial(model, seq_len)
 
 
-def _two_axis_shape(seq_len: int) -> list[int]:
-    """[a, seq_len // a] with a the largest divisor of seq_len not above sqrt(seq_len)."""
-    a = max(d for d in range(1, int(seq_len**0.5) + 1) if seq_len % d == 0)
-    return [a, seq_len // a]
-
-
-def _even_split(d_model: int, axes: int) -> list[int]:
-    """d_model split into `axes` equal parts; the last takes the remainder."""
-    part = d_model // axes
-    return [part] * (axes - 1) + [d_model - part * (axes - 1)]
-
-
-def axial_layout(model: Any, seq_len: int) -> tuple[list[int], list[int]]:
-    """The axial positions' (shape, dims) (trax AxialPositionalEncoding), checked; ConfigError if wrong.
-
-    `model.axial_shape` left null: two axes [a, seq_len / a], a the largest divisor of seq_len not
-    above its square root (65536 -> [256, 256], 1024 -> [32, 32], 12288 -> [96, 128]).
-    `model.axial_dims` left null: d_model split evenly over the axes (the last takes any remainder).
-    prod(shape) must be at least task.seq_len; a sequence uses the first seq_len positions of the
-    grid (row-major). trax requires equality; allowing a longer grid lets one model config (e.g.
-    `model=large`, laid out for 65,536 tokens) run at shorter lengths. The derived shape is exact.
-    """
+def validate_axial(model: Any, seq_len: int) -> None:
+    """Checks on `model.axial_shape` / `model.axial_dims` (trax AxialPositionalEncoding). What is left
+    null is derived by the model (model/axial.py, `axial_layout`): two axes covering exactly
+    `seq_len`, and d_model split evenly over the axes. prod(shape) must be at least task.seq_len
+    (a sequence uses the first seq_len positions of the grid; trax requires equality, a longer grid
+    lets one model config run at shorter lengths) and sum(dims) must be d_model."""
     shape = None if model.axial_shape is None else [int(n) for n in model.axial_shape]
     dims = None if model.axial_dims is None else [int(n) for n in model.axial_dims]
-    if shape is None:
-        if dims is not None and len(dims) != 2:
-            raise ConfigError(f"model.axial_dims={dims} has {len(dims)} axes: set model.axial_shape too")
-        shape = _two_axis_shape(seq_len)
-    if not shape or any(n < 1 for n in shape):
+    if shape is None and dims is not None and len(dims) != 2:
+        raise ConfigError(f"model.axial_dims={dims} has {len(dims)} axes: set model.axial_shape too")
+    if shape is not None and (not shape or any(n < 1 for n in shape)):
         raise ConfigError(f"model.axial_shape={shape} must be a non-empty list of positive integers")
-    if dims is None:
-        dims = _even_split(model.d_model, len(shape))
-    if any(d < 1 for d in dims):
+    axes = 2 if shape is None else len(shape)
+    if dims is None and model.d_model < axes:
+        raise ConfigError(f"model.d_model={model.d_model} is too narrow to split over {axes} axial axes;"
+                          " set model.axial_dims")
+    if dims is not None and any(d < 1 for d in dims):
         raise ConfigError(f"model.axial_dims={dims} must be positive integers")
-    if len(dims) != len(shape):
+    if dims is not None and len(dims) != axes:
         raise ConfigError(
             f"model.axial_shape={shape} has {len(shape)} axes but model.axial_dims={dims} has {len(dims)}"
         )
-    length = 1
-    for n in shape:
-        length *= n
-    if length < seq_len:
+    if shape is not None and math.prod(shape) < seq_len:
         raise ConfigError(
-            f"model.axial_shape={shape} covers {length} positions but task.seq_len={seq_len};"
+            f"model.axial_shape={shape} covers {math.prod(shape)} positions but task.seq_len={seq_len};"
             " their product must be at least the sequence length"
         )
-    if sum(dims) != model.d_model:
+    if dims is not None and sum(dims) != model.d_model:
         raise ConfigError(
             f"model.axial_dims={dims} sum to {sum(dims)} but model.d_model={model.d_model}; they must sum to it"
         )
-    return shape, dims
-
-
-def bucket_factors(n_buckets: Any) -> list[Any] | None:
-    """`attention.n_buckets` as a list of factors (one entry unless factorised); None if unset."""
-    if n_buckets is None:
-        return None
-    if isinstance(n_buckets, (int, float, str, bool)):
-        return [n_buckets]
-    return list(n_buckets)  # a list or an OmegaConf ListConfig
-
-
-def lsh_n_buckets(attention: Any, seq_len: int) -> int | list[int]:
-    """The bucket count actually used: the config value, or the paper's default 2 * l / m."""
-    value = attention.n_buckets
-    if value is None:
-        return 2 * max(1, seq_len // attention.chunk_length)
-    if isinstance(value, int):
-        return value
-    return [int(f) for f in value]
 
 
 # Keys added to an attention schema after runs were saved with it, and the value that reproduces
 # what those runs computed (a checkpoint's config lacks them; the new default would change it).
 LEGACY_ATTENTION = {
-    "full": {"self_mask": True, "self_mask_value": -1e5, "self_mask_mode": "replace", "shared_qk_keys": "unit"},
+    "full": {"self_mask": True, "self_mask_value": SELF_MASK_VALUE, "self_mask_mode": "replace",
+             "shared_qk_keys": "unit"},
     "lsh": {"attend_across_buckets": True, "dedup": False},
 }
 
@@ -442,7 +404,7 @@ def validate_attention(attention: Any, seq_len: int) -> None:
         if attention.n_chunks_before < 0:
             raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
         _choice("attention.impl", attention.impl, LSH_IMPLS)
-        for factor in bucket_factors(attention.n_buckets) or []:
+        for factor in bucket_factors(attention.n_buckets, seq_len, attention.chunk_length):
             if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2 or factor % 2:
                 raise ConfigError(
                     f"attention.n_buckets={attention.n_buckets!r}: buckets must be an even integer"

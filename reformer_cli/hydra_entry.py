@@ -1,22 +1,29 @@
-"""The bridge between `reformer <command>` and Hydra.
+"""The one boundary with Hydra: composing a config (`compose`), running a Hydra app with one-line
+user errors (`run_hydra`), and the rewriting of a command line before Hydra sees it (torchrun,
+`resume=auto`, the trained attention of `reformer eval`).
 
-`reformer run ...` rewrites `sys.argv` and calls a `@hydra.main` function, so everything after
-`run` reaches Hydra untouched: `-m` sweeps, `--cfg job`, `--info`, `-cd`, overrides
-(notes/ecosystem.md a.2). Hydra's own error reporting prints several lines and a hint about
-HYDRA_FULL_ERROR; user mistakes are reported here as one line instead (`error: ...`, exit 2).
-Bugs in this program keep Hydra's traceback. HYDRA_FULL_ERROR=1 restores Hydra's behaviour.
+`reformer run ...` and `reformer eval ...` hand everything after the command word to a
+`@hydra.main` function, so `-m` sweeps, `--cfg job`, `--info`, `-cd` and overrides reach Hydra
+untouched. Anything else that needs a config outside a Hydra app (`reformer data`, the reproduce
+runner, the batch evaluator, the tests) calls `compose`. User mistakes come out as one line
+(`error: ...`, exit 2); bugs keep a traceback; HYDRA_FULL_ERROR=1 restores Hydra's own reports.
+Only Hydra's public API is used. Nothing here imports hydra, omegaconf or torch at import time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import UserError, one_line, report_and_exit
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+# ------------------------------------------------------------------------------------ errors
 
 
 def _first_line(exc: BaseException) -> str:
@@ -53,56 +60,69 @@ def describe_hydra_error(exc: BaseException) -> str:
     return one_line(str(exc))
 
 
-def _report(func: Callable[[], Any], original: Callable[[Callable[[], Any]], Any]) -> Any:
-    """Run `func` under Hydra's reporter; user mistakes come out as one line instead."""
+def _hydra_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    user_errors = (UserError, HydraException, OmegaConfBaseException)
-    caught: list[BaseException] = []
-
-    def guarded() -> Any:
-        try:
-            return func()
-        except user_errors as exc:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            caught.append(exc)
-            return None
-
-    result = original(guarded)  # anything else is a bug: Hydra prints its trimmed traceback
-    if caught:
-        exc = caught[0]
-        report_and_exit(str(exc) if isinstance(exc, UserError) else describe_hydra_error(exc))
-    return result
+    return HydraException, OmegaConfBaseException
 
 
-def _install_one_line_errors() -> None:
-    """Route Hydra's top-level error reporting through `_report` (idempotent)."""
-    import hydra._internal.utils as hydra_utils
-
-    original = getattr(hydra_utils, "_reformer_original_run_and_report", None)
-    if original is None:
-        original = hydra_utils.run_and_report
-        hydra_utils._reformer_original_run_and_report = original
-    hydra_utils.run_and_report = lambda func: _report(func, original)
+# ------------------------------------------------------------------------------------ composing
 
 
-def exit_on_user_error(task_function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def compose(config_name: str, overrides: list[str]) -> Any:
+    """The config `reformer run` (`config_name="config"`) or `reformer eval` (`"eval"`) composes
+    from `overrides`, outside a Hydra app; Hydra's own options (`hydra.*`, `hydra/...`) are
+    dropped. A UserError with one line if they do not compose."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from .config import register_schemas
+
+    register_schemas()
+    overrides = [o for o in overrides if not o.startswith(("hydra.", "hydra/"))]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=overrides)
+    except _hydra_errors() as exc:
+        raise UserError(describe_hydra_error(exc)) from None
+
+
+# ------------------------------------------------------------------------------------ a Hydra app
+
+
+def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = False) -> Callable[[Any], Any]:
     """Wrap a Hydra task so a UserError exits with one line (Hydra would log the job's overrides
-    and a traceback first)."""
+    and a traceback first); `full_error` (the user's HYDRA_FULL_ERROR=1) lets it through."""
 
     def wrapped(cfg: Any) -> Any:
         try:
             return task_function(cfg)
         except UserError as exc:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            if full_error:
                 raise
             report_and_exit(str(exc))
 
     wrapped.__name__ = getattr(task_function, "__name__", "task")
     wrapped.__module__ = getattr(task_function, "__module__", __name__)
     return wrapped
+
+
+@contextlib.contextmanager
+def _hydra_raises(argv: list[str]) -> Iterator[None]:
+    """`sys.argv` set to `argv`, and HYDRA_FULL_ERROR=1: Hydra's documented switch that makes it
+    raise errors instead of printing its own multi-line report (both restored afterwards)."""
+    saved_argv, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = argv
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_env
 
 
 def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[str], prog: str) -> None:
@@ -117,20 +137,29 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     from .config import register_schemas
 
     register_schemas()
-    _install_one_line_errors()
-    main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
-        exit_on_user_error(task_function)
-    )
-    saved = sys.argv
-    sys.argv = [prog, *args]
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    started: list[bool] = []
+    job = exit_on_user_error(task_function, full_error)
+
+    def task(cfg: Any) -> Any:
+        started.append(True)
+        return job(cfg)
+
+    task.__name__, task.__module__ = job.__name__, job.__module__
+    main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
     try:
-        main()
+        with _hydra_raises([prog, *args]):
+            main()
+    except (UserError, *_hydra_errors()) as exc:
+        if full_error:
+            raise
+        report_and_exit(str(exc) if isinstance(exc, UserError) else describe_hydra_error(exc))
     except ValueError as exc:
-        # Hydra's own argument checks (e.g. `-m` together with `--cfg`); errors inside the job go
-        # through the reporter above and never arrive here.
+        # Hydra's own argument checks (e.g. `-m` together with `--cfg`), before any job; a
+        # ValueError from inside a job is a bug and keeps its traceback.
+        if full_error or started:
+            raise
         report_and_exit(str(exc))
-    finally:
-        sys.argv = saved
 
 
 def group_listing(groups: tuple[str, ...] | None = None) -> str:
@@ -148,3 +177,88 @@ def output_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
 
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def task_overrides() -> list[str]:
+    """The current Hydra job's overrides, as given on its command line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task)
+
+
+# ------------------------------------------------------------------------------------ rewriting
+
+
+def argument_value(args: list[str], key: str) -> str | None:
+    """The value of the first `key=value` among `args`, or None."""
+    for arg in args:
+        if arg.startswith(f"{key}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def resume_arguments(args: list[str]) -> list[str]:
+    """`reformer run ... resume=auto`: Hydra gives every invocation a new folder, so before it
+    starts `hydra.run.dir` is pointed at the run to continue (resume.py finds it: the newest
+    folder of the same config holding a checkpoint). `resume=<run folder>` continues that folder
+    the same way. Sweeps (`-m`) and an explicit `hydra.run.dir` are left as they are."""
+    from .resume import find_previous_run
+
+    resume = argument_value(args, "resume")
+    flags = [a for a in args if a.startswith("-")]
+    if resume in (None, "null") or flags or argument_value(args, "hydra.run.dir") is not None:
+        return args
+    if resume != "auto":
+        target = Path(resume)
+        return [*args, f"hydra.run.dir={target}"] if target.is_dir() else args
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = OmegaConf.to_container(compose("config", args), resolve=True)
+    except Exception:  # it does not compose: Hydra, composing it again, reports why
+        return args
+    previous = find_previous_run(cfg)
+    return [*args, f"hydra.run.dir={previous}"] if previous is not None else args
+
+
+def torchrun_arguments(args: list[str]) -> list[str]:
+    """Under torchrun (or a multi-task SLURM job) every process runs `reformer run`: one shared
+    run folder, and only rank 0 writes Hydra's files and logs."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return args
+    if any(a in ("-m", "--multirun") for a in args):
+        report_and_exit("sweeps (-m) cannot run under torchrun; sweep with hydra/launcher=slurm instead")
+    extra = []
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        if not run_id or run_id == "none":
+            report_and_exit(
+                "under torchrun all processes must write to one folder: pass hydra.run.dir=<folder>"
+                " (or use torchrun --standalone, or --rdzv-id=<id>)"
+            )
+        extra.append(f"hydra.run.dir=outputs/torchrun-{run_id}")
+    if int(os.environ.get("RANK", "0")) > 0:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    return [*args, *extra]
+
+
+_ATTENTION_CHOICE = re.compile(r"^[+~]*attention=")
+
+
+def select_trained_attention(args: list[str]) -> list[str]:
+    """`reformer eval ... attention.<key>=...` without `attention=<name>`: select the trained
+    attention's option, so that its keys exist when Hydra composes the overrides."""
+    from .evaluation import explicit_attention_keys, load_trained
+
+    explicit = explicit_attention_keys(args)
+    if any(_ATTENTION_CHOICE.match(a) for a in args) or not explicit:
+        return args
+    checkpoint = argument_value(args, "checkpoint")
+    if checkpoint is None:
+        raise UserError("checkpoint=PATH is required (a checkpoint file or a run folder)")
+    if "," in checkpoint:  # a sweep over checkpoints: each must name its attention itself
+        return args
+    _, saved = load_trained(checkpoint)
+    # beside the user's first attention key, so Hydra's overrides stay one contiguous list
+    at = next(i for i, a in enumerate(args) if explicit_attention_keys([a]))
+    return [*args[:at], f"attention={saved['config']['attention']['name']}", *args[at:]]

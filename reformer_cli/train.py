@@ -1,4 +1,4 @@
-"""The training loop of `reformer run`: optimizer and schedule, evaluation, records, resumption.
+"""The training loop of `reformer run`: steps, periodic evaluation, records, checkpoints, resumption.
 
 Data flows one way: config -> task (batches) -> model -> trainer -> records. Every training batch
 and every forward's randomness is a pure function of (seed, step), so a run resumed from a
@@ -9,7 +9,6 @@ checkpoint and exit (code 130 / 143); a second Ctrl-C stops at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import signal
@@ -18,17 +17,19 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from omegaconf import OmegaConf
 
-from .distributed import all_reduce_sum, any_rank, init_world, wrap_model
+from .config import RunConfig
+from .distributed import any_rank, init_world, wrap_model
 from .errors import UserError
-from .evaluate import eval_seed_of, evaluate
+from .evaluation import attention_label, eval_seed_of, evaluate
 from .loggers import NullLogger, build_logger
-from .model.context import derive_seed
 from .model.reformer import build_model, count_parameters
+from .optimization import build_optimizer, lr_at, train_step
+from .primitives.context import derive_seed
 from .progress import make_progress
 from .records import (
     MetricsLog,
@@ -40,46 +41,13 @@ from .records import (
     write_json_atomic,
     write_text_atomic,
 )
-from .runtime import autocast, device_name, resolve_precision, seed_everything, select_device
+from .runtime import device_name, resolve_precision, seed_everything, select_device
 from .tasks import build_task
+from .tasks.base import Batch
 
 log = logging.getLogger("reformer")
 
 CHECKPOINT_FORMAT = 1
-
-
-# ----------------------------------------------------------------------------- optimizer, schedule
-
-
-def lr_at(step: int, trainer: Any) -> float:
-    """Learning rate at `step` (1-based). `trainer.lr` is the peak.
-
-    rsqrt: lr * min(1, step / warmup) * sqrt(warmup / max(step, warmup)), i.e. trax's
-    `constant * linear_warmup * rsqrt_decay` (notes/paper.md 2.14) with lr = constant / sqrt(warmup).
-    """
-    warmup = trainer.warmup_steps
-    warm = min(1.0, step / warmup) if warmup > 0 else 1.0
-    if trainer.schedule == "constant":
-        return trainer.lr * warm
-    if trainer.schedule == "rsqrt":
-        return trainer.lr * warm * math.sqrt(max(warmup, 1) / max(step, warmup, 1))
-    # cosine decay to zero after warmup
-    progress = min(1.0, max(0, step - warmup) / max(1, trainer.max_steps - warmup))
-    return trainer.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def build_optimizer(trainer: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """AdamW / Adam / Adafactor. Weight decay applies to matrices only (not norms, biases)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": trainer.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if trainer.optimizer == "adafactor":
-        return torch.optim.Adafactor(groups, lr=trainer.lr)
-    cls = torch.optim.AdamW if trainer.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=trainer.lr, betas=tuple(trainer.betas), eps=trainer.eps)
 
 
 # ------------------------------------------------------------------------------------ run state
@@ -134,18 +102,12 @@ class StopRequest:
         return self.signal is not None
 
 
-def default_run_name(cfg: Any) -> str:
-    att = cfg.attention
-    if att.name == "lsh":
-        attention = f"lsh{att.n_rounds}"
-    else:
-        attention = "full-sharedqk" if att.shared_qk else "full"
-        if att.shared_qk and not att.get("self_mask", True):
-            attention += "-noself"
-    return f"{cfg.task.name}-{attention}-{cfg.layer.name}-seed{cfg.seed}"
+def default_run_name(cfg: RunConfig) -> str:
+    """`<task>-<attention label>-<layer>-seed<seed>`, e.g. `synthetic-lsh-4-standard-seed0`."""
+    return f"{cfg.task.name}-{attention_label(cfg.attention)}-{cfg.layer.name}-seed{cfg.seed}"
 
 
-def _resume_checkpoint(cfg: Any, run_dir: Path) -> Path | None:
+def _resume_checkpoint(cfg: RunConfig, run_dir: Path) -> Path | None:
     """The checkpoint to continue from, per `resume` (null / auto / path)."""
     if cfg.resume is None:
         if list_checkpoints(run_dir):
@@ -167,7 +129,7 @@ def _resume_checkpoint(cfg: Any, run_dir: Path) -> Path | None:
 
 
 class Trainer:
-    def __init__(self, cfg: Any, run_dir: Path):
+    def __init__(self, cfg: RunConfig, run_dir: Path):
         self.cfg, self.run_dir, self.t = cfg, Path(run_dir), cfg.trainer
         self.world, device = init_world(self.t.device)
         self.rank, self.world_size, self.is_main = self.world.rank, self.world.size, self.world.is_main
@@ -229,33 +191,24 @@ class Trainer:
 
     # --- steps
 
-    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over grad_accum micro-batches; returns (sums, grad_norm) on device."""
         lr = lr_at(step, self.t)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for micro in range(self.t.grad_accum):
-            index = (step - 1) * self.t.grad_accum + micro
-            batch = self.task.train_batch(index, self.t.batch_size, self.rank, self.world_size).to(self.device)
-            # The loss is the mean over the weighted targets of the *global* batch: DDP averages the
-            # processes' gradients, so each scales its sum by world size / global weight.
-            global_weight = all_reduce_sum(batch.weights.sum().double(), self.world).clamp_min(1e-9)
-            # Each process draws its own dropout masks and LSH rotations (as trax draws per example).
-            seed = derive_seed(self.cfg.seed, "forward", index, self.rank)
-            last = micro == self.t.grad_accum - 1
-            sync = contextlib.nullcontext() if last or not self.world.distributed else self.ddp.no_sync()
-            with sync:
-                with autocast(self.device, self.precision):
-                    totals = self.forward_model(batch.inputs, batch.targets, batch.weights, seed=seed)
-                loss = totals.loss_sum * (self.world_size / global_weight / self.t.grad_accum)
-                loss.backward()
-            sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).detach().double()
-        max_norm = self.t.grad_clip if self.t.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return all_reduce_sum(sums, self.world), grad_norm
+
+        def micro_batches() -> Iterator[tuple[Batch, int]]:
+            for micro in range(self.t.grad_accum):
+                index = (step - 1) * self.t.grad_accum + micro
+                batch = self.task.train_batch(index, self.t.batch_size, self.rank, self.world_size).to(self.device)
+                # Each process draws its own dropout masks and LSH rotations (as trax draws per example).
+                yield batch, derive_seed(self.cfg.seed, "forward", index, self.rank)
+
+        return train_step(
+            self.forward_model, self.model, self.optimizer, micro_batches(), grad_accum=self.t.grad_accum,
+            grad_clip=self.t.grad_clip, device=self.device, precision=self.precision, world=self.world,
+            no_sync=self.ddp.no_sync if self.world.distributed else None,
+        )
 
     def evaluate(self, split: str, max_batches: int) -> dict[str, float]:
         return evaluate(
@@ -324,7 +277,7 @@ class Trainer:
         while self.state.step < t.max_steps and not stopped:
             step = self.state.step + 1
             step_start = time.perf_counter()
-            sums, grad_norm = self.train_step(step)
+            sums, grad_norm = self.step(step)
             window += sums
             window_steps += 1
             self.state.step = step
@@ -422,6 +375,6 @@ class Trainer:
         return summary
 
 
-def train(cfg: Any, run_dir: Path) -> dict:
+def train(cfg: RunConfig, run_dir: Path) -> dict:
     """Train one configuration into `run_dir`; returns the summary."""
     return Trainer(cfg, run_dir).run()

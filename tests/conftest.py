@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,16 +35,10 @@ TINY = [
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config"):
-    """The config `reformer run <overrides>` would get (Hydra's compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    """The config `reformer run <overrides>` would get (the project's one `compose`)."""
+    from reformer_cli.hydra_entry import compose as compose_config
 
-    from reformer_cli.config import register_schemas
-    from reformer_cli.hydra_entry import CONF_DIR
-
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    return compose_config(config_name, list(overrides or []))
 
 
 def cli_env() -> dict:
@@ -67,6 +62,27 @@ def popen_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess
         [sys.executable, "-m", "reformer_cli", *args],
         cwd=cwd, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def in_process(args: list[str], capsys) -> tuple[int, str]:
+    """`reformer <args>` in this process: (exit code, stderr)."""
+    from reformer_cli.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def metrics_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def only_run_dir(root: Path) -> Path:
+    runs = [p for p in (root / "outputs" / "synthetic").iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reformer_cli.config import validate
-from reformer_cli.errors import ConfigError
+from reformer_cli.errors import ConfigError, UserError
 from reformer_cli.hydra_entry import CONF_DIR
 
 from .conftest import compose
@@ -47,7 +47,5 @@ def test_semantic_errors(overrides, message):
 
 
 def test_group_schemas_reject_unknown_keys():
-    from hydra.errors import ConfigCompositionException
-
-    with pytest.raises(ConfigCompositionException):
+    with pytest.raises(UserError, match=r"^unknown config key 'model.n_layer' \(list the keys with"):
         compose(["model.n_layer=3"])

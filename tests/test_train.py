@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, cli_env, popen_cli, run_cli
-
-
-def metrics_of(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def only_run_dir(root: Path) -> Path:
-    runs = [p for p in (root / "outputs" / "synthetic").iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
+from .conftest import TINY, cli_env, metrics_of, only_run_dir, popen_cli, run_cli
 
 
 def wait_for(predicate, timeout: float = 120.0) -> None:

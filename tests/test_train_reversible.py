@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import TINY, run_cli
-from .test_train import metrics_of, only_run_dir
+from .conftest import TINY, metrics_of, only_run_dir, run_cli
 
 
 def test_reversible_chunked_axial_run_trains(tmp_path):

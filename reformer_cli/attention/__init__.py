@@ -1,7 +1,7 @@
 """Attention: full (the baseline) and LSH (the paper's), as functions and as model cores."""
 
 from .full import full_attention, shared_qk_full_attention
-from .lsh import hash_buckets, lsh_attention, lsh_attention_from_buckets
+from .lsh import LSHSettings, hash_buckets, lsh_attention, lsh_attention_from_buckets
 
 __all__ = [
     "full_attention",
@@ -9,4 +9,5 @@ __all__ = [
     "hash_buckets",
     "lsh_attention",
     "lsh_attention_from_buckets",
+    "LSHSettings",
 ]

@@ -1,13 +1,14 @@
-"""Pieces every attention shares: the shared-QK logits of SPEC section 2 step 4 and the masks."""
+"""Pieces every attention shares: unit-norm keys, the mask values, heads split and merged."""
 
 from __future__ import annotations
 
 import torch
 
-# A query's logit with its own key is *replaced* by this finite value (paper section 2, trax and HF
-# use 1e5): a token with no other valid target (position 0 under a causal mask) still attends to
-# itself, and otherwise self-attention is effectively off.
-SELF_MASK_VALUE = -1e5
+from ..primitives.attention_core import ProbsDropout
+from ..primitives.attention_settings import SELF_MASK_VALUE
+
+__all__ = ["KEY_NORM_EPS", "MASK_VALUE", "ProbsDropout", "SELF_MASK_VALUE", "merge_heads", "split_heads",
+           "unit_norm_keys"]
 # Excluded keys (causal, padding, outside the attended chunks). Finite, so a row never becomes
 # all -inf (which would give NaN), yet exp(MASK_VALUE - max) underflows to exactly 0 in fp32:
 # excluded keys get exactly zero weight and exactly zero gradient.

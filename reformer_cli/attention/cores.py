@@ -1,53 +1,33 @@
-"""Attention cores: the parameter-free part of self-attention, chosen by the `attention` config.
+"""The attention cores the `attention` config selects: full attention here, LSH in lsh_core.py.
 
-A core maps per-head queries/keys/values `[batch, heads, length, d_head]` to outputs of the same
-shape. For shared-QK cores `k` is None and `q` holds the shared query/key vectors. Cores hold no
-weights, so a trained model can be evaluated under another attention by swapping its cores
-(`ReformerLM.set_attention`), as the paper's Table 2 does.
+Each implements `primitives.attention_core.AttentionCore`; `build_attention_core` picks one by the
+config's `name` (`CORES`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Union
 
-import torch
-
+from ..config import FullAttentionConfig, LSHAttentionConfig
 from ..errors import ConfigError
-from ..model.context import ForwardContext
+from ..primitives.attention_core import AttentionCore
 from .full import full_attention, shared_qk_full_attention
+from .lsh_core import LSHAttentionCore
 
-
-class AttentionCore:
-    shared_qk: bool = True
-
-    def __call__(
-        self,
-        q: torch.Tensor,
-        k: torch.Tensor | None,
-        v: torch.Tensor,
-        ctx: ForwardContext,
-        layer: int,
-        key_padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        raise NotImplementedError
-
-    @staticmethod
-    def probs_dropout(ctx: ForwardContext, p: float, layer: int):
-        """A replayable dropout on attention probabilities, or None when inactive."""
-        if not ctx.training or p == 0.0:
-            return None
-        return lambda probs: ctx.dropout(probs, p, layer, "attention_probs")
+AttentionConfig = Union[FullAttentionConfig, LSHAttentionConfig]
 
 
 class FullAttentionCore(AttentionCore):
-    def __init__(self, cfg: Any, seq_len: int):
-        self.shared_qk = bool(cfg.shared_qk)
-        self.causal = bool(cfg.causal)
-        self.dropout = float(cfg.dropout)
-        self.self_mask = bool(cfg.self_mask)
-        self.self_mask_value = float(cfg.self_mask_value)
-        self.self_mask_mode = str(cfg.self_mask_mode)
-        self.keys = str(cfg.shared_qk_keys)
+    """Full attention configured by an `attention=full` config: separate Q and K, or shared QK."""
+
+    def __init__(self, attention: FullAttentionConfig):
+        self.shared_qk = bool(attention.shared_qk)
+        self.causal = bool(attention.causal)
+        self.dropout = float(attention.dropout)
+        self.self_mask = bool(attention.self_mask)
+        self.self_mask_value = float(attention.self_mask_value)
+        self.self_mask_mode = str(attention.self_mask_mode)
+        self.keys = str(attention.shared_qk_keys)
 
     def __call__(self, q, k, v, ctx, layer, key_padding_mask=None):
         dropout = self.probs_dropout(ctx, self.dropout, layer)
@@ -60,16 +40,10 @@ class FullAttentionCore(AttentionCore):
         return full_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask, probs_dropout=dropout)
 
 
-def _lsh_core(cfg: Any, seq_len: int) -> AttentionCore:
-    from .lsh_core import LSHAttentionCore  # the LSH issue provides it
-
-    return LSHAttentionCore(cfg, seq_len)
+CORES = {"full": FullAttentionCore, "lsh": LSHAttentionCore}
 
 
-CORES = {"full": FullAttentionCore, "lsh": _lsh_core}
-
-
-def build_attention_core(cfg: Any, seq_len: int) -> AttentionCore:
-    if cfg.name not in CORES:
-        raise ConfigError(f"attention '{cfg.name}' is not available (available: {', '.join(CORES)})")
-    return CORES[cfg.name](cfg, seq_len)
+def build_attention_core(attention: AttentionConfig) -> AttentionCore:
+    if attention.name not in CORES:
+        raise ConfigError(f"attention '{attention.name}' is not available (available: {', '.join(CORES)})")
+    return CORES[attention.name](attention)

@@ -13,15 +13,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 import torch
 import torch.nn.functional as F
 
-from .common import MASK_VALUE, SELF_MASK_VALUE, unit_norm_keys
-
-# Drops attention probabilities (a replayable dropout from the forward context), or None.
-ProbsDropout = Optional[Callable[[torch.Tensor], torch.Tensor]]
+from .common import MASK_VALUE, SELF_MASK_VALUE, ProbsDropout, unit_norm_keys
 
 
 def _allowed(length: int, device: torch.device, causal: bool, key_padding_mask: torch.Tensor | None):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from ..errors import UserError
-from ..model.context import ForwardContext
+from ..primitives.attention_core import AttentionCore
+from ..primitives.context import ForwardContext
 from .common import merge_heads, split_heads
-from .cores import AttentionCore, build_attention_core
+from .cores import AttentionConfig, build_attention_core
 from .self_weight import self_weights
 
 
@@ -18,10 +17,10 @@ class SelfAttention(nn.Module):
     """Q/K/V projections (one shared QK projection when the attention shares QK), a core, and the
     output projection. Projections have no bias, as in trax."""
 
-    def __init__(self, d_model: int, n_heads: int, d_head: int, attention: Any, seq_len: int, layer: int):
+    def __init__(self, d_model: int, n_heads: int, d_head: int, attention: AttentionConfig, layer: int):
         super().__init__()
         self.n_heads, self.d_head, self.layer = n_heads, d_head, layer
-        self.core: AttentionCore = build_attention_core(attention, seq_len)
+        self.core: AttentionCore = build_attention_core(attention)
         self.shared_qk = self.core.shared_qk
         inner = n_heads * d_head
         if self.shared_qk:
@@ -32,9 +31,9 @@ class SelfAttention(nn.Module):
         self.to_v = nn.Linear(d_model, inner, bias=False)
         self.to_out = nn.Linear(inner, d_model, bias=False)
 
-    def set_core(self, attention: Any, seq_len: int) -> None:
+    def set_core(self, attention: AttentionConfig) -> None:
         """Swap the attention (e.g. evaluate a full-attention model with LSH); weights untouched."""
-        core = build_attention_core(attention, seq_len)
+        core = build_attention_core(attention)
         if core.shared_qk != self.shared_qk:
             trained = "shared-QK" if self.shared_qk else "separate Q and K"
             hint = (

@@ -10,7 +10,8 @@ is tested against it. Each step of the paper is one function below, named after 
 `lsh_attention(qk, v, rotations, ...)` = `hash_buckets` + `lsh_attention_from_buckets`. The split
 exists because (a) a fast implementation replaces only the second part, and (b) a reversible
 layer's backward recomputation replays the forward's *buckets* (not its rotations: a recomputed
-input can differ by rounding and flip a bucket).
+input can differ by rounding and flip a bucket). Both take the settings below as keywords, or as
+one `LSHSettings` (primitives/attention_settings.py: the one place their defaults are written).
 
 Exact semantics (shapes `[batch, heads, length, d_head]`; all arithmetic in at least fp32, autocast
 off, like `shared_qk_full_attention`):
@@ -65,14 +66,14 @@ round attends to all keys, so the result equals `shared_qk_full_attention` (SPEC
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 
-from .common import MASK_VALUE, SELF_MASK_VALUE, unit_norm_keys
+from ..primitives.attention_settings import LSHSettings
+from .common import MASK_VALUE, SELF_MASK_VALUE, ProbsDropout, unit_norm_keys
 
 Rotations = Union[torch.Tensor, Sequence[torch.Tensor]]
-ProbsDropout = Optional[Callable[[torch.Tensor], torch.Tensor]]
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -305,23 +306,22 @@ def lsh_attention_from_buckets(
     qk: torch.Tensor,
     v: torch.Tensor,
     buckets: torch.Tensor,
+    settings: LSHSettings | None = None,
     *,
-    chunk_length: int,
     n_buckets: int,
-    causal: bool = True,
-    n_chunks_before: int = 1,
-    wrap_lookback: bool = False,
-    attend_across_buckets: bool = False,
-    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
+    **keywords: Any,
 ) -> torch.Tensor:
     """LSH attention given the buckets (steps 2-6 of the module docstring).
 
     qk, v `[batch, heads, length, d_head]`; buckets `[batch, heads, n_rounds, length]` with values
-    in `[0, n_buckets)`; key_padding_mask `[batch, length]` (True = a real key) or None;
-    probs_dropout: applied to each round's attention probabilities. Returns
-    `[batch, heads, length, d_head]` in v's dtype."""
+    in `[0, n_buckets)`; `settings` (default `LSHSettings()`, the paper's) with any of its fields
+    given as keywords instead (`chunk_length=64, dedup=False`); key_padding_mask `[batch, length]`
+    (True = a real key) or None; probs_dropout: applied to each round's attention probabilities.
+    Returns `[batch, heads, length, d_head]` in v's dtype."""
+    s = (settings or LSHSettings()).replace(**keywords)
+    chunk_length, n_chunks_before, wrap_lookback = s.chunk_length, s.n_chunks_before, s.wrap_lookback
     if chunk_length < 1 or n_chunks_before < 0:
         raise ValueError(f"chunk_length={chunk_length} must be >= 1 and n_chunks_before={n_chunks_before} >= 0")
     b, h, length, _ = qk.shape
@@ -346,17 +346,17 @@ def lsh_attention_from_buckets(
         excluded = ~real_keys[..., None, :]
         if valid is not None:
             excluded = excluded | ~valid[:, None, :]
-        if causal:
+        if s.causal:
             excluded = excluded | (k_pos[..., None, :] > q_pos[..., :, None])
-        if not attend_across_buckets:  # the paper's rule: only keys of the query's own bucket
+        if not s.attend_across_buckets:  # the paper's rule: only keys of the query's own bucket
             ids = bucket_ids_with_round(torch.gather(buckets, -1, perm), n_buckets)
             q_ids = ids.view(b, h, rounds, n_chunks, chunk_length)
             k_ids, _ = look_back(q_ids, n_chunks_before, wrap_lookback)
             excluded = excluded | (k_ids[..., None, :] != q_ids[..., :, None])
         log_counts = None
-        if dedup:
+        if s.dedup:
             counts = duplicate_counts(q_pos, k_pos, inverse, chunk_length, n_chunks_before, wrap_lookback,
-                                      None if attend_across_buckets else buckets)
+                                      None if s.attend_across_buckets else buckets)
             log_counts = counts.clamp_min(1).to(dtype).log()
 
         logits = lsh_logits(queries, keys, q_pos[..., :, None], k_pos[..., None, :], excluded, log_counts)
@@ -370,25 +370,19 @@ def lsh_attention(
     qk: torch.Tensor,
     v: torch.Tensor,
     rotations: Rotations,
+    settings: LSHSettings | None = None,
     *,
-    chunk_length: int,
-    causal: bool = True,
-    n_chunks_before: int = 1,
-    wrap_lookback: bool = False,
-    attend_across_buckets: bool = False,
-    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
+    **keywords: Any,
 ) -> torch.Tensor:
-    """Angular LSH attention with shared QK (SPEC section 2), given explicit rotations.
+    """Angular LSH attention with shared QK (paper section 2), given explicit rotations.
 
     qk, v `[batch, heads, length, d_head]`; rotations `[heads, d_head, n_rounds, n_buckets // 2]`
-    or a list of such tensors (factorised buckets). Returns `[batch, heads, length, d_head]`."""
+    or a list of such tensors (factorised buckets); `settings` and keywords as for
+    `lsh_attention_from_buckets`. Returns `[batch, heads, length, d_head]`."""
     buckets = hash_buckets(qk, rotations)
     return lsh_attention_from_buckets(
-        qk, v, buckets,
-        chunk_length=chunk_length, n_buckets=n_buckets_of(rotations), causal=causal,
-        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback,
-        attend_across_buckets=attend_across_buckets, dedup=dedup,
-        key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
+        qk, v, buckets, settings, n_buckets=n_buckets_of(rotations), key_padding_mask=key_padding_mask,
+        probs_dropout=probs_dropout, **keywords,
     )

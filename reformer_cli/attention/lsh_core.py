@@ -6,23 +6,24 @@ rotations drawn from `ctx.generator(device, layer, "lsh_rotations")`: the traine
 seed every step (fresh rotations, as trax and HF draw them on every forward pass) and evaluation a
 seed derived from `attention.eval_seed` (repeatable numbers). The buckets go through `ctx.cache`
 under `(layer, "lsh_buckets")` so that a reversible block's recomputation reuses the forward's
-buckets (model/context.py describes the protocol). With the fast implementation the hashing is the
+buckets (primitives/context.py describes the protocol). With the fast implementation the hashing is the
 fast path's fused kernel too (`lsh_hasher`); unsupported settings fall back to the reference
 inside `reformer_cli.attention.fast` with one log line.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from functools import lru_cache
 from typing import Any, Callable
 
 import torch
 
-from ..config import bucket_factors
+from ..config import LSHAttentionConfig
 from ..errors import UserError
-from .cores import AttentionCore
+from ..primitives.attention_core import AttentionCore
+from ..primitives.attention_settings import LSHSettings, bucket_factors
+from ..primitives.context import ForwardContext
 from .lsh import hash_buckets, lsh_attention_from_buckets, rotations_shape
 
 FAST_MODULE = "reformer_cli.attention.fast"
@@ -30,9 +31,9 @@ FAST_MODULE = "reformer_cli.attention.fast"
 
 @lru_cache(maxsize=None)
 def _fast_module() -> tuple[Any, str | None]:
-    """(module, None) if the fast implementation imports, else (None, why not)."""
+    """(module, None) if the fast implementation imports (it needs triton), else (None, why not)."""
     try:
-        module = importlib.import_module(FAST_MODULE)
+        from . import fast as module
     except ImportError as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if not hasattr(module, "lsh_attention_from_buckets"):
@@ -71,38 +72,31 @@ def lsh_hasher(impl: str, device: torch.device) -> Callable[..., torch.Tensor]:
 
 
 class LSHAttentionCore(AttentionCore):
-    """Shared-QK angular LSH attention (SPEC section 2) configured by an `attention=lsh` config."""
+    """Shared-QK angular LSH attention configured by an `attention=lsh` config."""
 
     shared_qk = True
 
-    def __init__(self, cfg: Any, seq_len: int):
-        self.causal = bool(cfg.causal)
-        self.dropout = float(cfg.dropout)
-        self.n_rounds = int(cfg.n_rounds)
-        self.chunk_length = int(cfg.chunk_length)
-        self.factors = bucket_factors(cfg.n_buckets)  # None: the default for the actual length
-        self.n_chunks_before = int(cfg.n_chunks_before)
-        self.wrap_lookback = bool(cfg.wrap_lookback)
-        self.attend_across_buckets = bool(cfg.attend_across_buckets)
-        self.dedup = bool(cfg.dedup)
-        self.impl = str(cfg.impl)
+    def __init__(self, attention: LSHAttentionConfig):
+        self.settings = LSHSettings.of(attention)
+        self.dropout = float(attention.dropout)
+        self.n_rounds = int(attention.n_rounds)
+        self.n_buckets = attention.n_buckets  # None: the paper's default for the actual length
+        self.impl = str(attention.impl)
 
-    def bucket_factors(self, length: int) -> list[int]:
-        """The bucket factors for a sequence of `length`: the config's, or the paper's default
-        `2 * max(1, length // chunk_length)` (m = 2l / n_buckets) as one factor."""
-        if self.factors is None:
-            return [2 * max(1, length // self.chunk_length)]
-        return [int(f) for f in self.factors]
+    def factors(self, length: int) -> list[int]:
+        """The bucket factors for a sequence of `length` (`bucket_factors` of the settings)."""
+        return [int(f) for f in bucket_factors(self.n_buckets, length, self.settings.chunk_length)]
 
-    def rotations(self, ctx: Any, layer: int, n_heads: int, d_head: int, length: int, device: torch.device):
+    def rotations(self, ctx: ForwardContext, layer: int, n_heads: int, d_head: int, length: int,
+                  device: torch.device) -> list[torch.Tensor]:
         """Random rotations R ~ N(0, 1), one `[heads, d_head, n_rounds, f/2]` tensor per factor (fp32)."""
         gen = ctx.generator(device, layer, "lsh_rotations")
         return [
             torch.randn(rotations_shape(n_heads, d_head, self.n_rounds, f), generator=gen, device=device)
-            for f in self.bucket_factors(length)
+            for f in self.factors(length)
         ]
 
-    def buckets(self, qk: torch.Tensor, ctx: Any, layer: int) -> torch.Tensor:
+    def buckets(self, qk: torch.Tensor, ctx: ForwardContext, layer: int) -> torch.Tensor:
         """Hash, or replay the forward's buckets from `ctx.cache` (key `(layer, "lsh_buckets")`)."""
         key = (layer, "lsh_buckets")
         if ctx.cache is not None and key in ctx.cache:
@@ -118,14 +112,6 @@ class LSHAttentionCore(AttentionCore):
         buckets = self.buckets(q, ctx, layer)
         attend = lsh_implementation(self.impl, q.device)
         return attend(
-            q, v, buckets,
-            chunk_length=self.chunk_length,
-            n_buckets=math.prod(self.bucket_factors(q.shape[-2])),
-            causal=self.causal,
-            n_chunks_before=self.n_chunks_before,
-            wrap_lookback=self.wrap_lookback,
-            attend_across_buckets=self.attend_across_buckets,
-            dedup=self.dedup,
-            key_padding_mask=key_padding_mask,
-            probs_dropout=self.probs_dropout(ctx, self.dropout, layer),
+            q, v, buckets, n_buckets=math.prod(self.factors(q.shape[-2])), key_padding_mask=key_padding_mask,
+            probs_dropout=self.probs_dropout(ctx, self.dropout, layer), **self.settings.keywords(),
         )

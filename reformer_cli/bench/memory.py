@@ -17,8 +17,6 @@ paper's claim (12 layers, d_model 1024, d_ff 4096, 8 heads, LSH, 65,536 tokens) 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import shlex
 import sys
 import time
@@ -34,13 +32,16 @@ from ..config import (
     LayerConfig,
     LSHAttentionConfig,
     ModelConfig,
+    TrainerConfig,
     validate_attention,
     validate_model,
 )
 from ..errors import ConfigError, OneLineParser
+from ..optimization import build_optimizer, train_step
 from ..records import code_version, write_json_atomic, write_text_atomic
-from ..runtime import autocast, device_name, resolve_precision
-from .common import comma_ints, resolve_device, run_main
+from ..runtime import device_name, resolve_precision
+from ..tasks.base import Batch
+from .common import comma_ints, is_oom, markdown_table, plain_table, release, resolve_device, run_main
 
 MIB = 2**20
 LAYERS = ("standard", "reversible")
@@ -162,30 +163,11 @@ def build(setting: Setting, layer: str, depth: int, device: torch.device) -> tor
     return model.to(device).train()
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
-
-
-def _release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def training_step(model, optimizer, batch: tuple[torch.Tensor, ...], device, precision, seed: int, meter=None):
-    """One forward + backward (+ optimizer step); `meter` (a SavedBytes) watches the forward."""
-    inputs, targets, weights = batch
-    with autocast(device, precision), (meter if meter is not None else contextlib.nullcontext()):
-        totals = model.loss(inputs, targets, weights, seed=seed)
-        loss = totals.loss_sum / totals.weight_sum
-    loss.backward()
-    if optimizer is not None:
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    else:
-        model.zero_grad(set_to_none=True)
+def training_step(model, optimizer, batch: Batch, device, precision, seed: int, meter=None):
+    """The step `reformer run` takes (optimization.train_step; no clipping, and without an
+    optimizer the gradients are only cleared); `meter` (a SavedBytes) watches the forward."""
+    train_step(model, model, optimizer, [(batch, seed)], grad_clip=0.0, device=device, precision=precision,
+               watch=meter)
 
 
 def measure(setting: Setting, layer: str, depth: int, device: torch.device, precision: str) -> Result:
@@ -195,10 +177,10 @@ def measure(setting: Setting, layer: str, depth: int, device: torch.device, prec
     try:
         model = build(setting, layer, depth, device)
         result.param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if setting.optimizer == "adamw" else None
+        optimizer = build_optimizer(TrainerConfig(lr=1e-4), model) if setting.optimizer == "adamw" else None
         gen = torch.Generator().manual_seed(setting.seed)
         shape = (setting.batch, setting.length)
-        batch = (
+        batch = Batch(
             torch.randint(0, setting.vocab, shape, generator=gen).to(device),
             torch.randint(0, setting.vocab, shape, generator=gen).to(device),
             torch.ones(shape).to(device),
@@ -217,14 +199,14 @@ def measure(setting: Setting, layer: str, depth: int, device: torch.device, prec
         result.seconds = time.perf_counter() - start
         result.saved_bytes = meter.total
     except (RuntimeError, MemoryError) as exc:
-        if not _is_oom(exc):
+        if not is_oom(exc):
             raise
         oom = True
     finally:
         model = optimizer = batch = meter = None  # noqa: F841  (drop references before freeing)
     if oom:
         result.status = "OOM"
-    _release(device)
+    release(device)
     return result
 
 
@@ -257,14 +239,6 @@ def table_rows(results: list[Result], cuda: bool) -> tuple[list[str], list[list[
     return header, rows
 
 
-def plain_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) if i > 0 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    return "\n".join(lines)
-
-
 def markdown(header: list[str], rows: list[list[str]], info: dict) -> str:
     s = info["setting"]
     attention = f"LSH, {s['rounds']} round(s), chunk {s['chunk_length']}" if s["attention"] == "lsh" else (
@@ -287,10 +261,8 @@ def markdown(header: list[str], rows: list[list[str]], info: dict) -> str:
         " parameters excluded); 'peak allocated' is torch.cuda.max_memory_allocated over the step"
         " (parameters, gradients and optimizer state included). OOM: out of memory.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
+        *markdown_table(header, rows),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -36,6 +36,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import OneLineParser, UserError, one_line
+from ..primitives.attention_settings import bucket_factors
 from ..records import write_json_atomic, write_text_atomic
 from .common import (
     DTYPES, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
@@ -90,19 +91,21 @@ class Problem:
         x = torch.randn(*shape, device=self.device, dtype=self.torch_dtype)
         return x.requires_grad_(requires_grad)
 
-    def bucket_factors(self, length: int) -> list[int]:
-        return bucket_factors(self.buckets, length, self.chunk)
+    def factors(self, length: int) -> list[int]:
+        """The bucket factors timed at `length` (the model's `bucket_factors` of `n_buckets_for`)."""
+        return [int(f) for f in bucket_factors(n_buckets_for(self.buckets, length, self.chunk), length, self.chunk)]
 
 
-def bucket_factors(mode: str, length: int, chunk: int) -> list[int]:
-    """The paper's n_buckets = 2 * length / chunk, as one factor ('single') or, above 128 buckets,
-    factorised as trax does ('auto'; notes/paper.md 2.2: [2^ceil(log2 sqrt n), 2 (n // (2 that))])
-    so that hashing stays linear in the length; or explicit factors '32,64'."""
+def n_buckets_for(mode: str, length: int, chunk: int) -> list[int] | None:
+    """The `attention.n_buckets` setting timed at `length`. 'single': null, the model's default
+    (n = 2 * length / chunk as one factor). 'auto': the same n, factorised above 128 buckets as trax
+    does ([2^ceil(log2 sqrt n), 2 (n // (2 that))]) so that hashing stays linear in the length; a
+    model trains with that layout when given `attention.n_buckets=[a,b]`. Or explicit factors '32,64'."""
     if mode not in ("auto", "single"):
         return [int(f) for f in mode.split(",")]
     n = 2 * max(1, length // chunk)
     if mode == "single" or n <= 128:
-        return [n]
+        return None
     first = 2 ** math.ceil(math.log2(math.sqrt(n)))
     return [first, 2 * (n // (2 * first))]
 
@@ -190,7 +193,7 @@ def lsh_row(problem: Problem, length: int, rounds: int, impl: str) -> Row:
     b = problem.batch(length)
     shape = (b, problem.heads, length, problem.d_head)
     qk, v = problem.randn(*shape), problem.randn(*shape)
-    factors = problem.bucket_factors(length)
+    factors = problem.factors(length)
     rotations = [torch.randn(problem.heads, problem.d_head, rounds, f // 2, device=problem.device) for f in factors]
 
     def forward() -> torch.Tensor:

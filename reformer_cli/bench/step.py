@@ -25,10 +25,11 @@ from pathlib import Path
 
 import torch
 
-from ..config import FullAttentionConfig, LayerConfig, LSHAttentionConfig, ModelConfig
+from ..config import FullAttentionConfig, LayerConfig, LSHAttentionConfig, ModelConfig, TrainerConfig
 from ..errors import OneLineParser, UserError, one_line
+from ..optimization import build_optimizer, train_step
 from ..records import write_json_atomic, write_text_atomic
-from ..runtime import autocast
+from ..tasks.base import Batch
 from .common import (
     format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, run_main,
     synchronize,
@@ -74,27 +75,17 @@ def measure(args: argparse.Namespace, method: str, device: torch.device, precisi
     row = StepRow(name, "sdpa" if method == "full" else method.split("-", 1)[1])
     try:
         model = build(args, method, device)
-        params = list(model.parameters())
-        decay = [p for p in params if p.dim() >= 2]
-        rest = [p for p in params if p.dim() < 2]
-        # as reformer run's default trainer: AdamW, betas (0.9, 0.98), eps 1e-9, clipping at 1.0
-        optimizer = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-4,
-                                      betas=(0.9, 0.98), eps=1e-9, weight_decay=0.0)
+        # as reformer run's default trainer (AdamW, betas (0.9, 0.98), eps 1e-9, clipping at 1.0)
+        optimizer = build_optimizer(TrainerConfig(lr=1e-4), model)
         gen = torch.Generator().manual_seed(args.seed)
         shape = (args.batch, args.length)
-        tokens = torch.randint(0, args.vocab, shape, generator=gen).to(device)
-        targets = torch.randint(0, args.vocab, shape, generator=gen).to(device)
-        weights = torch.ones(shape, device=device)
+        batch = Batch(torch.randint(0, args.vocab, shape, generator=gen).to(device),
+                      torch.randint(0, args.vocab, shape, generator=gen).to(device), torch.ones(shape, device=device))
 
         def step(i: int) -> torch.Tensor:
-            with autocast(device, precision):
-                totals = model.loss(tokens, targets, weights, seed=i)
-            loss = totals.loss_sum / totals.weight_sum
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return loss.detach()
+            sums, _ = train_step(model, model, optimizer, [(batch, i)], grad_clip=1.0, device=device,
+                                 precision=precision)
+            return sums[0] / sums[1]
 
         for i in range(args.warmup):
             step(i)
@@ -123,7 +114,7 @@ def measure(args: argparse.Namespace, method: str, device: torch.device, precisi
         row.error = "OOM" if is_oom(exc) else one_line(f"{type(exc).__name__}: {exc}")[:200]
         row.ms = row.tokens_per_s = row.peak_bytes = None
     finally:
-        model = optimizer = None  # noqa: F841
+        model = optimizer = batch = None  # noqa: F841
         release(device)
     return row
 

@@ -17,7 +17,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import UserError, report_and_exit
+from ..errors import OneLineParser, UserError, report_and_exit
 
 DATA_TASKS = ("enwik8", "text", "imagenet64")
 
@@ -32,7 +32,7 @@ $REFORMER_DATA_DIR/<task>, else ${XDG_CACHE_HOME:-~/.cache}/reformer/<task>).
 
 def parser(action: str) -> argparse.ArgumentParser:
     line = USAGE.splitlines()[0 if action == "prepare" else 1]
-    p = argparse.ArgumentParser(prog=f"reformer data {action}", usage=line.replace("usage:", "").strip())
+    p = OneLineParser(prog=f"reformer data {action}", usage=line.replace("usage:", "").strip())
     p.add_argument("overrides", nargs="*", help="task=NAME and task.KEY=VALUE overrides (as for reformer run)")
     if action == "prepare":
         p.add_argument("--source", metavar="PATH|URL", help="enwik8: a downloaded enwik8.zip, the raw enwik8 file, or another URL")
@@ -57,21 +57,12 @@ def compose_task(overrides: list[str]) -> Any:
             raise UserError("task=synthetic is generated on the fly: it needs no data")
         raise UserError(f"unknown data task '{names[-1]}' (available: {', '.join(DATA_TASKS)})")
 
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from ..config import validate_task
+    from ..hydra_entry import compose
 
-    from ..config import register_schemas, validate_task
-    from ..hydra_entry import CONF_DIR, describe_hydra_error
-
-    register_schemas()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(describe_hydra_error(exc)) from None
-    validate_task(cfg.task)
-    return cfg.task
+    task = compose("config", list(overrides)).task
+    validate_task(task)
+    return task
 
 
 def prepare(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """`reformer reproduce --profile smoke|quick|paper [--only table2,fig3]`: run the experiments of
 `experiments/` at one profile, resumably, and curate their records into `results/runs/`
-(reformer_cli/reproduce.py). `make reproduce-table PROFILE=...` runs this, then `reformer table`.
+(reformer_cli/reproduce/). `make reproduce-table PROFILE=...` runs this, then `reformer table`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
-from ..experiments import EXPERIMENTS_DIR, PROFILES
+from ..reproduce.experiments import EXPERIMENTS_DIR, PROFILES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,8 +55,8 @@ def list_steps(experiments: list, profile: str) -> None:
 
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
-    from ..experiments import load_experiments
-    from ..reproduce import Reproduction
+    from ..reproduce.experiments import load_experiments
+    from ..reproduce.runner import Reproduction
 
     try:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
-from ..experiments import EXPERIMENTS_DIR, PROFILES
+from ..reproduce.experiments import EXPERIMENTS_DIR, PROFILES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
-    from ..experiments import load_experiments
+    from ..reproduce.experiments import load_experiments
     from ..table import build_pages, update_readme, write_pages
 
     try:

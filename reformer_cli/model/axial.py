@@ -7,19 +7,43 @@ as in trax (HF: axial_norm_std = 1.0). The embedding of the position with grid c
 to the token embedding. Parameters: sum(shape[i] * dims[i]) instead of n * d_model (for 65,536
 positions of width 1024 as [128, 512] x [256, 768]: 0.43M instead of 67M).
 
-`model.axial_shape` / `model.axial_dims`, the rule used when they are null and the checks
-(prod(shape) >= task.seq_len, sum(dims) == d_model) are in `config.axial_layout`.
+`model.axial_shape` / `model.axial_dims` give the layout; what is left null is derived here
+(`axial_layout`), and the config's checks on it (prod(shape) >= task.seq_len, sum(dims) == d_model)
+are `config.validate_axial`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from ..config import axial_layout
+from ..config import ModelConfig, validate_axial
 from ..errors import UserError
+
+
+def _two_axis_shape(seq_len: int) -> list[int]:
+    """[a, seq_len // a] with a the largest divisor of seq_len not above sqrt(seq_len)."""
+    a = max(d for d in range(1, int(seq_len**0.5) + 1) if seq_len % d == 0)
+    return [a, seq_len // a]
+
+
+def _even_split(d_model: int, axes: int) -> list[int]:
+    """d_model split into `axes` equal parts; the last takes the remainder."""
+    part = d_model // axes
+    return [part] * (axes - 1) + [d_model - part * (axes - 1)]
+
+
+def axial_layout(model: ModelConfig, seq_len: int) -> tuple[list[int], list[int]]:
+    """The axial positions' (shape, dims), checked first (`config.validate_axial`, ConfigError).
+
+    `model.axial_shape` left null: two axes [a, seq_len / a], a the largest divisor of seq_len not
+    above its square root (65536 -> [256, 256], 1024 -> [32, 32], 12288 -> [96, 128]).
+    `model.axial_dims` left null: d_model split evenly over the axes (the last takes any remainder).
+    """
+    validate_axial(model, seq_len)
+    shape = _two_axis_shape(seq_len) if model.axial_shape is None else [int(n) for n in model.axial_shape]
+    dims = _even_split(model.d_model, len(shape)) if model.axial_dims is None else [int(n) for n in model.axial_dims]
+    return shape, dims
 
 
 class AxialPositions(nn.Module):
@@ -34,7 +58,7 @@ class AxialPositions(nn.Module):
             self.length *= n
 
     @classmethod
-    def from_config(cls, model: Any, seq_len: int) -> "AxialPositions":
+    def from_config(cls, model: ModelConfig, seq_len: int) -> "AxialPositions":
         return cls(*axial_layout(model, seq_len))
 
     def table(self, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -9,25 +9,29 @@ the reversible stack (reversible.py) couples the same modules, so both hold the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from ..attention.cores import AttentionConfig
 from ..attention.layer import SelfAttention
-from ..config import d_head_of
+from ..config import ModelConfig
+from ..primitives.context import ForwardContext
 from .chunking import map_chunks
-from .context import ForwardContext
 from .feedforward import FeedForward
+
+
+def d_head_of(model: ModelConfig) -> int:
+    """The width of one attention head: `model.d_head`, or d_model / n_heads when it is null."""
+    return model.d_head if model.d_head is not None else model.d_model // model.n_heads
 
 
 class AttentionSublayer(nn.Module):
     """F(x) = Dropout(Attention(LN(x)))."""
 
-    def __init__(self, model: Any, attention: Any, seq_len: int, layer: int):
+    def __init__(self, model: ModelConfig, attention: AttentionConfig, layer: int):
         super().__init__()
         self.norm = nn.LayerNorm(model.d_model)
-        self.attention = SelfAttention(model.d_model, model.n_heads, d_head_of(model), attention, seq_len, layer)
+        self.attention = SelfAttention(model.d_model, model.n_heads, d_head_of(model), attention, layer)
         self.dropout, self.layer = float(model.dropout), layer
 
     def forward(self, x: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
@@ -45,7 +49,7 @@ class FeedForwardSublayer(nn.Module):
     chunked too. Dropout masks are keyed by the chunk index (chunking.py explains the choice).
     """
 
-    def __init__(self, model: Any, layer: int):
+    def __init__(self, model: ModelConfig, layer: int):
         super().__init__()
         self.norm = nn.LayerNorm(model.d_model)
         self.feedforward = FeedForward(model.d_model, model.d_ff, model.ff_activation, float(model.dropout), layer)
@@ -63,9 +67,9 @@ class FeedForwardSublayer(nn.Module):
 class Block(nn.Module):
     """One layer: an attention sublayer F and a feed-forward sublayer G."""
 
-    def __init__(self, model: Any, attention: Any, seq_len: int, layer: int):
+    def __init__(self, model: ModelConfig, attention: AttentionConfig, layer: int):
         super().__init__()
-        self.attention = AttentionSublayer(model, attention, seq_len, layer)
+        self.attention = AttentionSublayer(model, attention, layer)
         self.feedforward = FeedForwardSublayer(model, layer)
 
 

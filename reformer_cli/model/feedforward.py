@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .context import ForwardContext
+from ..primitives.context import ForwardContext
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 

@@ -1,4 +1,4 @@
-"""ReformerLM (SPEC section 3): token embedding + positions -> blocks -> LayerNorm -> output layer.
+"""ReformerLM: token embedding + positions -> blocks -> LayerNorm -> output layer.
 
 With `layer=reversible` the blocks run on two streams X1 = X2 = embedding and the output layer
 reads LN([Y1; Y2]) (width 2 * d_model), as in trax and HF. The loss is computed in
@@ -9,16 +9,19 @@ the loss are chunked").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention.cores import AttentionConfig
+from ..config import LayerConfig, ModelConfig, RunConfig
+from ..primitives.context import ForwardContext
+from .axial import AxialPositions
 from .blocks import Block, StandardStack
 from .chunking import split, sum_chunks
-from .context import ForwardContext
 from .positions import LearnedPositions, NoPositions
+from .reversible import ReversibleStack
 
 
 @dataclass
@@ -40,32 +43,30 @@ class LossTotals:
         return LossTotals(self.loss_sum.detach(), self.weight_sum.detach(), self.correct_sum.detach())
 
 
-def build_positions(model: Any, seq_len: int) -> nn.Module:
+def build_positions(model: ModelConfig, seq_len: int) -> nn.Module:
     if model.positions == "learned":
+        # read with getattr: checkpoints saved before the key existed lack it
         return LearnedPositions(seq_len, model.d_model, float(getattr(model, "position_init_std", 0.02)))
     if model.positions == "axial":
-        from .axial import AxialPositions  # the reversible/axial issue provides it
-
         return AxialPositions.from_config(model, seq_len)
     return NoPositions()
 
 
-def build_stack(layer: Any, blocks: list[Block], d_model: int) -> nn.Module:
+def build_stack(layer: LayerConfig, blocks: list[Block], d_model: int) -> nn.Module:
     if layer.name == "reversible":
-        from .reversible import ReversibleStack  # the reversible/axial issue provides it
-
         return ReversibleStack(blocks, d_model, layer)
     return StandardStack(blocks, d_model)
 
 
 class ReformerLM(nn.Module):
-    def __init__(self, model: Any, attention: Any, layer: Any, vocab_size: int, seq_len: int):
+    def __init__(self, model: ModelConfig, attention: AttentionConfig, layer: LayerConfig, vocab_size: int,
+                 seq_len: int):
         super().__init__()
         self.vocab_size, self.seq_len = vocab_size, seq_len
         self.embed = nn.Embedding(vocab_size, model.d_model)
         self.positions = build_positions(model, seq_len)
         self.dropout = float(model.dropout)
-        blocks = [Block(model, attention, seq_len, i) for i in range(model.n_layers)]
+        blocks = [Block(model, attention, i) for i in range(model.n_layers)]
         self.stack = build_stack(layer, blocks, model.d_model)
         self.norm = nn.LayerNorm(self.stack.out_width)
         self.head = nn.Linear(self.stack.out_width, vocab_size)
@@ -73,10 +74,10 @@ class ReformerLM(nn.Module):
             self.head.weight = self.embed.weight
         self.loss_chunks = int(model.loss_chunks)
 
-    def set_attention(self, attention: Any, seq_len: int | None = None) -> None:
+    def set_attention(self, attention: AttentionConfig) -> None:
         """Evaluate under another attention (full, or LSH with other rounds); weights untouched."""
         for block in self.stack.blocks:
-            block.attention.attention.set_core(attention, seq_len or self.seq_len)
+            block.attention.attention.set_core(attention)
 
     def features(self, tokens: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
         """The stack's output before the final LayerNorm, [batch, length, width]."""
@@ -144,7 +145,7 @@ class ReformerLM(nn.Module):
         return LossTotals(loss_sum, weight_sum.detach(), correct_sum.detach())
 
 
-def build_model(cfg: Any, vocab_size: int) -> ReformerLM:
+def build_model(cfg: RunConfig, vocab_size: int) -> ReformerLM:
     """The model of a composed `reformer run` config."""
     return ReformerLM(cfg.model, cfg.attention, cfg.layer, vocab_size, cfg.task.seq_len)
 

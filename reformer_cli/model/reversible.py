@@ -31,14 +31,14 @@ custom backward): the reference the tests compare against, and a fallback.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import LayerConfig
+from ..primitives.context import ForwardContext
 from .blocks import Block
 from .chunking import split
-from .context import ForwardContext
 from .recompute import AutocastState, GradientSum, leaf, trainable
 
 
@@ -148,7 +148,7 @@ class _ReversibleFunction(torch.autograd.Function):
 class ReversibleStack(nn.Module):
     """Reversible layers over two copies of the input; output [Y1; Y2], width 2 * d_model."""
 
-    def __init__(self, blocks: list[Block], d_model: int, layer: Any = None):
+    def __init__(self, blocks: list[Block], d_model: int, layer: LayerConfig | None = None):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.out_width = 2 * d_model

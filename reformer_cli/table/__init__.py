@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..curate import read_records
+from ..reproduce.curate import read_records
 from ..errors import UserError
-from ..experiments import Experiment
+from ..reproduce.experiments import Experiment
 from . import curves, matrix, memory, speed
 from .common import Context, Page, provenance, table
 

@@ -1,27 +1,30 @@
-"""Tasks: the synthetic duplication task, enwik8 / byte-level text, imagenet64."""
+"""The tasks by name: `build_task` makes the synthetic duplication task, enwik8 / byte-level text or
+imagenet64 from its config."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ..config import Enwik8TaskConfig, ImageNet64TaskConfig, SyntheticTaskConfig, TextTaskConfig
 from ..errors import ConfigError
 from .base import Batch, Task
+from .bytes import Enwik8Task, TextTask
+from .imagenet64 import ImageNet64Task
+from .synthetic import SyntheticTask
 
-# task name -> "module:Class"; each class takes (task config, run seed)
-TASKS = {
-    "synthetic": "reformer_cli.tasks.synthetic:SyntheticTask",
-    "enwik8": "reformer_cli.tasks.bytes:Enwik8Task",
-    "text": "reformer_cli.tasks.bytes:TextTask",
-    "imagenet64": "reformer_cli.tasks.imagenet64:ImageNet64Task",
+TaskConfig = SyntheticTaskConfig | Enwik8TaskConfig | TextTaskConfig | ImageNet64TaskConfig
+
+# task name -> its class; each takes (task config, run seed)
+TASKS: dict[str, type[Task]] = {
+    "synthetic": SyntheticTask,
+    "enwik8": Enwik8Task,
+    "text": TextTask,
+    "imagenet64": ImageNet64Task,
 }
 
 
-def build_task(cfg: Any, seed: int) -> Task:
+def build_task(cfg: TaskConfig, seed: int) -> Task:
     if cfg.name not in TASKS:
         raise ConfigError(f"unknown task '{cfg.name}' (available: {', '.join(TASKS)})")
-    module, cls = TASKS[cfg.name].split(":")
-    return getattr(importlib.import_module(module), cls)(cfg, seed)
+    return TASKS[cfg.name](cfg, seed)
 
 
 __all__ = ["Batch", "Task", "build_task", "TASKS"]

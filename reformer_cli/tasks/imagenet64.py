@@ -28,8 +28,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..config import ImageNet64TaskConfig
 from ..errors import DataError
-from ..model.context import derive_seed
+from ..primitives.context import derive_seed
 from .base import Batch, Task
 from .bytes import lm_batch
 
@@ -45,7 +46,7 @@ class ImageNet64Task(Task):
     metric = "bits_per_dim"
     vocab_size = VOCAB_SIZE
 
-    def __init__(self, cfg: Any, seed: int):
+    def __init__(self, cfg: ImageNet64TaskConfig, seed: int):
         self.cfg = cfg
         self.variant = str(cfg.variant)
         self.seq_len = int(cfg.seq_len)

@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 import torch
 
-from ..model.context import derive_seed
+from ..config import SyntheticTaskConfig
+from ..primitives.context import derive_seed
 from .base import Batch, Task, shift_right
 
 SEPARATOR = 0
@@ -22,7 +23,7 @@ class SyntheticTask(Task):
     name = "synthetic"
     metric = "accuracy"
 
-    def __init__(self, cfg: Any, seed: int):
+    def __init__(self, cfg: SyntheticTaskConfig, seed: int):
         self.seq_len, self.vocab_size = int(cfg.seq_len), int(cfg.vocab_size)
         self.word_len = self.seq_len // 2 - 1
         self.seed = seed

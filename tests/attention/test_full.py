@@ -122,11 +122,11 @@ def test_self_weights_are_the_diagonal_of_the_attention(overrides):
     diagonal of the Jacobian d out_i / d v_i, taken by autograd (length 20 > d_head 8: three probes)."""
     from reformer_cli.attention.cores import build_attention_core
     from reformer_cli.attention.self_weight import self_weights
-    from reformer_cli.model.context import ForwardContext
+    from reformer_cli.primitives.context import ForwardContext
 
     from ..conftest import compose
 
-    core = build_attention_core(compose(overrides).attention, 20)
+    core = build_attention_core(compose(overrides).attention)
     gen = torch.Generator().manual_seed(5)
     q, v = (torch.randn(2, 2, 20, 8, generator=gen, dtype=torch.float64) for _ in range(2))
     ctx = ForwardContext(seed=7)

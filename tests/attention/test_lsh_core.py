@@ -12,8 +12,8 @@ from reformer_cli.attention import lsh_core
 from reformer_cli.attention.lsh import hash_buckets, lsh_attention, lsh_attention_from_buckets
 from reformer_cli.attention.lsh_core import LSHAttentionCore, lsh_implementation
 from reformer_cli.errors import UserError
-from reformer_cli.model.context import ForwardContext
 from reformer_cli.model.reformer import build_model
+from reformer_cli.primitives.context import ForwardContext
 
 from ..conftest import compose
 
@@ -33,7 +33,7 @@ def inputs(length=16, heads=2, d=8, seed=0):
                                                                    "attention.attend_across_buckets=true"]])
 def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
     cfg = lsh_cfg(*overrides)
-    core = LSHAttentionCore(cfg, 16)
+    core = LSHAttentionCore(cfg)
     q, v = inputs()
     ctx = ForwardContext(seed=5, training=True)
     out = core(q, None, v, ctx, layer=1)
@@ -47,7 +47,7 @@ def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
 
 
 def test_rotations_are_fresh_per_seed_and_repeatable():
-    core = LSHAttentionCore(lsh_cfg("attention.n_rounds=2"), 64)
+    core = LSHAttentionCore(lsh_cfg("attention.n_rounds=2"))
     q, _ = inputs(length=64)
     a = core.buckets(q, ForwardContext(seed=1), 0)
     b = core.buckets(q, ForwardContext(seed=1), 0)
@@ -57,16 +57,16 @@ def test_rotations_are_fresh_per_seed_and_repeatable():
 
 
 def test_default_bucket_count_follows_the_actual_length():
-    core = LSHAttentionCore(lsh_cfg(), 1024)
-    assert core.bucket_factors(16) == [8] and core.bucket_factors(3) == [2] and core.bucket_factors(1024) == [512]
+    core = LSHAttentionCore(lsh_cfg())
+    assert core.factors(16) == [8] and core.factors(3) == [2] and core.factors(1024) == [512]
     rotations = core.rotations(ForwardContext(), 0, 2, 8, 16, torch.device("cpu"))
     assert [r.shape for r in rotations] == [(2, 8, 2, 4)] and rotations[0].dtype == torch.float32
-    fixed = LSHAttentionCore(lsh_cfg("attention.n_buckets=[4,6]"), 1024)
-    assert fixed.bucket_factors(16) == [4, 6]
+    fixed = LSHAttentionCore(lsh_cfg("attention.n_buckets=[4,6]"))
+    assert fixed.factors(16) == [4, 6]
 
 
 def test_buckets_are_replayed_from_the_cache():
-    core = LSHAttentionCore(lsh_cfg("attention.n_rounds=2"), 16)
+    core = LSHAttentionCore(lsh_cfg("attention.n_rounds=2"))
     q, v = inputs()
     cache: dict = {}
     first = core(q, None, v, ForwardContext(seed=1, training=True, cache=cache), 0)
@@ -81,8 +81,8 @@ def test_buckets_are_replayed_from_the_cache():
 
 
 def test_attention_dropout_is_replayable_and_off_at_evaluation():
-    core = LSHAttentionCore(lsh_cfg("attention.dropout=0.5"), 16)
-    plain = LSHAttentionCore(lsh_cfg(), 16)
+    core = LSHAttentionCore(lsh_cfg("attention.dropout=0.5"))
+    plain = LSHAttentionCore(lsh_cfg())
     q, v = inputs()
     a = core(q, None, v, ForwardContext(seed=3, training=True), 0)
     assert torch.equal(a, core(q, None, v, ForwardContext(seed=3, training=True), 0))

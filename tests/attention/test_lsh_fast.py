@@ -326,7 +326,7 @@ def test_gpu_hashing_and_the_model_core():
     qk, v, rotations, _, _ = make_inputs(12, 2, 8, 4096, 64, [128], 4, torch.bfloat16)
     got, want = fast.hash_buckets(qk, rotations), lsh.hash_buckets(qk, rotations)
     assert (got != want).float().mean() < 1e-4  # near-ties only
-    core = LSHAttentionCore(LSHAttentionConfig(n_rounds=4), 4096)
+    core = LSHAttentionCore(LSHAttentionConfig(n_rounds=4))
     assert lsh_implementation(core.impl, qk.device) is fast.lsh_attention_from_buckets  # auto picks the kernels
 
 

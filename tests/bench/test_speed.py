@@ -96,10 +96,14 @@ def test_replot_rebuilds_markdown_and_png(tmp_path):
 
 
 def test_bucket_factors_follow_trax_above_128():
-    assert speed.bucket_factors("auto", 4096, 64) == [128]
-    assert speed.bucket_factors("auto", 65536, 64) == [64, 32]  # 2048 buckets, 48 rotation columns
-    assert speed.bucket_factors("single", 65536, 64) == [2048]
-    assert speed.bucket_factors("16,8", 65536, 64) == [16, 8]
+    def timed(mode: str, length: int, chunk: int) -> list[int]:
+        return speed.Problem(0, 1, 1, chunk, "fp32", True, torch.device("cpu"), mode).factors(length)
+
+    assert timed("auto", 4096, 64) == [128]
+    assert timed("auto", 65536, 64) == [64, 32]  # 2048 buckets, 48 rotation columns
+    assert timed("single", 65536, 64) == [2048]  # the model's default layout
+    assert speed.n_buckets_for("single", 65536, 64) is None
+    assert timed("16,8", 65536, 64) == [16, 8]
 
 
 @pytest.mark.parametrize(

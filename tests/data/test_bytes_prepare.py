@@ -14,15 +14,10 @@ from reformer_cli.data.bytes import load_enwik8, load_text, prepare_enwik8, prep
 from reformer_cli.errors import DataError
 
 from ..conftest import compose
+from .conftest import SIZES, enwik8_task
 from .formats import enwik8_zip, text_bytes
 
-SIZES = [20_000, 3_000, 2_000]
 N = sum(SIZES)
-
-
-def enwik8_task(folder: Path, sizes=SIZES):
-    return compose(["task=enwik8", "task.seq_len=64", f"task.data_dir={folder}",
-                    f"task.split_sizes=[{','.join(map(str, sizes))}]"]).task
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from reformer_cli.data.bytes import prepare_enwik8
 from reformer_cli.errors import DataError
 from reformer_cli.tasks import build_task
 
+from .conftest import enwik8_task
 from .formats import enwik8_zip, text_bytes
-from .test_bytes_prepare import enwik8_task
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from reformer_cli.evaluate import evaluate
+from reformer_cli.evaluation import evaluate
 from reformer_cli.model.reformer import build_model
 from reformer_cli.records import find_checkpoint, load_checkpoint
 from reformer_cli.tasks import build_task

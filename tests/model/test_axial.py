@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reformer_cli.config import axial_layout, validate
+from reformer_cli.config import validate
 from reformer_cli.errors import ConfigError, UserError
-from reformer_cli.model.axial import AxialPositions
+from reformer_cli.model.axial import AxialPositions, axial_layout
 
 from ..conftest import compose
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from reformer_cli.bench.memory import SavedBytes
-from reformer_cli.model.context import ForwardContext
 from reformer_cli.model.reformer import build_model
+from reformer_cli.primitives.context import ForwardContext
 
 from ..conftest import compose
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from reformer_cli.errors import UserError
-from reformer_cli.model.context import ForwardContext
 from reformer_cli.model.reformer import build_model
+from reformer_cli.primitives.context import ForwardContext
 
 from ..conftest import compose
 

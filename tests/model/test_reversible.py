@@ -9,8 +9,9 @@ import torch
 from reformer_cli.attention import cores
 from reformer_cli.attention.common import MASK_VALUE, SELF_MASK_VALUE, unit_norm_keys
 from reformer_cli.bench.memory import SavedBytes
-from reformer_cli.model.context import ForwardContext
 from reformer_cli.model.reformer import build_model
+from reformer_cli.primitives.attention_core import AttentionCore
+from reformer_cli.primitives.context import ForwardContext
 
 from ..conftest import compose
 
@@ -77,7 +78,7 @@ def test_reversible_gradients_equal_with_lsh(rounds):
 # ---------------------------------------------------------------- bucket replay without LSH
 
 
-class HashedCore(cores.AttentionCore):
+class HashedCore(AttentionCore):
     """A test-only shared-QK core that behaves like LSH towards the replay cache: it draws a random
     projection from `ctx.generator`, hashes with a deliberately discontinuous function (the last
     mantissa bit of the projection: any rounding difference in the input flips it), attends only
@@ -86,7 +87,7 @@ class HashedCore(cores.AttentionCore):
     shared_qk = True
     use_cache = True
 
-    def __init__(self, cfg, seq_len):
+    def __init__(self, cfg):
         self.dropout = float(cfg.dropout)
 
     def buckets(self, qk, ctx, layer):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reformer_cli.data.bytes import prepare_enwik8
-from reformer_cli.evaluate import evaluate
+from reformer_cli.evaluation import evaluate
 from reformer_cli.model.reformer import build_model
 from reformer_cli.tasks import build_task
 from reformer_cli.tasks.base import shift_right

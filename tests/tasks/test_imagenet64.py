@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from reformer_cli.data.imagenet64 import prepare_imagenet64
-from reformer_cli.evaluate import evaluate
+from reformer_cli.evaluation import evaluate
 from reformer_cli.model.reformer import build_model
 from reformer_cli.tasks import build_task
 from reformer_cli.tasks.base import shift_right

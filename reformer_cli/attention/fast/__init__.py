@@ -1,7 +1,7 @@
 """Fast LSH attention: Triton kernels for CUDA computing exactly `reformer_cli.attention.lsh`.
 
-    lsh_attention_from_buckets(qk, v, buckets, *, chunk_length, n_buckets, ...)   # same signature
-    lsh_attention(qk, v, rotations, *, chunk_length, ...)                         # same signature
+    lsh_attention_from_buckets(qk, v, buckets, settings=None, *, n_buckets, ...)   # same signature
+    lsh_attention(qk, v, rotations, settings=None, ...)                            # same signature
     hash_buckets(qk, rotations)                                                   # same result
 
 The reference (attention/lsh.py) defines what is right; these functions compute the same thing for
@@ -56,7 +56,9 @@ import logging
 
 import torch
 
-from ..lsh import ProbsDropout, Rotations, n_buckets_of
+from typing import Any
+
+from ..lsh import LSHSettings, ProbsDropout, Rotations, n_buckets_of
 from ..lsh import lsh_attention_from_buckets as reference_from_buckets
 from .function import Geometry, LSHAttentionFunction, slot_tables
 from .hashing import hash_buckets as _fast_hash_buckets
@@ -76,15 +78,16 @@ _reported: set[str] = set()
 def unsupported_reason(
     qk: torch.Tensor,
     v: torch.Tensor,
+    settings: LSHSettings | None = None,
     *,
-    chunk_length: int,
-    n_chunks_before: int = 1,
-    attend_across_buckets: bool = False,
-    dedup: bool = True,
     probs_dropout: ProbsDropout = None,
     rounds: int = 1,
+    **keywords: Any,
 ) -> str | None:
-    """Why the kernels cannot compute this call (None: they can)."""
+    """Why the kernels cannot compute this call (None: they can); settings as for
+    `lsh_attention_from_buckets`."""
+    s = (settings or LSHSettings()).replace(**keywords)
+    chunk_length, n_chunks_before, dedup = s.chunk_length, s.n_chunks_before, s.dedup
     if rounds > 1 and torch.are_deterministic_algorithms_enabled():
         return "deterministic algorithms requested and the kernels sum the rounds' gradients with atomics"
     if probs_dropout is not None:
@@ -117,35 +120,27 @@ def lsh_attention_from_buckets(
     qk: torch.Tensor,
     v: torch.Tensor,
     buckets: torch.Tensor,
+    settings: LSHSettings | None = None,
     *,
-    chunk_length: int,
     n_buckets: int,
-    causal: bool = True,
-    n_chunks_before: int = 1,
-    wrap_lookback: bool = False,
-    attend_across_buckets: bool = False,
-    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
+    **keywords: Any,
 ) -> torch.Tensor:
     """`lsh.lsh_attention_from_buckets`, computed by the kernels (same arguments, same result)."""
+    s = (settings or LSHSettings()).replace(**keywords)
+    chunk_length, n_chunks_before = s.chunk_length, s.n_chunks_before
     if chunk_length < 1 or n_chunks_before < 0:
         raise ValueError(f"chunk_length={chunk_length} must be >= 1 and n_chunks_before={n_chunks_before} >= 0")
-    reason = unsupported_reason(qk, v, chunk_length=chunk_length, n_chunks_before=n_chunks_before,
-                                attend_across_buckets=attend_across_buckets, dedup=dedup,
-                                probs_dropout=probs_dropout, rounds=buckets.shape[2])
+    reason = unsupported_reason(qk, v, s, probs_dropout=probs_dropout, rounds=buckets.shape[2])
     if reason is not None:
         _fall_back(reason)
-        return reference_from_buckets(
-            qk, v, buckets, chunk_length=chunk_length, n_buckets=n_buckets, causal=causal,
-            n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback,
-            attend_across_buckets=attend_across_buckets, dedup=dedup,
-            key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
-        )
+        return reference_from_buckets(qk, v, buckets, s, n_buckets=n_buckets, key_padding_mask=key_padding_mask,
+                                      probs_dropout=probs_dropout)
     b, h, length, d = qk.shape
     padded = -(-length // chunk_length) * chunk_length
-    geo = Geometry(b, h, length, d, buckets.shape[2], chunk_length, padded, n_chunks_before, bool(causal),
-                   bool(wrap_lookback), bool(attend_across_buckets), bool(dedup))
+    geo = Geometry(b, h, length, d, buckets.shape[2], chunk_length, padded, n_chunks_before, bool(s.causal),
+                   bool(s.wrap_lookback), bool(s.attend_across_buckets), bool(s.dedup))
     perm, sorted_buckets, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
     inverse, runs = slot_tables(perm, sorted_buckets, geo)
     dtype = torch.promote_types(qk.dtype, v.dtype)  # the kernels multiply in one dtype
@@ -171,23 +166,16 @@ def lsh_attention(
     qk: torch.Tensor,
     v: torch.Tensor,
     rotations: Rotations,
+    settings: LSHSettings | None = None,
     *,
-    chunk_length: int,
-    causal: bool = True,
-    n_chunks_before: int = 1,
-    wrap_lookback: bool = False,
-    attend_across_buckets: bool = False,
-    dedup: bool = True,
     key_padding_mask: torch.Tensor | None = None,
     probs_dropout: ProbsDropout = None,
+    **keywords: Any,
 ) -> torch.Tensor:
     """`lsh.lsh_attention` = fast `hash_buckets` + fast `lsh_attention_from_buckets`."""
     return lsh_attention_from_buckets(
-        qk, v, hash_buckets(qk, rotations),
-        chunk_length=chunk_length, n_buckets=n_buckets_of(rotations), causal=causal,
-        n_chunks_before=n_chunks_before, wrap_lookback=wrap_lookback,
-        attend_across_buckets=attend_across_buckets, dedup=dedup,
-        key_padding_mask=key_padding_mask, probs_dropout=probs_dropout,
+        qk, v, hash_buckets(qk, rotations), settings, n_buckets=n_buckets_of(rotations),
+        key_padding_mask=key_padding_mask, probs_dropout=probs_dropout, **keywords,
     )
 
 

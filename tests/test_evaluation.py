@@ -10,27 +10,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from reformer_cli.commands.eval import merge_attention
-from reformer_cli.evaluate import evaluate
+from reformer_cli.evaluation import evaluate, merge_attention
 from reformer_cli.model.reformer import build_model
 from reformer_cli.tasks import build_task
 from reformer_cli.train import train
 
-from .conftest import TINY, compose, run_cli
+from .conftest import TINY, compose, in_process, run_cli
 
 LSH1 = [*TINY, "attention=lsh", "attention.n_rounds=1", "attention.chunk_length=8", "trainer.max_steps=30",
         "trainer.eval_every=30", "trainer.ckpt_every=30", "trainer.progress=none"]
-
-
-def in_process(args: list[str], capsys) -> tuple[int, str]:
-    """`reformer <args>` in this process: (exit code, stderr)."""
-    from reformer_cli.cli import main
-
-    try:
-        code = main(args)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The learning-rate schedules."""
+"""The learning-rate schedules (optimization.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from reformer_cli.train import lr_at
+from reformer_cli.optimization import lr_at
 
 from .conftest import compose
 

@@ -1,5 +1,7 @@
-"""`reformer eval checkpoint=PATH [overrides]`: evaluate a trained model, optionally under another
-attention, as the paper's Table 2 does (a Hydra app; `-m` sweeps, e.g. over `attention.n_rounds`).
+"""Evaluation, beside training: a model on a task split (`evaluate`, used by the trainer), and a
+trained checkpoint, optionally under another attention, as the paper's Table 2 does
+(`evaluate_checkpoint`: load the trained model, merge the attention settings, label, evaluate,
+write the record), used by `reformer eval`, the batch evaluator and `reformer reproduce`.
 
 Which attention is evaluated:
 * no `attention...` argument: the trained attention, unchanged;
@@ -12,7 +14,8 @@ Which attention is evaluated:
 
 The record (`eval.json` in the eval's own folder, or `output=PATH`) holds the checkpoint, both
 attentions, the split, the metrics and the number of weighted targets, the seed, device, date, code
-version and task description: one row of Table 2.
+version and task description: one row of Table 2. `attention_label` names an attention setting
+everywhere (records, tables, run names).
 """
 
 from __future__ import annotations
@@ -20,28 +23,27 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from ..errors import UserError
-from ..hydra_entry import run_hydra
+import torch
+
+from .config import EvalConfig
+from .distributed import World, all_reduce_sum
+from .errors import UserError
+from .model.reformer import ReformerLM
+from .primitives.context import derive_seed
+from .runtime import autocast
+from .tasks.base import Task
 
 log = logging.getLogger("reformer")
 
 _ATTENTION_KEY = re.compile(r"^[+~]*attention\.([A-Za-z_][A-Za-z0-9_]*)")
-_ATTENTION_CHOICE = re.compile(r"^[+~]*attention=")
 _loaded: dict[Path, dict] = {}  # checkpoint file -> its contents (read once per process)
-
-
-def _value(args: list[str], key: str) -> str | None:
-    for arg in args:
-        if arg.startswith(f"{key}="):
-            return arg.split("=", 1)[1]
-    return None
 
 
 def load_trained(checkpoint: str) -> tuple[Path, dict]:
     """(checkpoint file, contents) for a checkpoint file or a run folder (its newest checkpoint)."""
-    from ..records import find_checkpoint, load_checkpoint
+    from .records import find_checkpoint, load_checkpoint
 
     path = find_checkpoint(checkpoint)
     if path is None:
@@ -53,22 +55,6 @@ def load_trained(checkpoint: str) -> tuple[Path, dict]:
             raise UserError(f"checkpoint {path} is not a reformer checkpoint (no model weights and config)")
         _loaded[path] = saved
     return path, _loaded[path]
-
-
-def select_trained_attention(args: list[str]) -> list[str]:
-    """`attention.<key>=...` without `attention=<name>`: select the trained attention's option, so
-    that its keys exist when Hydra composes the overrides."""
-    if any(_ATTENTION_CHOICE.match(a) for a in args) or not any(_ATTENTION_KEY.match(a) for a in args):
-        return args
-    checkpoint = _value(args, "checkpoint")
-    if checkpoint is None:
-        raise UserError("checkpoint=PATH is required (a checkpoint file or a run folder)")
-    if "," in checkpoint:  # a sweep over checkpoints: each must name its attention itself
-        return args
-    _, saved = load_trained(checkpoint)
-    # beside the user's first attention key, so Hydra's overrides stay one contiguous list
-    at = next(i for i, a in enumerate(args) if _ATTENTION_KEY.match(a))
-    return [*args[:at], f"attention={saved['config']['attention']['name']}", *args[at:]]
 
 
 def explicit_attention_keys(overrides: list[str]) -> set[str]:
@@ -118,24 +104,11 @@ def attention_label(attention: Any) -> str:
     return label
 
 
-def eval_job(cfg: Any) -> dict:
-    """One Hydra job: load, swap the attention, evaluate, write the record."""
-    from ..config import validate_eval
-
-    validate_eval(cfg)
-    from hydra.core.hydra_config import HydraConfig
-
-    from ..hydra_entry import output_dir
-
-    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
-    return evaluate_checkpoint(cfg, list(HydraConfig.get().overrides.task), out)
-
-
-def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
+def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path) -> dict:
     """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
     attention keys were given explicitly) and write the record to `out`. Also used without a
     Hydra app, by `reformer reproduce` to evaluate one checkpoint several ways in one process."""
-    from ..config import complete_stored_attention, validate_attention, validate_eval
+    from .config import complete_stored_attention, validate_attention, validate_eval
 
     validate_eval(cfg)
     from datetime import datetime, timezone
@@ -143,12 +116,11 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from ..evaluate import eval_seed_of, evaluate_totals
-    from ..model.reformer import build_model, count_parameters
-    from ..progress import make_progress
-    from ..records import code_version, write_json_atomic
-    from ..runtime import device_name, resolve_precision, select_device
-    from ..tasks import build_task
+    from .model.reformer import build_model, count_parameters
+    from .progress import make_progress
+    from .records import code_version, write_json_atomic
+    from .runtime import device_name, resolve_precision, select_device
+    from .tasks import build_task
 
     path, saved = load_trained(str(cfg.checkpoint))
     stored, legacy = complete_stored_attention(dict(saved["config"]["attention"]))
@@ -234,37 +206,87 @@ def evaluate_checkpoint(cfg: Any, overrides: list[str], out: Path) -> dict:
     return record
 
 
-HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
-                     [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
-
-Evaluate a trained checkpoint (a step-N.pt file or a run folder: its newest checkpoint), with the
-attention it was trained with or another one, as the paper's Table 2 does:
-  reformer eval checkpoint=outputs/synthetic/RUN attention.n_rounds=8
-  reformer eval checkpoint=outputs/synthetic/RUN attention=full
-  reformer eval -m checkpoint=outputs/synthetic/RUN attention=lsh attention.n_rounds=1,2,4,8
-
-attention options:
-{groups}
-
-`attention.KEY=VALUE` alone changes only those keys of the trained attention; `attention=NAME`
-starts from that option's defaults. LSH rotations come from attention.eval_seed: the same seed gives
-the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to output=PATH.
-"""
+# ------------------------------------------------------------------------ a model on a split
 
 
-def main(args: list[str]) -> int:
-    import sys
+@torch.no_grad()
+def evaluate_totals(
+    model: ReformerLM,
+    task: Task,
+    *,
+    split: str,
+    batch_size: int,
+    max_batches: int,
+    device: torch.device,
+    precision: str,
+    seed: int,
+    on_batch: Callable[[int], Any] | None = None,
+    world: World = World(),
+    self_weight: dict | None = None,
+) -> tuple[float, float, float, int]:
+    """(loss_sum, weight_sum, correct_sum, batches) of `model` on `split`. Randomness (LSH
+    rotations) comes from `seed` and the batch index only, so the same call gives the same numbers.
+    With several processes each takes every `world.size`-th batch and the sums are added up, so
+    every process returns the same totals (`batches` counts this process's batches).
 
-    from ..errors import report_and_exit
-    from ..hydra_entry import group_listing
-
-    if "--help" in args or "-h" in args:
-        sys.stdout.write(HELP.format(groups=group_listing(("attention",))))
-        return 0
-
+    `self_weight`: a dict to fill with the mean attention weight of a query on its own position
+    (attention/self_weight.py), over heads and layers: `all` over every position, `targets` over
+    the positions whose prediction is scored (weighted as the loss)."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    diag = torch.zeros(4, dtype=torch.float64, device=device)  # sum all, count all, sum targets, weight
+    batches = 0
     try:
-        args = select_trained_attention(args)
-    except UserError as exc:
-        report_and_exit(str(exc))
-    run_hydra(eval_job, "eval", args, prog="reformer eval")
-    return 0
+        with autocast(device, precision):
+            for i, batch in enumerate(task.eval_batches(split, batch_size, max_batches)):
+                if i % world.size != world.rank:
+                    continue
+                batch = batch.to(device)
+                diagnostics = None if self_weight is None else {"self_weight": []}
+                totals = model.loss(batch.inputs, batch.targets, batch.weights, seed=derive_seed(seed, "eval", i),
+                                    diagnostics=diagnostics)
+                sums += torch.stack([totals.loss_sum, totals.weight_sum, totals.correct_sum]).double()
+                if diagnostics is not None:
+                    p = torch.stack(diagnostics["self_weight"]).mean(dim=0).double()  # [batch, length]
+                    w = batch.weights.double()
+                    diag += torch.stack([p.sum(), torch.tensor(p.numel(), dtype=torch.float64, device=device),
+                                         (p * w).sum(), w.sum()])
+                batches += 1
+                if on_batch is not None:
+                    on_batch(batches)
+    finally:
+        model.train(was_training)
+    all_reduce_sum(sums, world)
+    if self_weight is not None:
+        all_reduce_sum(diag, world)
+        total, count, on_targets, weight = diag.tolist()
+        self_weight.update(all=total / max(count, 1.0), targets=on_targets / max(weight, 1e-30))
+    loss_sum, weight_sum, correct_sum = sums.tolist()
+    return loss_sum, weight_sum, correct_sum, batches
+
+
+def evaluate(
+    model: ReformerLM,
+    task: Task,
+    *,
+    split: str,
+    batch_size: int,
+    max_batches: int,
+    device: torch.device,
+    precision: str,
+    seed: int,
+    on_batch: Callable[[int], Any] | None = None,
+    world: World = World(),
+) -> dict[str, float]:
+    """Metrics of `model` on `split` (see `evaluate_totals`)."""
+    loss_sum, weight_sum, correct_sum, _ = evaluate_totals(
+        model, task, split=split, batch_size=batch_size, max_batches=max_batches, device=device,
+        precision=precision, seed=seed, on_batch=on_batch, world=world,
+    )
+    return task.metrics(loss_sum, weight_sum, correct_sum)
+
+
+def eval_seed_of(attention: Any) -> int:
+    """The seed evaluation draws LSH rotations from (attention.eval_seed; 0 for full attention)."""
+    return int(getattr(attention, "eval_seed", 0) or 0)

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
-from .records import MetricsLog, write_json_atomic
+from ..errors import DataError
+from ..records import MetricsLog, write_json_atomic
 
 SCHEMA = 1
 

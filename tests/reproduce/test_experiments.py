@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from reformer_cli.commands.eval import explicit_attention_keys, merge_attention
+from reformer_cli.evaluation import explicit_attention_keys, merge_attention
 from reformer_cli.config import validate_attention, validate_eval
 from reformer_cli.errors import ConfigError
-from reformer_cli.eval_batch import compose_eval
-from reformer_cli.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
-from reformer_cli.reproduce import compose_run as _compose_run
+from reformer_cli.hydra_entry import compose
+from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
+from reformer_cli.reproduce.plan import compose_run as _compose_run
 
 _composed: dict = {}
 
@@ -60,7 +60,7 @@ def test_every_command_composes_to_a_valid_config(experiment, profile, tmp_path)
         if step.kind == "train":
             trained[step.name] = compose_run(args[1:])
         elif step.kind == "eval":
-            cfg = compose_eval(["checkpoint=somewhere", *args[1:]])
+            cfg = compose("eval", ["checkpoint=somewhere", *args[1:]])
             validate_eval(cfg)
             run_cfg = trained[step.evaluates]
             chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)

@@ -15,7 +15,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from .conftest import cli_env, run_cli
+from ..conftest import cli_env, run_cli
 
 TINY = """
 title: tiny
@@ -163,8 +163,8 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     assert "not comparable" not in page
 
     # 8. smoke records never count as done: running is the smoke profile's point
-    from reformer_cli.experiments import load_experiment
-    from reformer_cli.reproduce import Reproduction
+    from reformer_cli.reproduce.experiments import load_experiment
+    from reformer_cli.reproduce.runner import Reproduction
 
     quick = load_experiment(third / "defs" / "tiny.yaml")
     step = quick.profile("quick").steps[1]  # full__full

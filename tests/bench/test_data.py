@@ -20,7 +20,7 @@ def test_bench_data_reads_a_prepared_folder(tmp_path, capsys):
     from reformer_cli.data.bytes import prepare_text
 
     from ..conftest import compose
-    from .formats import text_bytes
+    from ..data.formats import text_bytes
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(text_bytes(50_000))

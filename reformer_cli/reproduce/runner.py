@@ -1,4 +1,4 @@
-"""`reformer reproduce --profile P`: run the experiments of `experiments/` at one profile.
+"""The runner of `reformer reproduce --profile P`: the experiments of `experiments/` at one profile.
 
 Every step runs as its own `python -m reformer_cli ...` process in a fixed folder,
 `<outputs>/<profile>/<experiment>/<step>/` (default outputs/reproduce/...):
@@ -12,7 +12,7 @@ Every step runs as its own `python -m reformer_cli ...` process in a fixed folde
 
 Each folder holds `reproduce.json`, the definition of the step that made it: a folder made by
 another definition is refused (one line), never silently continued. After each step its record
-is curated into `<results>/runs/<profile>/<experiment>/<step>.json` (reformer_cli/curate.py).
+is curated into `<results>/runs/<profile>/<experiment>/<step>.json` (reformer_cli/reproduce/curate.py).
 
 Before an experiment trains, the runner composes each run's config (a wrong override stops it
 here, with one line) and checks the data of each task (`Task.check_data`) and the device; what is
@@ -29,22 +29,22 @@ limit (run the same command again to continue); 130 / 143 interrupted (likewise)
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..errors import UserError, one_line
 from .curate import curate, record_path, write_record
-from .errors import DataError, UserError, one_line
+from .evaluations import read_results, write_spec
+from .execute import execute
 from .experiments import EXPERIMENTS_DIR, Experiment, Step, resolve
+from .pack import pack
+from .plan import DataCheck, compose_run, missing_benchmark, wants_missing_cuda
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 MARKER = "reproduce.json"
 
 EXIT_OK, EXIT_FAILED, EXIT_SKIPPED, EXIT_TIME_LIMIT = 0, 1, 3, 4
@@ -94,7 +94,7 @@ class Reproduction:
         self.stop_signal: int | None = None
         self.root = Path(self.outputs) / self.profile
         self.base = Path.cwd()
-        self._checked_data: dict[str, str | None] = {}
+        self.data = DataCheck()
 
     # --- output
 
@@ -214,66 +214,13 @@ class Reproduction:
         cuda = wants_missing_cuda(step.args)
         if cuda:
             return cuda
-        cfg = compose_run(self.resolved(step)[1:])
-        return self.missing_data(cfg)
-
-    def missing_data(self, cfg: Any) -> str | None:
-        """One line naming the data a run config needs and does not find (checked once per task)."""
-        from omegaconf import OmegaConf
-
-        key = OmegaConf.to_yaml(cfg.task)
-        if key not in self._checked_data:
-            from .tasks import build_task
-
-            try:
-                build_task(cfg.task, int(cfg.seed)).check_data()
-                self._checked_data[key] = None
-            except DataError as exc:
-                self._checked_data[key] = one_line(str(exc))
-        return self._checked_data[key]
+        return self.data.missing(compose_run(self.resolved(step)[1:]))
 
     # --- running
 
     def execute(self, argv: list[str], log_path: Path, shown: str, extra_env: dict[str, str]) -> tuple[int, list[str]]:
-        """Run `python <argv>` with its output appended to `log_path`; (exit code, its last lines).
-        A stop (time limit, SIGINT, SIGTERM) is passed on as SIGTERM: a training run checkpoints."""
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **extra_env}
-        env["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        env.setdefault("WANDB_SILENT", "true")
-        tail: list[str] = []
-        with open(log_path, "a") as log:
-            log.write(f"$ {shown}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-                errors="replace",
-            )
-
-            def copy() -> None:
-                for line in proc.stdout:
-                    log.write(line)
-                    log.flush()
-                    tail.append(line.rstrip("\n"))
-                    del tail[:-50]
-                    if self.verbose:
-                        self.out.write("    " + line)
-                        self.out.flush()
-
-            reader = threading.Thread(target=copy, daemon=True)
-            reader.start()
-            signalled = False
-            while True:
-                try:
-                    code = proc.wait(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    if not signalled and (self.stop_signal is not None or self.time_up()):
-                        proc.send_signal(signal.SIGTERM)
-                        signalled = True
-            reader.join(timeout=10)
-        return code, tail
+        """Run `python <argv>` (execute.py); a stop (time limit, SIGINT, SIGTERM) is passed on."""
+        return execute(argv, log_path, shown, extra_env, stop=self.interrupted, echo=self.out if self.verbose else None)
 
     def interrupted(self) -> bool:
         return self.stop_signal is not None or self.time_up()
@@ -330,7 +277,7 @@ class Reproduction:
         return self.report(outcome, where)
 
     def run_evals(self, steps: list[Step], wheres: list[str]) -> None:
-        """The evaluations of one trained run, in one process (reformer_cli/eval_batch.py)."""
+        """The evaluations of one trained run, in one process (evaluations.py)."""
         pending: list[Step] = []
         for step, where in zip(steps, wheres):
             try:
@@ -346,21 +293,20 @@ class Reproduction:
             return
         folder = self.root / pending[0].experiment
         spec = folder / f".{pending[0].evaluates}.evals.json"
-        spec.write_text(json.dumps([self.command(s)[1:] for s in pending], indent=1) + "\n")
+        answers = folder / f".{pending[0].evaluates}.evals.results.json"
+        write_spec(spec, [self.command(s)[1:] for s in pending])
+        answers.unlink(missing_ok=True)
         log = folder / f"{pending[0].evaluates}.evals.log"
         shown = "; ".join("reformer " + shlex.join(self.command(s)) for s in pending)
-        code, tail = self.execute(["-m", "reformer_cli.eval_batch", str(spec)], log, shown, pending[0].env)
-        results = {}
-        for line in tail:
-            parts = line.split(" ", 4)
-            if len(parts) >= 4 and parts[0] == "eval-batch:":
-                results[parts[3]] = (parts[1], float(parts[2]), parts[4] if len(parts) > 4 else "")
+        code, tail = self.execute(["-m", "reformer_cli.reproduce.evaluations", str(spec), str(answers)], log, shown,
+                                  pending[0].env)
+        results = read_results(answers)
         for step in pending:
-            status, seconds, message = results.get(str(self.step_dir(step) / "eval.json"), ("missing", 0.0, ""))
-            if status == "ok" and self.folder_done(step):
-                outcome = Outcome(step, "ran", "ok", seconds)
-            elif status == "error":
-                outcome = Outcome(step, "failed", f"{message[:300]} (log: {_relative(log)})", seconds)
+            result = results.get(str(self.step_dir(step) / "eval.json"))
+            if result is not None and result.status == "ok" and self.folder_done(step):
+                outcome = Outcome(step, "ran", "ok", result.seconds)
+            elif result is not None and result.status == "error":
+                outcome = Outcome(step, "failed", f"{result.message[:300]} (log: {_relative(log)})", result.seconds)
             else:
                 outcome = self.after(step, code or 1, tail, log)
             self.report(outcome, wheres[steps.index(step)])
@@ -454,37 +400,13 @@ class Reproduction:
         return found
 
     def pack_state(self, path: Path) -> None:
-        """Write a .tar.gz holding what another machine needs to continue: this profile's records
-        and the folders of unfinished training runs (newest checkpoint only). Unpack it with
-        `tar xzf` in the same working folder there, then run the same command."""
-        import tarfile
-
-        from .records import list_checkpoints
-
-        def arcname(p: Path) -> str:
-            name = os.path.relpath(p.resolve(), self.base.resolve())
-            if name.startswith(".."):
-                raise UserError(f"--pack: {p} is outside the working folder {self.base}")
-            return name
-
-        files: list[Path] = []
+        """Write what another machine needs to continue (pack.py): this profile's records and the
+        folders of unfinished training runs."""
         records = Path(self.results) / "runs" / self.profile
-        for e in self.experiments:
-            if (records / e.name).is_dir():
-                files += sorted(p for p in (records / e.name).rglob("*") if p.is_file())
-        for step in self.unfinished():
-            folder = self.step_dir(step)
-            newest = list_checkpoints(folder)[-1:]
-            keep = {p for _, p in newest}
-            files += sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix != ".pt" or p in keep))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tarfile.open(tmp, "w:gz") as tar:
-            for f in files:
-                tar.add(f, arcname=arcname(f), recursive=False)
-        tmp.replace(path)
+        unfinished = self.unfinished()
+        n = pack(path, [records / e.name for e in self.experiments], [self.step_dir(s) for s in unfinished], self.base)
         size = path.stat().st_size / 2**20
-        self.say(f"packed {len(files)} files ({size:.1f} MiB; {len(self.unfinished())} unfinished run(s)) into"
+        self.say(f"packed {n} files ({size:.1f} MiB; {len(unfinished)} unfinished run(s)) into"
                  f" {_relative(path)}: `tar xzf` it in this folder on another machine, then run the same command")
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -519,43 +441,3 @@ def train_completed(run_dir: Path) -> bool:
         return False
     wanted = (summary.get("config") or {}).get("trainer", {}).get("max_steps")
     return summary.get("status") == "completed" and summary.get("steps") == wanted
-
-
-def missing_benchmark(name: str) -> str | None:
-    import importlib.util
-
-    from .commands.bench import BENCHMARKS
-
-    if name not in BENCHMARKS or importlib.util.find_spec(BENCHMARKS[name][0]) is None:
-        return f"`reformer bench {name}` is not available in this build"
-    return None
-
-
-def wants_missing_cuda(args: list[str]) -> str | None:
-    wants = any(a.split("=", 1)[-1].startswith("cuda") for a in args if a.split("=", 1)[0] in ("trainer.device", "device"))
-    if not wants:
-        return None
-    import torch
-
-    if torch.cuda.is_available():
-        return None
-    return "needs a CUDA device and this machine has none (this profile is sized for one H100)"
-
-
-def compose_run(overrides: list[str]) -> Any:
-    """The validated config `reformer run <overrides>` would train (UserError with one line if not)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from .config import register_schemas, validate
-    from .hydra_entry import CONF_DIR, describe_hydra_error
-
-    register_schemas()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(describe_hydra_error(exc)) from None
-    validate(cfg)
-    return cfg

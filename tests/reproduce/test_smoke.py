@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, cli_env
+from ..conftest import REPO, cli_env
 
 COPIED = ("reformer_cli", "conf", "experiments", "Makefile", "README.md", "pyproject.toml")
 PAGES = ("table2", "fig3", "fig4", "fig5_depth", "fig5_speed", "memory_claims")

@@ -1,0 +1,57 @@
+"""`reformer eval checkpoint=PATH [overrides]`: evaluate a trained model, optionally under another
+attention, as the paper's Table 2 does (a Hydra app; `-m` sweeps, e.g. over `attention.n_rounds`).
+The work is `evaluation.evaluate_checkpoint`; this module parses, calls and exits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from ..config import EvalConfig
+from ..errors import UserError, report_and_exit
+from ..hydra_entry import run_hydra, select_trained_attention
+
+HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
+                     [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
+
+Evaluate a trained checkpoint (a step-N.pt file or a run folder: its newest checkpoint), with the
+attention it was trained with or another one, as the paper's Table 2 does:
+  reformer eval checkpoint=outputs/synthetic/RUN attention.n_rounds=8
+  reformer eval checkpoint=outputs/synthetic/RUN attention=full
+  reformer eval -m checkpoint=outputs/synthetic/RUN attention=lsh attention.n_rounds=1,2,4,8
+
+attention options:
+{groups}
+
+`attention.KEY=VALUE` alone changes only those keys of the trained attention; `attention=NAME`
+starts from that option's defaults. LSH rotations come from attention.eval_seed: the same seed gives
+the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to output=PATH.
+"""
+
+
+def eval_job(cfg: EvalConfig) -> dict:
+    """One Hydra job: load, swap the attention, evaluate, write the record."""
+    from ..config import validate_eval
+
+    validate_eval(cfg)
+    from ..evaluation import evaluate_checkpoint
+    from ..hydra_entry import output_dir, task_overrides
+
+    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
+    return evaluate_checkpoint(cfg, task_overrides(), out)
+
+
+def main(args: list[str]) -> int:
+    import sys
+
+    from ..hydra_entry import group_listing
+
+    if "--help" in args or "-h" in args:
+        sys.stdout.write(HELP.format(groups=group_listing(("attention",))))
+        return 0
+
+    try:
+        args = select_trained_attention(args)
+    except UserError as exc:
+        report_and_exit(str(exc))
+    run_hydra(eval_job, "eval", args, prog="reformer eval")
+    return 0

@@ -1,0 +1,66 @@
+"""The attention settings that have one value everywhere: the keywords of LSH attention with their
+defaults (`LSHSettings`), the bucket layout an `n_buckets` setting gives (`bucket_factors`) and
+the value a masked self logit takes (`SELF_MASK_VALUE`).
+
+This is the one place these defaults are written. The LSH functions (attention/lsh.py) take their
+keywords from `LSHSettings`, the model's LSH core builds one from its config, and the config
+schemas (config.py) take their defaults from here; conf/attention/*.yaml repeat no value.
+No torch here: the config is validated before torch is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# A query's logit with its own key is *replaced* by this finite value (paper section 2; trax and HF
+# use 1e5): a token with no other valid target (position 0 under a causal mask) still attends to
+# itself, and otherwise self-attention is effectively off.
+SELF_MASK_VALUE = -1e5
+
+
+@dataclass(frozen=True)
+class LSHSettings:
+    """The keywords of LSH attention (`lsh_attention`, `lsh_attention_from_buckets`, the model's
+    LSH core), with the paper's defaults. attention/lsh.py documents exactly what each does."""
+
+    # tokens per chunk after sorting (the fast.ai Table 2 reproduction's 64; the paper calls 128
+    # "typical" for long sequences)
+    chunk_length: int = 64
+    # keys later than the query (original positions) are excluded
+    causal: bool = True
+    # a chunk attends to itself and this many chunks before it (paper eq. 5)
+    n_chunks_before: int = 1
+    # false: no wrap-around (paper eq. 5); true: trax / HF, the look-back rolls over all rounds
+    wrap_lookback: bool = False
+    # false: the paper's rule (eq. 3-4): only keys of the query's own bucket; true: trax v2 / HF
+    attend_across_buckets: bool = False
+    # the paper's duplicate correction (eq. 13/16: subtract log N_ij); trax v2 and HF omit it
+    dedup: bool = True
+
+    def replace(self, **keywords: Any) -> "LSHSettings":
+        """These settings with some fields changed (TypeError naming an unknown keyword)."""
+        return dataclasses.replace(self, **keywords) if keywords else self
+
+    def keywords(self) -> dict[str, Any]:
+        """The settings as keyword arguments of the LSH functions."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def of(cls, attention: Any) -> "LSHSettings":
+        """The settings of an `attention=lsh` config (any object with these keys), each converted
+        to its field's type."""
+        return cls(**{f.name: type(f.default)(getattr(attention, f.name)) for f in dataclasses.fields(cls)})
+
+
+def bucket_factors(n_buckets: Any, length: int, chunk_length: int) -> list[Any]:
+    """The bucket factors LSH hashes a sequence of `length` into, from the `n_buckets` setting:
+    an int (one factor), a list (factorised buckets, as in trax), or None for the paper's default
+    `2 * max(1, length // chunk_length)` (m = 2l / n_buckets). Values are returned as given, so the
+    config's validation can name a bad one."""
+    if n_buckets is None:
+        return [2 * max(1, length // chunk_length)]
+    if isinstance(n_buckets, (int, float, str, bool)):
+        return [n_buckets]
+    return list(n_buckets)  # a list or an OmegaConf ListConfig
