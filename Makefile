@@ -17,10 +17,10 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= smoke
 REPRODUCE_ARGS ?=
 
-.PHONY: help install test test-gpu bench-gpu gpu-wheels reproduce-table clean
+.PHONY: help install test test-gpu bench-gpu gpu-step1 gpu-step2 gpu-step3 gpu-wheels reproduce-table clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 install:  ## install reformer (editable) with its test dependencies
 	@[ -x "$(PY)" ] || python3 -m venv .venv
@@ -36,8 +36,9 @@ test-gpu:  ## only the tests that need a CUDA GPU
 
 # `make bench-gpu` on a CUDA machine that has python3 with torch and triton (no hydra, omegaconf or
 # wandb needed): the fast kernels' tests, then results/speed.{md,json,png} (the standard problem of
-# SPEC section 6, with the peers) and results/train_step.{md,json} (must-show 4), in about 8 minutes;
-# the tests' log goes to $(RESULTS)/gpu-tests.log.
+# docs/performance.md, with the peers) and results/train_step.{md,json}, in about 8 minutes;
+# the tests' log goes to $(RESULTS)/gpu-tests.log. For the short sessions of a lent GPU machine,
+# `make gpu-step1|gpu-step2|gpu-step3` run the prepared steps of scripts/gpu/ (README.md there).
 # Wheels in .whl/ are installed first when present: `make gpu-wheels` fills .whl/ on a machine with
 # pip access with reformer-pytorch (a peer; transformers, the other, is usually there already) and
 # the Hydra stack `reformer run` / `reformer reproduce` need (hydra-core, omegaconf, antlr4).
@@ -60,6 +61,9 @@ bench-gpu:  ## on a CUDA machine: kernel tests, results/speed.{md,json,png}, res
 	$(GPU_PY) -m reformer_cli bench speed --peers --out $(RESULTS) || status=1; \
 	$(GPU_PY) -m reformer_cli bench step --out $(RESULTS) || status=1; \
 	exit $$status
+
+gpu-step1 gpu-step2 gpu-step3:  ## a GPU session's prepared step (scripts/gpu/): OUT=folder, BUDGET=seconds
+	OUT=$${OUT:-gpu-out} PY=$(GPU_PY) bash scripts/gpu/$(subst gpu-,,$@).sh
 
 gpu-wheels:  ## fill .whl/ for a GPU machine without internet: the peer reformer-pytorch and the Hydra stack
 	$(PY) -m pip download --no-deps --only-binary=:all: --python-version $(WHEEL_PYTHON) --implementation cp \

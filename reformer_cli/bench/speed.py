@@ -5,9 +5,11 @@ The standard problem: a fixed number of tokens per batch (65,536: batch x length
 
 * `full`: PyTorch SDPA with separate q, k, v, each of its CUDA backends tried (cuDNN, flash,
   memory-efficient) and the fastest kept (its name in `impl`);
-* `lsh-R` for each number of rounds R: this project's LSH attention from (qk, v, rotations),
-  hashing, sorting, attention and the merge of rounds included, with `--impl fast` (the Triton
-  kernels, the default on CUDA) or `reference` (plain PyTorch);
+* `lsh-R` for each number of rounds R: this project's LSH attention from (qk, v, rotations) with
+  the paper's semantics (same-bucket attention, duplicate correction), hashing, sorting, attention
+  and the merge of rounds included, with `--impl fast` (the Triton kernels, the default on CUDA)
+  or `reference` (plain PyTorch); `lsh-across-R`: the same with attention across buckets and no
+  duplicate correction (what trax v2 and HF compute; `--semantics paper,across`, the CUDA default);
 * with `--peers`, when importable: lucidrains' reformer-pytorch `LSHAttention` and transformers'
   `LSHSelfAttention` (which includes its QK and V projections) at `--peer-rounds`.
 
@@ -45,8 +47,15 @@ from .common import (
 
 PROG = "reformer bench speed"
 GPU_DEFAULTS = dict(tokens=65536, lengths=[1024, 2048, 4096, 8192, 16384, 32768, 65536], heads=8, d_head=64,
-                    rounds=[1, 2, 4, 8], chunk=64, dtype="bf16")
-CPU_DEFAULTS = dict(tokens=2048, lengths=[256, 512, 1024], heads=2, d_head=32, rounds=[1, 2], chunk=32, dtype="fp32")
+                    rounds=[1, 2, 4, 8], chunk=64, dtype="bf16", semantics=["paper", "across"])
+CPU_DEFAULTS = dict(tokens=2048, lengths=[256, 512, 1024], heads=2, d_head=32, rounds=[1, 2], chunk=32, dtype="fp32",
+                    semantics=["paper"])
+# The LSH semantics a row times: the paper's (the defaults), or trax v2 / HF's.
+SEMANTICS = {
+    "paper": ("lsh-{rounds}", {}, "same bucket, duplicate correction (the paper)"),
+    "across": ("lsh-across-{rounds}", {"attend_across_buckets": True, "dedup": False},
+               "across buckets, no duplicate correction (trax v2, HF)"),
+}
 
 
 @dataclass
@@ -184,8 +193,9 @@ def full_row(problem: Problem, length: int) -> Row:
     return best
 
 
-def lsh_row(problem: Problem, length: int, rounds: int, impl: str) -> Row:
-    """This project's LSH attention: hash + sort + attend + merge, forward and backward."""
+def lsh_row(problem: Problem, length: int, rounds: int, impl: str, semantics: str = "paper") -> Row:
+    """This project's LSH attention: hash + sort + attend + merge, forward and backward, with the
+    paper's semantics or attention across buckets (`SEMANTICS`)."""
     if impl == "fast":
         from ..attention.fast import lsh_attention
     else:
@@ -196,10 +206,13 @@ def lsh_row(problem: Problem, length: int, rounds: int, impl: str) -> Row:
     factors = problem.factors(length)
     rotations = [torch.randn(problem.heads, problem.d_head, rounds, f // 2, device=problem.device) for f in factors]
 
-    def forward() -> torch.Tensor:
-        return lsh_attention(qk, v, rotations, chunk_length=problem.chunk, causal=problem.causal)
+    method, keywords, about = SEMANTICS[semantics]
 
-    row = Row(f"lsh-{rounds}", impl, rounds, length, b, note=f"buckets {'x'.join(map(str, factors))}")
+    def forward() -> torch.Tensor:
+        return lsh_attention(qk, v, rotations, chunk_length=problem.chunk, causal=problem.causal, **keywords)
+
+    row = Row(method.format(rounds=rounds), impl, rounds, length, b,
+              note=f"buckets {'x'.join(map(str, factors))}; {about}")
     return measure(row, problem, forward, [qk, v], shape)
 
 
@@ -255,14 +268,18 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Row:
 
 
 def run_rows(problem: Problem, lengths: list[int], rounds: list[int], impl: str, peers: bool,
-             peer_rounds: list[int]) -> list[Row]:
+             peer_rounds: list[int], semantics: list[str] = ("paper",),
+             after_length: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Every row, length by length; `after_length(rows so far)` after each length (the run writes
+    its outputs there, so a run cut short keeps what it measured)."""
     rows: list[Row] = []
     for length in lengths:
         if length > problem.tokens:
             problem.notes.append(f"length {length} skipped: more than --tokens {problem.tokens}")
             continue
         todo: list[Callable[[], Row]] = [lambda length=length: full_row(problem, length)]
-        todo += [lambda length=length, r=r: lsh_row(problem, length, r, impl) for r in rounds]
+        todo += [lambda length=length, r=r, sem=sem: lsh_row(problem, length, r, impl, sem)
+                 for sem in semantics for r in rounds]
         if peers:
             todo += [lambda length=length, r=r: reformer_pytorch_row(problem, length, r) for r in peer_rounds]
             todo += [lambda length=length, r=r: hf_row(problem, length, r) for r in peer_rounds]
@@ -277,6 +294,8 @@ def run_rows(problem: Problem, lengths: list[int], rounds: list[int], impl: str,
             if row.ms is not None and full:
                 row.ratio_to_full = row.ms / full
         rows += at_length
+        if after_length is not None:
+            after_length(rows)
     return rows
 
 
@@ -289,6 +308,8 @@ def label(method: str) -> str:
     if method == "full":
         return "full attention"
     rounds = method.rsplit("-", 1)[-1]
+    if method.startswith("lsh-across-"):
+        return f"LSH-{rounds} across buckets"
     if method.startswith("hf-lsh-"):
         return f"HF LSH-{rounds}"
     if method.startswith("reformer-pytorch-"):
@@ -328,7 +349,9 @@ def markdown(record: dict) -> str:
         f" (2 x length / chunk; 'auto' factorises above 128 as trax)",
         "",
         "ms: median of forward + backward (CUDA events via triton.testing.do_bench, L2 flushed, first call"
-        " excluded). LSH rows include hashing, sorting and the merge of rounds. peak MiB: CUDA memory allocated"
+        " excluded). LSH rows include hashing, sorting and the merge of rounds; `lsh-R` is the paper's LSH"
+        " (same-bucket attention, duplicate correction), `lsh-across-R` attends across buckets without the"
+        " correction (trax v2, HF). peak MiB: CUDA memory allocated"
         " at the peak of one forward + backward beyond the inputs. x full: time / full attention's time at the"
         " same length (below 1 = faster). full: SDPA's fastest backend (the others in the JSON's notes).",
         "",
@@ -407,6 +430,14 @@ def _buckets(text: str) -> str:
     return ",".join(map(str, values))
 
 
+def _semantics(text: str) -> list[str]:
+    values = [v for v in text.split(",") if v]
+    unknown = [v for v in values if v not in SEMANTICS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {' / '.join(SEMANTICS)}, got {text!r}")
+    return values
+
+
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Attention forward + backward time over lengths at a fixed number of"
                 " tokens per batch (SPEC section 6): full attention (SDPA) vs LSH attention at several rounds.")
@@ -424,6 +455,9 @@ def parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--impl", choices=("auto", "fast", "reference"), default="auto",
                    help="our LSH rows: fast (Triton kernels) | reference (PyTorch) | auto (fast on CUDA)")
+    r.add_argument("--semantics", type=_semantics, default=None,
+                   help="LSH rows: paper (same bucket, duplicate correction) and/or across (trax v2 / HF),"
+                        " comma-separated (paper,across on CUDA; paper on a CPU)")
     r.add_argument("--peers", action="store_true",
                    help="add reformer-pytorch and transformers' LSHSelfAttention rows (when importable)")
     r.add_argument("--peer-rounds", type=comma_ints, default=[4], help="rounds for the peers (4)")
@@ -482,21 +516,29 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if device.type != "cuda":
         problem.notes.append("CPU run: tiny default sizes; these numbers are not the GPU yardstick")
     torch.manual_seed(args.seed)
-    rows = run_rows(problem, lengths, rounds, impl, args.peers, args.peer_rounds)
-    record = {
-        "kind": "speed",
-        **header(device, PROG, argv),
-        "tokens": problem.tokens, "heads": problem.heads, "d_head": problem.d_head, "causal": problem.causal,
-        "dtype": problem.dtype, "chunk_length": problem.chunk, "buckets": problem.buckets, "n_chunks_before": 1,
-        "impl": impl, "lengths": lengths, "rounds": rounds,
-        "timing": "triton.testing.do_bench median" if device.type == "cuda" else
-                  f"perf_counter median of {problem.reps} after {problem.warmup} warm-up calls",
-        "notes": problem.notes,
-        "rows": [asdict(r) for r in rows],
-    }
+    out = args.out if args.out is not None else (Path("results") if device.type == "cuda" else None)
+
+    def record_of(rows: list[Row]) -> dict:
+        return {
+            "kind": "speed",
+            **header(device, PROG, argv),
+            "tokens": problem.tokens, "heads": problem.heads, "d_head": problem.d_head, "causal": problem.causal,
+            "dtype": problem.dtype, "chunk_length": problem.chunk, "buckets": problem.buckets, "n_chunks_before": 1,
+            "impl": impl, "lengths": lengths, "rounds": rounds, "semantics": pick("semantics"),
+            "timing": "triton.testing.do_bench median" if device.type == "cuda" else
+                      f"perf_counter median of {problem.reps} after {problem.warmup} warm-up calls",
+            "notes": problem.notes,
+            "rows": [asdict(r) for r in rows],
+        }
+
+    def partial(rows: list[Row]) -> None:  # a run cut short keeps the lengths it finished
+        if out is not None and len(rows) and rows[-1].length != lengths[-1]:
+            write_json_atomic(out / "speed.json", {**record_of(rows), "partial": True})
+
+    rows = run_rows(problem, lengths, rounds, impl, args.peers, args.peer_rounds, pick("semantics"), partial)
+    record = record_of(rows)
     head, body = table(record["rows"])
     sys.stdout.write(plain_table(head, body) + "\n")
-    out = args.out if args.out is not None else (Path("results") if device.type == "cuda" else None)
     write_outputs(record, out, args.json)
     return record
 

@@ -66,14 +66,14 @@ def test_speed_with_the_kernels_under_the_interpreter(tmp_path):
 def test_a_failing_or_out_of_memory_method_is_a_row(monkeypatch, tmp_path):
     real = speed.lsh_row
 
-    def lsh_row(problem, length, rounds, impl):
+    def lsh_row(problem, length, rounds, impl, semantics="paper"):
         if rounds == 2:
             raise_oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
             def forward():
                 raise raise_oom
             return speed.measure(speed.Row("lsh-2", impl, 2, length, 1), problem, forward, [], (1,))
-        return real(problem, length, rounds, impl)
+        return real(problem, length, rounds, impl, semantics)
 
     monkeypatch.setattr(speed, "lsh_row", lsh_row)
     monkeypatch.setitem(sys.modules, "reformer_pytorch", None)  # a peer that is not installed
@@ -188,3 +188,36 @@ def test_benchmarks_import_no_hydra_omegaconf_or_wandb(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_speed_times_both_lsh_semantics_when_asked(tmp_path):
+    """`--semantics paper,across`: each length gets the paper's LSH and the trax v2 / HF one, named
+    apart, each computing what it says (the across rows equal the reference with those keywords)."""
+    record = speed.run(speed.parser().parse_args([*TINY, "--rounds", "2", "--semantics", "paper,across"]), [])
+    methods = [(r["length"], r["method"]) for r in record["rows"]]
+    assert methods == [(32, "full"), (32, "lsh-2"), (32, "lsh-across-2"), (64, "full"), (64, "lsh-2"),
+                       (64, "lsh-across-2")]
+    notes = {r["method"]: r["note"] for r in record["rows"] if r["method"] != "full"}
+    assert "the paper" in notes["lsh-2"] and "trax v2, HF" in notes["lsh-across-2"]
+    assert record["semantics"] == ["paper", "across"] and speed.label("lsh-across-2") == "LSH-2 across buckets"
+
+
+def test_profile_splits_the_time_into_stages(tmp_path):
+    """`reformer bench profile`: per-stage milliseconds that add up to the total, the largest
+    kernels, markdown and JSON (on the CPU: the reference's ops, tiny sizes)."""
+    from reformer_cli.bench import profile
+
+    out = tmp_path / "out"
+    record = profile.run(profile.parser().parse_args(
+        ["--device", "cpu", "--tokens", "64", "--lengths", "32", "--rounds", "2", "--chunk", "8", "--calls", "1",
+         "--semantics", "paper,across", "--out", str(out)]), [])
+    assert [(p["length"], p["rounds"], p["semantics"]) for p in record["profiles"]] == [(32, 2, "paper"),
+                                                                                       (32, 2, "across")]
+    for p in record["profiles"]:
+        assert p["total_ms"] > 0 and sum(p["stages_ms"].values()) == pytest.approx(p["total_ms"])
+        assert p["top_kernels"] and all(k["ms"] > 0 for k in p["top_kernels"])
+    assert profile.stage_of("lsh_forward_kernel") == "attention forward"
+    assert profile.stage_of("void cub::DeviceSegmentedRadixSortKernel<...>") == "sort"
+    assert profile.stage_of("lsh_backward_kernel") == "backward" and profile.stage_of("aten::copy_") == "other"
+    assert json.loads((out / "profile.json").read_text())["kind"] == "lsh_profile"
+    assert "| length | rounds | semantics | total ms | hash | sort |" in (out / "profile.md").read_text()
