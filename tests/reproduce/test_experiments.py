@@ -84,7 +84,7 @@ def test_table2_definitions_fill_every_cell_of_the_paper_table():
     assert list(paper["rows"]) == ["full", "lsh-4", "lsh-2", "lsh-1"]
     rows = [*paper["rows"], *e.beyond_paper["rows"]]
     columns = [*paper["columns"], *e.beyond_paper["columns"]]
-    assert e.beyond_paper["rows"] == ["full-noself", "lsh-2-across"]
+    assert e.beyond_paper["rows"] == ["full-noself", "full-raw", "lsh-2-across"]
     assert e.beyond_paper["columns"] == ["full-noself", "lsh-2-across", "full-raw", "full-minus32", "full-raw-self1e4"]
     assert {c["column"] for c in e.beyond_paper["checks"]} == {"full-raw", "full-minus32", "full-raw-self1e4"}
     for profile in e.profiles.values():
@@ -97,6 +97,8 @@ def test_table2_definitions_fill_every_cell_of_the_paper_table():
         assert "attention.self_mask=false" in evals["full__full-noself"]
         for col in ("full", "full-noself", "full-raw", "full-minus32", "full-raw-self1e4"):
             assert "self_weight=true" in evals[f"full__{col}"], (profile.name, col)
+            # the keys too: the full-raw row was trained with raw ones, and a column means one attention
+            assert any(a.startswith("attention.shared_qk_keys=") for a in evals[f"full-raw__{col}"]), col
 
 
 def test_table2_quick_is_the_papers_task_and_model(tmp_path):

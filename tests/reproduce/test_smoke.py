@@ -52,9 +52,9 @@ def test_make_reproduce_table_smoke_end_to_end(tmp_path):
     assert "failed" not in out.stdout, log
 
     results = copy / "results"
-    # table2: 6 trained models (the paper's 4 + full without the self mask + LSH-2 across buckets) x 10
-    # evaluations (the paper's 5 + 5 beyond it) + 6 training records
-    expected_records = {"table2": 66, "fig3": 3, "fig4": 5, "fig5_depth": 3, "memory_claims": 1}
+    # table2: 7 trained models (the paper's 4 + full without the self mask, with raw keys, LSH-2 across
+    # buckets) x 10 evaluations (the paper's 5 + 5 beyond it) + 7 training records
+    expected_records = {"table2": 77, "fig3": 3, "fig4": 5, "fig5_depth": 3, "memory_claims": 1}
     for experiment, n in expected_records.items():
         records = list((results / "runs" / "smoke" / experiment).glob("*.json"))
         assert len(records) == n, experiment
@@ -66,6 +66,6 @@ def test_make_reproduce_table_smoke_end_to_end(tmp_path):
         assert "**smoke profile: not comparable to the paper.**" in text, page
         if page != "table2":  # a table in the paper too: no plot
             assert (results / f"{page}.png").read_bytes()[:4] == b"\x89PNG", page
-    assert "| records | `results/runs/smoke/table2/` (66 of 66) |" in (results / "table2.md").read_text()
+    assert "| records | `results/runs/smoke/table2/` (77 of 77) |" in (results / "table2.md").read_text()
     assert "**Not yet run on a GPU.**" in (copy / "README.md").read_text()  # smoke numbers never go to the README
     assert fingerprint(REPO / "results") == committed
