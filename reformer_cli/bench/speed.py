@@ -1,4 +1,4 @@
-"""`reformer bench speed`: attention forward + backward time over lengths (SPEC section 6).
+"""`reformer bench speed`: attention forward + backward time over lengths (docs/performance.md, "The benchmark problem").
 
 The standard problem: a fixed number of tokens per batch (65,536: batch x length, lengths 1K-64K),
 8 heads, d_head 64, causal, bf16, forward + backward of the attention alone. Rows:
@@ -440,7 +440,7 @@ def _semantics(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Attention forward + backward time over lengths at a fixed number of"
-                " tokens per batch (SPEC section 6): full attention (SDPA) vs LSH attention at several rounds.")
+                " tokens per batch (docs/performance.md): full attention (SDPA) vs LSH attention at several rounds.")
     g = p.add_argument_group("problem (defaults: the standard problem on CUDA, tiny sizes on a CPU)")
     g.add_argument("--tokens", type=int, default=None, help="tokens per batch, batch = tokens / length (65536)")
     g.add_argument("--lengths", type=comma_ints, default=None, help="comma-separated (1024,2048,...,65536)")

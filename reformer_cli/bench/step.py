@@ -39,7 +39,7 @@ PROG = "reformer bench step"
 GPU_DEFAULTS = dict(batch=64, length=1024, chunk=64, steps=20, warmup=5, precision="bf16")
 CPU_DEFAULTS = dict(batch=2, length=128, chunk=32, steps=2, warmup=1, precision="fp32")
 METHODS = ("lsh-fast", "lsh-reference", "full")
-# For the report beside our numbers: measured on one H100 on the same model size (notes/perf.md, the issue).
+# For the report beside our numbers: measured on one H100 on the same model size (docs/performance.md, "Table 2 training step").
 PEER_CONTEXT = ("lucidrains/reformer-pytorch 40.5 ms (LSH, 4 rounds); full attention (SDPA) 4.55 ms;"
                 " target for LSH-4 with the fast kernels: at most 10 ms")
 
@@ -152,7 +152,7 @@ def markdown(record: dict) -> str:
         "",
         *markdown_table(head, body),
         "",
-        f"Context, not measured here (notes/perf.md, one H100, same model size): {PEER_CONTEXT}.",
+        f"Context, not measured here (docs/performance.md, section 'Table 2 training step': one H100, same model size): {PEER_CONTEXT}.",
     ]
     return "\n".join(lines) + "\n"
 
