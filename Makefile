@@ -29,7 +29,7 @@ install:  ## install reformer (editable) with its test dependencies
 	@echo "installed: $$($(PY) -c 'import torch, reformer_cli; print("reformer", reformer_cli.__version__, "torch", torch.__version__)')"
 
 test:  ## run the test suite
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 test-gpu:  ## only the tests that need a CUDA GPU
 	$(PY) -m pytest -q -m gpu
