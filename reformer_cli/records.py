@@ -8,7 +8,7 @@ Layout of a run folder:
 
 Every write that a later reader trusts is atomic: a crash leaves the previous version or nothing.
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
-them (notes/ecosystem.md f). JSON is strict: a non-finite number is written as `null` (a metrics
+them. JSON is strict: a non-finite number is written as `null` (a metrics
 line lists such keys under `nonfinite`), never as `NaN` or `Infinity`. A write that the disk
 refuses (full, read-only, no permission) is one line (`UserError`), never a traceback.
 """
