@@ -7,6 +7,7 @@ commands use argparse. `python -m reformer_cli` is the same entry point (torchru
 
 from __future__ import annotations
 
+import os
 import sys
 from types import ModuleType
 
@@ -53,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         sys.stderr.write(f"error: unknown command '{command}' (commands: {', '.join(COMMANDS)})\n")
         return 2
-    return int(COMMANDS[command][0].main(rest) or 0)
+    try:
+        return int(COMMANDS[command][0].main(rest) or 0)
+    except KeyboardInterrupt:  # Ctrl-C outside the places that handle it themselves
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        sys.stderr.write("error: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

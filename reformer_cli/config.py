@@ -10,7 +10,7 @@ second.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
 from .errors import ConfigError
@@ -303,6 +303,59 @@ def _fraction(key: str, value: float) -> None:
         raise ConfigError(f"{key}={value!r} must be in [0, 1)")
 
 
+def _at_least(key: str, value: Any, low: float) -> None:
+    """A finite number >= low (NaN and infinities are refused)."""
+    if value is None or not math.isfinite(value) or value < low:
+        raise ConfigError(f"{key}={value!r} must be a finite number >= {low:g}")
+
+
+def _above(key: str, value: Any, low: float) -> None:
+    """A finite number > low."""
+    if value is None or not math.isfinite(value) or value <= low:
+        raise ConfigError(f"{key}={value!r} must be a finite number > {low:g}")
+
+
+def _seed(key: str, value: Any) -> None:
+    if value is None or not 0 <= value < 2**63:
+        raise ConfigError(f"{key}={value!r} must be an integer in [0, 2^63)")
+
+
+# ------------------------------------------------------------------------------------ known keys
+
+# the schema of each group's node, by the node's `name` (model, layer and trainer have one schema)
+def _schema_of(group: str, node: Any) -> Any:
+    name = group if (group, group) in SCHEMAS else node.get("name")
+    return SCHEMAS.get((group, name))
+
+
+def _unknown_keys(node: Any, schema: Any, prefix: str) -> list[str]:
+    """Keys of `node` that `schema` (a dataclass) does not define; `+key=value` adds such keys
+    past Hydra's own check."""
+    known = {f.name for f in fields(schema)}
+    return [f"{prefix}{key}" for key in node.keys() if key not in known]
+
+
+def check_known_keys(cfg: Any, root: Any = None) -> None:
+    """Every key of a composed `reformer run` (or, with root=EvalConfig, `reformer eval`) config is
+    one its schemas define; ConfigError (one line) naming the first that is not."""
+    root = root or RunConfig
+    unknown = _unknown_keys(cfg, root, "")
+    for group in ("model", "attention", "layer", "task", "trainer", "logger"):
+        node = cfg.get(group) if group in cfg else None
+        if node is None or not hasattr(node, "keys"):
+            continue
+        schema = _schema_of(group, node)
+        if schema is not None and is_dataclass(schema):
+            unknown += _unknown_keys(node, schema, f"{group}.")
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        command = "eval" if root is EvalConfig else "run"
+        raise ConfigError(
+            f"unknown config key '{unknown[0]}'{more}: a leading + does not make a key known here"
+            f" (list the keys with: reformer {command} --cfg job)"
+        )
+
+
 def _runtime(prefix: str, node: Any) -> None:
     """`precision`, `progress` and `device` of a trainer or eval config."""
     _choice(f"{prefix}precision", node.precision, PRECISIONS)
@@ -325,8 +378,7 @@ def validate_model(model: Any, seq_len: int) -> None:
     _fraction("model.dropout", model.dropout)
     _choice("model.ff_activation", model.ff_activation, ACTIVATIONS)
     _choice("model.positions", model.positions, POSITIONS)
-    if not getattr(model, "position_init_std", 0.02) > 0:
-        raise ConfigError(f"model.position_init_std={model.position_init_std} must be > 0")
+    _above("model.position_init_std", getattr(model, "position_init_std", 0.02), 0)
     if model.positions == "axial":
         validate_axial(model, seq_len)
 
@@ -386,6 +438,8 @@ def validate_attention(attention: Any, seq_len: int) -> None:
     _fraction("attention.dropout", attention.dropout)
     if name == "full":
         _choice("attention.shared_qk_keys", attention.shared_qk_keys, ("unit", "raw"))
+        if not math.isfinite(attention.self_mask_value):
+            raise ConfigError(f"attention.self_mask_value={attention.self_mask_value!r} must be a finite number")
         _choice("attention.self_mask_mode", attention.self_mask_mode, ("replace", "add"))
         shared_only = {"self_mask=false": not attention.self_mask,
                        f"self_mask_mode={attention.self_mask_mode}": attention.self_mask_mode != "replace",
@@ -404,6 +458,7 @@ def validate_attention(attention: Any, seq_len: int) -> None:
         if attention.n_chunks_before < 0:
             raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
         _choice("attention.impl", attention.impl, LSH_IMPLS)
+        _seed("attention.eval_seed", attention.eval_seed)
         for factor in bucket_factors(attention.n_buckets, seq_len, attention.chunk_length):
             if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2 or factor % 2:
                 raise ConfigError(
@@ -423,12 +478,12 @@ def validate_trainer(trainer: Any) -> None:
         _choice("trainer.final_splits", split, ("valid", "test"))
     if trainer.warmup_steps < 0:
         raise ConfigError(f"trainer.warmup_steps={trainer.warmup_steps} must be >= 0")
-    if trainer.lr <= 0:
-        raise ConfigError(f"trainer.lr={trainer.lr} must be > 0")
+    _above("trainer.lr", trainer.lr, 0)
     if len(trainer.betas) != 2 or not all(0.0 <= b < 1.0 for b in trainer.betas):
         raise ConfigError(f"trainer.betas={list(trainer.betas)} must be two numbers in [0, 1)")
-    if trainer.grad_clip < 0:
-        raise ConfigError(f"trainer.grad_clip={trainer.grad_clip} must be >= 0 (0 disables)")
+    _above("trainer.eps", trainer.eps, 0)
+    _at_least("trainer.weight_decay", trainer.weight_decay, 0)
+    _at_least("trainer.grad_clip", trainer.grad_clip, 0)
     _choice("trainer.optimizer", trainer.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", trainer.schedule, SCHEDULES)
     _runtime("trainer.", trainer)
@@ -442,6 +497,7 @@ def validate_task(task: Any) -> None:
         if task.vocab_size < 2:
             raise ConfigError(f"task.vocab_size={task.vocab_size} must be >= 2")
         _positive("task.eval_sequences", task.eval_sequences)
+        _seed("task.eval_seed", task.eval_seed)
     if task.name in ("enwik8", "text", "imagenet64"):
         _choice("task.verify", task.verify, DATA_VERIFY)
     if task.name == "enwik8":
@@ -450,7 +506,7 @@ def validate_task(task: Any) -> None:
             raise ConfigError(f"task.split_sizes={sizes} must be three positive byte counts (train, valid, test)")
     if task.name == "text":  # a missing task.path is reported by the task (every option must validate)
         fractions = list(task.split_fractions)
-        if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        if len(fractions) != 3 or not all(math.isfinite(f) and f > 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
             raise ConfigError(
                 f"task.split_fractions={fractions} must be three positive fractions (train, valid, test)"
                 " adding up to 1"
@@ -479,10 +535,13 @@ def validate_eval(cfg: Any) -> None:
     if cfg.batch_size is not None:
         _positive("batch_size", cfg.batch_size)
     _runtime("", cfg)
+    check_known_keys(cfg, EvalConfig)
 
 
 def validate(cfg: Any) -> None:
     """Semantic checks on a composed `reformer run` config; raises ConfigError (one line)."""
+    check_known_keys(cfg)
+    _seed("seed", cfg.seed)
     validate_task(cfg.task)
     validate_model(cfg.model, cfg.task.seq_len)
     validate_attention(cfg.attention, cfg.task.seq_len)

@@ -1,8 +1,9 @@
 """User-facing errors: one clear line on stderr and a non-zero exit, never a traceback.
 
-Anything a user can get wrong (a config value, a missing dataset, a bad checkpoint path) raises
-`UserError`; the command-line layer prints `error: <message>` and exits with code 2.
-A traceback is reserved for bugs in this program.
+Anything a user can get wrong or meet (a config value, a missing dataset, a bad checkpoint path,
+a full disk, a folder in use) raises `UserError`; the command-line layer prints `error: <message>`
+and exits with its `exit_code` (2 unless a subclass says otherwise). A traceback is reserved for
+bugs in this program (and for HYDRA_FULL_ERROR=1).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ EXIT_USER_ERROR = 2
 class UserError(Exception):
     """A mistake in the user's input, reported as one line without a traceback."""
 
+    exit_code = EXIT_USER_ERROR
+
 
 class ConfigError(UserError):
     """A config value that is the wrong type, out of range or inconsistent with another."""
@@ -23,6 +26,12 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """Missing, partial or corrupted data files."""
+
+
+class Interrupted(UserError):
+    """Stopped at once by the user (a second Ctrl-C): exit 130 like any SIGINT."""
+
+    exit_code = 130
 
 
 def one_line(text: str) -> str:

@@ -104,13 +104,17 @@ def attention_label(attention: Any) -> str:
     return label
 
 
-def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path) -> dict:
+def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: Path | None = None) -> dict:
     """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
-    attention keys were given explicitly) and write the record to `out`. Also used without a
-    Hydra app, by `reformer reproduce` to evaluate one checkpoint several ways in one process."""
+    attention keys were given explicitly) and write the record to `out` (checked writable before
+    the work; with `safe`, the record is written there first, so a write to `out` that fails at
+    the end loses nothing). Also used without a Hydra app, by `reformer reproduce` to evaluate one
+    checkpoint several ways in one process."""
     from .config import complete_stored_attention, validate_attention, validate_eval
+    from .records import check_writable
 
     validate_eval(cfg)
+    check_writable(out)
     from datetime import datetime, timezone
 
     import torch
@@ -118,7 +122,7 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path) -> dic
 
     from .model.reformer import build_model, count_parameters
     from .progress import make_progress
-    from .records import code_version, write_json_atomic
+    from .records import code_version
     from .runtime import device_name, resolve_precision, select_device
     from .tasks import build_task
 
@@ -199,11 +203,26 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path) -> dic
         "model": OmegaConf.to_container(run_cfg.model, resolve=True),
         "layer": OmegaConf.to_container(run_cfg.layer, resolve=True),
     }
-    write_json_atomic(out, record)
+    write_record(record, Path(out), safe)
     shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
     log.info("%s on %s (%d targets): %s", label, cfg.split, int(weight_sum), shown)
     log.info("written: %s", out)
     return record
+
+
+def write_record(record: dict, out: Path, safe: Path | None) -> None:
+    """`record` to `safe` first (when given and not `out`), then to `out`; a failure at `out` is one
+    line saying where the record is."""
+    from .records import write_json_atomic
+
+    if safe is None or Path(safe).resolve() == out.resolve():
+        write_json_atomic(out, record)
+        return
+    write_json_atomic(safe, record)
+    try:
+        write_json_atomic(out, record)
+    except UserError as exc:
+        raise UserError(f"{exc}; the record is safe in {safe}") from None
 
 
 # ------------------------------------------------------------------------ a model on a split

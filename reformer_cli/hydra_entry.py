@@ -7,6 +7,9 @@ user errors (`run_hydra`), and the rewriting of a command line before Hydra sees
 untouched. Anything else that needs a config outside a Hydra app (`reformer data`, the reproduce
 runner, the batch evaluator, the tests) calls `compose`. User mistakes come out as one line
 (`error: ...`, exit 2); bugs keep a traceback; HYDRA_FULL_ERROR=1 restores Hydra's own reports.
+Before Hydra starts, `run_hydra` checks the config (a rejected one leaves no folder behind),
+claims the run folder (a fresh name when two runs start in the same second) and takes its lock
+(run_folder.py), so no second process writes into it and Hydra's own files are covered too.
 Only Hydra's public API is used. Nothing here imports hydra, omegaconf or torch at import time.
 """
 
@@ -19,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import UserError, one_line, report_and_exit
+from . import run_folder
+from .errors import EXIT_USER_ERROR, UserError, one_line, report_and_exit
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -70,20 +74,22 @@ def _hydra_errors() -> tuple[type[BaseException], ...]:
 # ------------------------------------------------------------------------------------ composing
 
 
-def compose(config_name: str, overrides: list[str]) -> Any:
+def compose(config_name: str, overrides: list[str], hydra_config: bool = False) -> Any:
     """The config `reformer run` (`config_name="config"`) or `reformer eval` (`"eval"`) composes
     from `overrides`, outside a Hydra app; Hydra's own options (`hydra.*`, `hydra/...`) are
-    dropped. A UserError with one line if they do not compose."""
+    dropped, unless `hydra_config`: then they apply and the result holds the `hydra` node too.
+    A UserError with one line if they do not compose."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     from .config import register_schemas
 
     register_schemas()
-    overrides = [o for o in overrides if not o.startswith(("hydra.", "hydra/"))]
+    if not hydra_config:
+        overrides = [o for o in overrides if not o.startswith(("hydra.", "hydra/"))]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=overrides)
+            return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_config)
     except _hydra_errors() as exc:
         raise UserError(describe_hydra_error(exc)) from None
 
@@ -101,7 +107,11 @@ def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = F
         except UserError as exc:
             if full_error:
                 raise
-            report_and_exit(str(exc))
+            report_and_exit(str(exc), getattr(exc, "exit_code", EXIT_USER_ERROR))
+        except KeyboardInterrupt:
+            if full_error:
+                raise
+            report_and_exit("interrupted", 130)
 
     wrapped.__name__ = getattr(task_function, "__name__", "task")
     wrapped.__module__ = getattr(task_function, "__module__", __name__)
@@ -125,8 +135,11 @@ def _hydra_raises(argv: list[str]) -> Iterator[None]:
             os.environ["HYDRA_FULL_ERROR"] = saved_env
 
 
-def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[str], prog: str) -> None:
-    """Run `task_function` as a Hydra app over `conf/<config_name>.yaml` with `args`."""
+def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[str], prog: str,
+              check: Callable[[Any], None] | None = None) -> None:
+    """Run `task_function` as a Hydra app over `conf/<config_name>.yaml` with `args`. Before Hydra
+    starts, the composed config is checked with `check` (a run; one line, no folder) and the run
+    folder is claimed and locked (`claimed_folder`)."""
     if not (CONF_DIR / f"{config_name}.yaml").is_file():
         report_and_exit(
             f"config folder {CONF_DIR} not found: install from a clone of the repository with"
@@ -148,18 +161,108 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     task.__name__, task.__module__ = job.__name__, job.__module__
     main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
     try:
-        with _hydra_raises([prog, *args]):
-            main()
+        with claimed_folder(args, config_name, None if full_error else check) as args:
+            with _hydra_raises([prog, *args]):
+                main()
     except (UserError, *_hydra_errors()) as exc:
         if full_error:
             raise
-        report_and_exit(str(exc) if isinstance(exc, UserError) else describe_hydra_error(exc))
+        if isinstance(exc, UserError):
+            report_and_exit(str(exc), exc.exit_code)
+        report_and_exit(describe_hydra_error(exc))
     except ValueError as exc:
         # Hydra's own argument checks (e.g. `-m` together with `--cfg`), before any job; a
         # ValueError from inside a job is a bug and keeps its traceback.
         if full_error or started:
             raise
         report_and_exit(str(exc))
+    except OSError as exc:
+        # Hydra writing its own files (.hydra/, the log) into a folder that refuses them
+        if full_error or started:
+            raise
+        report_and_exit(f"cannot write {exc.filename or 'the run folder'}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        if full_error:
+            raise
+        report_and_exit("interrupted", 130)
+
+
+_FOLDER_FLAGS = ("-m", "--multirun")
+
+
+def _without_sweeps(overrides: list[str]) -> list[str] | None:
+    """The overrides a multirun's base config is composed from (sweeps left out, as Hydra does);
+    None if they do not parse (Hydra then reports why)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return None
+    return [o.input_line for o in parsed if not o.is_sweep_override()]
+
+
+def _composed_with_folder(config_name: str, overrides: list[str], key: str) -> tuple[Any, Path] | None:
+    """(the job's config, the folder `key` names), or None if they do not compose or resolve."""
+    from omegaconf import OmegaConf, open_dict
+
+    try:
+        cfg = compose(config_name, overrides, hydra_config=True)
+        folder = Path(str(OmegaConf.select(cfg, key, throw_on_missing=True)))
+        with open_dict(cfg):
+            del cfg["hydra"]
+    except Exception:
+        return None
+    return cfg, folder
+
+
+@contextlib.contextmanager
+def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], None] | None = None
+                   ) -> Iterator[list[str]]:
+    """Before Hydra starts: create the run folder (a sweep: the sweep folder) and take its lock,
+    before anything is written into it. A folder left to Hydra's pattern
+    (`outputs/<task>/<date>_<time>`) is found by composing the config, which is `check`ed first
+    (one line and no folder when it is rejected), and gets a fresh name (`...-2` when that one
+    exists), passed on as `hydra.run.dir`; a folder given as `hydra.run.dir=` is taken as it is.
+    If the command fails and the folder, created here, holds no record of a run, it is removed
+    (a config rejected inside the job leaves nothing either). Yields the arguments to give Hydra.
+    Commands that write no run (`--cfg`, `--help`, ...) and command lines this cannot compose are
+    left to Hydra (which reports their errors)."""
+    flags = [a for a in args if a.startswith("-")]
+    if any(f not in _FOLDER_FLAGS for f in flags):
+        yield args
+        return
+    multirun = bool(flags)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    explicit = argument_value(args, key)
+    if explicit is not None and "$" not in explicit:  # the user's folder: nothing to compose
+        folder = Path(explicit)
+        created = run_folder.make_folder(folder)
+    else:
+        overrides = [a for a in args if not a.startswith("-")]
+        if multirun:
+            overrides = _without_sweeps(overrides)
+        composed = None if overrides is None else _composed_with_folder(config_name, overrides, key)
+        if composed is None:  # it does not compose or resolve: Hydra, composing it again, reports why
+            yield args
+            return
+        cfg, folder = composed
+        if check is not None and not multirun:
+            check(cfg)
+        if explicit is not None:
+            created = run_folder.make_folder(folder)
+        else:
+            folder, created = run_folder.claim_unique(folder)
+            args = [*args, f"{key}={folder}"]
+    worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the shared folder
+    with contextlib.nullcontext() if worker else run_folder.hold(folder, "sweep folder" if multirun else "run folder"):
+        succeeded = False
+        try:
+            yield args
+            succeeded = True
+        finally:
+            if created is not None and not succeeded:  # still holding the lock
+                run_folder.remove_unused(folder, created)
 
 
 def group_listing(groups: tuple[str, ...] | None = None) -> str:
@@ -199,10 +302,12 @@ def argument_value(args: list[str], key: str) -> str | None:
 
 def resume_arguments(args: list[str]) -> list[str]:
     """`reformer run ... resume=auto`: Hydra gives every invocation a new folder, so before it
-    starts `hydra.run.dir` is pointed at the run to continue (resume.py finds it: the newest
-    folder of the same config holding a checkpoint). `resume=<run folder>` continues that folder
-    the same way. Sweeps (`-m`) and an explicit `hydra.run.dir` are left as they are."""
-    from .resume import find_previous_run
+    starts `hydra.run.dir` is pointed at the run to continue (resume.py chooses it: the newest
+    folder holding a checkpoint whose config equals this one up to options that do not change the
+    computation; a UserError names an unfinished run that differs in what it computes).
+    `resume=<run folder>` continues that folder the same way. Sweeps (`-m`) and an explicit
+    `hydra.run.dir` are left as they are."""
+    from .resume import choose_run
 
     resume = argument_value(args, "resume")
     flags = [a for a in args if a.startswith("-")]
@@ -217,7 +322,10 @@ def resume_arguments(args: list[str]) -> list[str]:
         cfg = OmegaConf.to_container(compose("config", args), resolve=True)
     except Exception:  # it does not compose: Hydra, composing it again, reports why
         return args
-    previous = find_previous_run(cfg)
+    previous, note = choose_run(cfg)
+    if note:
+        sys.stdout.write(note + "\n")
+        sys.stdout.flush()
     return [*args, f"hydra.run.dir={previous}"] if previous is not None else args
 
 

@@ -37,18 +37,33 @@ def lr_at(step: int, trainer: TrainerConfig) -> float:
     return trainer.lr * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def group_settings(trainer: TrainerConfig) -> list[dict]:
+    """The hyperparameters of the two parameter groups (matrices, then norms and biases) that the
+    config sets; lr is set every step (`lr_at`)."""
+    shared = {} if trainer.optimizer == "adafactor" else {"betas": tuple(trainer.betas), "eps": trainer.eps}
+    return [{"weight_decay": trainer.weight_decay, **shared}, {"weight_decay": 0.0, **shared}]
+
+
 def build_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW / Adam / Adafactor. Weight decay applies to matrices only (not norms, biases)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    decay_settings, no_decay_settings = group_settings(trainer)
     groups = [
-        {"params": decay, "weight_decay": trainer.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": decay_settings["weight_decay"]},
+        {"params": no_decay, "weight_decay": no_decay_settings["weight_decay"]},
     ]
     if trainer.optimizer == "adafactor":
         return torch.optim.Adafactor(groups, lr=trainer.lr)
     cls = torch.optim.AdamW if trainer.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=trainer.lr, betas=tuple(trainer.betas), eps=trainer.eps)
+
+
+def apply_settings(optimizer: torch.optim.Optimizer, trainer: TrainerConfig) -> None:
+    """Set the config's hyperparameters on an optimizer whose state was loaded from a checkpoint
+    (`load_state_dict` restores the saved ones; a resumed run that changes them means the new)."""
+    for group, settings in zip(optimizer.param_groups, group_settings(trainer)):
+        group.update(settings)
 
 
 def train_step(

@@ -8,14 +8,19 @@ Layout of a run folder:
 
 Every write that a later reader trusts is atomic: a crash leaves the previous version or nothing.
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
-them (notes/ecosystem.md f).
+them. JSON is strict: a non-finite number is written as `null` (a metrics
+line lists such keys under `nonfinite`), never as `NaN` or `Infinity`. A write that the disk
+refuses (full, read-only, no permission) is one line (`UserError`), never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,23 +32,108 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+NEARLY_FULL = 1 << 20  # bytes free below which a failed write is taken for a full disk
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The errno of `exc` or of an OSError among its causes (torch wraps some in RuntimeError)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def write_error(path: Path, exc: BaseException, free: int | None = None) -> UserError | None:
+    """One line for a write the file system refused, or None when `exc` is not such an error (a bug
+    keeps its traceback). `free`: bytes free on that disk, measured before the partial file went."""
+    code = _errno_of(exc)
+    if free is None:
+        free = _free_bytes(Path(path).parent)
+    if code in DISK_FULL or (code is None and isinstance(exc, RuntimeError) and free is not None and free < NEARLY_FULL):
+        left = f"{free / 2**20:.1f} MiB free" if free is not None else "no space left"
+        return UserError(
+            f"disk full: cannot write {path} ({left} on that disk); free some space or write elsewhere"
+            " (hydra.run.dir=...), then continue with resume=auto: what was written before is intact"
+        )
+    if code in NOT_ALLOWED:
+        return UserError(f"cannot write {path}: {os.strerror(code)}")
+    if isinstance(exc, OSError):
+        return UserError(f"cannot write {path}: {exc.strerror or exc}")
+    return None
+
+
 def _atomic_write_bytes(path: Path, write: Any) -> None:
     """Write via a temp file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        free = _free_bytes(path.parent) if isinstance(exc, (OSError, RuntimeError)) else None
         Path(tmp).unlink(missing_ok=True)
+        error = write_error(path, exc, free) if isinstance(exc, (OSError, RuntimeError)) else None
+        if error is not None:
+            raise error from None
         raise
 
 
+def strict(value: Any) -> Any:
+    """`value` with every non-finite float (in dicts and lists too) replaced by None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+def strict_record(record: dict) -> dict:
+    """A metrics line for strict JSON: non-finite values become null and their keys are listed
+    under `nonfinite`."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if not bad:
+        return record
+    return {**strict(record), "nonfinite": bad}
+
+
+def check_writable(path: Path) -> None:
+    """UserError (one line) unless a file can be written at `path`: checked before work whose
+    result would otherwise be lost at the end."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    data = (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode()
+    data = (json.dumps(strict(obj), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n").encode()
     _atomic_write_bytes(Path(path), lambda f: f.write(data))
 
 
@@ -71,13 +161,17 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint)."""
         kept = [r for r in self.read() if r.get("step", 0) <= step]
-        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(self.path, "".join(json.dumps(strict_record(r), allow_nan=False) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        line = json.dumps(strict_record(record), allow_nan=False) + "\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(line)
+                f.flush()
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

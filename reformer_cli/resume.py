@@ -1,42 +1,173 @@
-"""`resume=auto` across invocations: find the run folder an interrupted run left behind.
+"""Resuming: which run folder `resume=auto` continues, and which checkpoint in it.
 
 Hydra gives every invocation a new timestamped folder. So that re-running the same command with
 `resume=auto` continues where the interrupted run stopped, `reformer run` looks, before Hydra
-starts, for the newest folder under `outputs/<task>/` whose config.yaml equals this config
-(ignoring `resume`) and that holds a checkpoint (`find_previous_run`), and points `hydra.run.dir`
-at it (hydra_entry.resume_arguments). Multirun sweeps resume per job inside a fixed
-`hydra.sweep.dir`.
+starts, for the newest folder under `outputs/<task>/` that holds a checkpoint and whose
+config.yaml equals this config up to options that do not change what is computed (`INERT`:
+progress display, logging, evaluation and checkpoint cadence, the run's name; `find_previous_run`),
+and points `hydra.run.dir` at it (hydra_entry.resume_arguments). When there is none but an
+unfinished run differs only in options that do change the computation, `resume=auto` does not
+silently start over: it names that run and the differing keys, and the user chooses
+(`resume=<folder>` continues it anyway; without `resume=auto` a new run starts). Multirun sweeps
+resume per job inside a fixed `hydra.sweep.dir`.
+
+Inside a folder the newest checkpoint that loads and holds only finite values is used
+(`load_usable_checkpoint`); a truncated or non-finite newer one is skipped with a message.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .records import list_checkpoints
+from .errors import UserError
+from .records import find_checkpoint, list_checkpoints, load_checkpoint
 
 OUTPUTS = Path("outputs")
 
+# Options that do not change the weights a run computes: a run differing only in these continues.
+INERT = (
+    "resume", "run_name", "logger",
+    "trainer.progress", "trainer.log_every", "trainer.ckpt_every", "trainer.keep_last",
+    "trainer.eval_every", "trainer.eval_batches", "trainer.eval_batch_size",
+    "trainer.final_eval_batches", "trainer.final_splits",
+)
 
-def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k != "resume"}
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """{dotted key: value} of a nested dict (lists are values)."""
+    if not isinstance(cfg, dict):
+        return {prefix.rstrip("."): cfg}
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def find_previous_run(cfg: dict, root: Path = OUTPUTS) -> Path | None:
-    """Newest folder under root/<task>/ with the same config and at least one checkpoint."""
+def is_inert(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in INERT)
+
+
+def differing_keys(a: dict, b: dict) -> list[str]:
+    """Dotted keys whose values differ between two configs (present in one only included)."""
+    fa, fb = flatten(a), flatten(b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k, KeyError) != fb.get(k, KeyError))
+
+
+@dataclass
+class Candidate:
+    folder: Path
+    config: dict
+    differs: list[str]  # keys that change the computation
+    inert: list[str]  # keys that do not
+    completed: bool
+    step: int  # its newest checkpoint's step
+
+
+def candidates(cfg: dict, root: Path = OUTPUTS) -> list[Candidate]:
+    """The run folders under root/<task>/ holding a checkpoint and a readable config, newest first."""
     from omegaconf import OmegaConf
 
-    folder = root / str(cfg["task"]["name"])
+    folder = Path(root) / str(cfg["task"]["name"])
     if not folder.is_dir():
-        return None
-    wanted = _comparable(cfg)
+        return []
+    found = []
     for run_dir in sorted((p for p in folder.iterdir() if p.is_dir()), reverse=True):
         saved = run_dir / "config.yaml"
-        if not saved.is_file() or not list_checkpoints(run_dir):
+        checkpoints = list_checkpoints(run_dir)
+        if not saved.is_file() or not checkpoints:
             continue
         try:
             previous = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
         except Exception:
             continue
-        if _comparable(previous) == wanted:
-            return run_dir
+        keys = differing_keys(previous, cfg)
+        try:
+            completed = json.loads((run_dir / "summary.json").read_text()).get("status") == "completed"
+        except (OSError, ValueError):
+            completed = False
+        found.append(Candidate(run_dir, previous, [k for k in keys if not is_inert(k)],
+                               [k for k in keys if is_inert(k)], completed, checkpoints[-1][0]))
+    return found
+
+
+def find_previous_run(cfg: dict, root: Path = OUTPUTS) -> Path | None:
+    """Newest folder under root/<task>/ with a checkpoint and the same config up to `INERT` options."""
+    match = next((c for c in candidates(cfg, root) if not c.differs), None)
+    return None if match is None else match.folder
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is KeyError else json.dumps(value, default=str)
+
+
+def choose_run(cfg: dict, root: Path = OUTPUTS) -> tuple[Path | None, str | None]:
+    """`resume=auto`: (the folder to continue, a line saying why) or (None, None) to start fresh.
+    UserError when the newest unfinished run differs in what it computes (the user chooses)."""
+    found = candidates(cfg, root)
+    match = next((c for c in found if not c.differs), None)
+    if match is not None:
+        note = None
+        if match.inert:
+            note = (f"resume=auto: continuing {match.folder} (it differs only in {', '.join(match.inert)},"
+                    " which do not change what is computed)")
+        return match.folder, note
+    near = next((c for c in found if not c.completed), None)
+    if near is None:
+        return None, None
+    a, b = flatten(cfg), flatten(near.config)
+    shown = ", ".join(f"{k} ({_shown(a.get(k, KeyError))} here, {_shown(b.get(k, KeyError))} there)"
+                      for k in near.differs[:4])
+    more = f" and {len(near.differs) - 4} more" if len(near.differs) > 4 else ""
+    raise UserError(
+        f"resume=auto: no run of this config to continue; the newest unfinished run, {near.folder} (step"
+        f" {near.step}), differs in {shown}{more}: continue it anyway with resume={near.folder}, or start a new"
+        " run without resume=auto"
+    )
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+
+
+def checkpoint_candidates(target: str | Path) -> list[Path]:
+    """The checkpoints `resume=<target>` may continue from, newest first: a file itself, or every
+    checkpoint of a run folder."""
+    target = Path(target)
+    if target.is_dir():
+        return [path for _, path in reversed(list_checkpoints(target))]
+    found = find_checkpoint(target)
+    return [] if found is None else [found]
+
+
+def checkpoint_problem(saved: Any) -> str | None:
+    """Why a loaded checkpoint cannot be continued from (None if it can)."""
+    from .finite import all_finite
+
+    if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
+        return "not a training checkpoint"
+    if not all_finite([saved["model"], saved["optimizer"]]):
+        return "it holds non-finite values"
     return None
+
+
+def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu") -> tuple[Path, dict, list[tuple[Path, str]]]:
+    """(path, contents, skipped) of the first of `paths` (newest first) that loads and holds only
+    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable."""
+    skipped: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            saved = load_checkpoint(path, map_location=map_location)
+        except UserError:
+            skipped.append((path, "it cannot be read: truncated or corrupted"))
+            continue
+        why = checkpoint_problem(saved)
+        if why is None:
+            return path, saved, skipped
+        skipped.append((path, why))
+    listed = "; ".join(f"{p.name}: {why}" for p, why in skipped)
+    raise UserError(f"no usable checkpoint to resume from ({listed}); delete them to start over")

@@ -1,14 +1,19 @@
 """The training loop of `reformer run`: steps, periodic evaluation, records, checkpoints, resumption.
 
 Data flows one way: config -> task (batches) -> model -> trainer -> records. Every training batch
-and every forward's randomness is a pure function of (seed, step), so a run resumed from a
-checkpoint continues exactly as it would have, and metrics.jsonl is cut back to the checkpoint's
-step so no line is lost or written twice. SIGINT / SIGTERM finish the current step, save a
-checkpoint and exit (code 130 / 143); a second Ctrl-C stops at once.
+and every forward's randomness is a pure function of (seed, step), and a checkpoint holds the
+partial log window too, so a run resumed from a checkpoint continues exactly as it would have
+(the same metrics lines), and metrics.jsonl is cut back to the checkpoint's step so no line is
+lost or written twice. One process writes a run folder (its lock, run_folder.py). A loss or
+gradient that stops being finite is caught at the step it happens (finite.py), never saved, and
+stops the run naming the last finite checkpoint; resuming takes the newest intact, finite
+checkpoint. SIGINT / SIGTERM finish the current step, save a checkpoint and exit (code 130 /
+143); a second Ctrl-C stops at once (one line, code 130).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
@@ -22,25 +27,26 @@ from typing import Any, Iterator
 import torch
 from omegaconf import OmegaConf
 
+from . import run_folder
 from .config import RunConfig
 from .distributed import any_rank, init_world, wrap_model
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .evaluation import attention_label, eval_seed_of, evaluate
+from .finite import Diverged, FiniteWatch, all_finite
 from .loggers import NullLogger, build_logger
 from .model.reformer import build_model, count_parameters
-from .optimization import build_optimizer, lr_at, train_step
+from .optimization import apply_settings, build_optimizer, lr_at, train_step
 from .primitives.context import derive_seed
 from .progress import make_progress
 from .records import (
     MetricsLog,
     code_version,
-    find_checkpoint,
     list_checkpoints,
-    load_checkpoint,
     save_checkpoint,
     write_json_atomic,
     write_text_atomic,
 )
+from .resume import checkpoint_candidates, load_usable_checkpoint
 from .runtime import device_name, resolve_precision, seed_everything, select_device
 from .tasks import build_task
 from .tasks.base import Batch
@@ -107,22 +113,29 @@ def default_run_name(cfg: RunConfig) -> str:
     return f"{cfg.task.name}-{attention_label(cfg.attention)}-{cfg.layer.name}-seed{cfg.seed}"
 
 
-def _resume_checkpoint(cfg: RunConfig, run_dir: Path) -> Path | None:
-    """The checkpoint to continue from, per `resume` (null / auto / path)."""
+def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:
+    """The checkpoints to continue from, newest first, per `resume` (null / auto / path)."""
     if cfg.resume is None:
         if list_checkpoints(run_dir):
             raise UserError(
                 f"run folder {run_dir} already holds checkpoints: pass resume=auto to continue it,"
                 " or choose a new folder"
             )
-        return None
+        return []
     if cfg.resume == "auto":
-        found = list_checkpoints(run_dir)
-        return found[-1][1] if found else None
-    checkpoint = find_checkpoint(cfg.resume)
-    if checkpoint is None:
+        return checkpoint_candidates(run_dir)
+    found = checkpoint_candidates(cfg.resume)
+    if not found:
         raise UserError(f"resume={cfg.resume}: no checkpoint found in that run folder")
-    return checkpoint
+    return found
+
+
+def check_attention_device(attention: Any, device: torch.device) -> None:
+    """`attention.impl=fast` where its kernels cannot run: one line before the model is built."""
+    if attention.name == "lsh" and attention.impl == "fast":
+        from .attention.lsh_core import lsh_implementation
+
+        lsh_implementation("fast", device)
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -134,6 +147,7 @@ class Trainer:
         self.world, device = init_world(self.t.device)
         self.rank, self.world_size, self.is_main = self.world.rank, self.world.size, self.world.is_main
         self.device = select_device(device)
+        check_attention_device(cfg.attention, self.device)
         self.precision = resolve_precision(self.t.precision, self.device)
         seed_everything(cfg.seed, self.t.deterministic)
         self.task = build_task(cfg.task, cfg.seed)
@@ -149,35 +163,73 @@ class Trainer:
         self.config_dict = OmegaConf.to_container(cfg, resolve=True)
         self.eval_batch_size = self.t.eval_batch_size or self.t.batch_size
         self.tokens_per_step = self.t.batch_size * self.t.grad_accum * self.task.seq_len * self.world_size
+        # the log window: [loss_sum, weight_sum, correct_sum] since the last train line, and its
+        # steps; saved in checkpoints so a resumed run writes the same lines
+        self.window = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.window_steps = 0
+        self.watch = FiniteWatch(self.device)
+        self.last_checkpoint: Path | None = None
 
     # --- state in and out
 
     def restore(self) -> None:
-        checkpoint = _resume_checkpoint(self.cfg, self.run_dir)
-        if checkpoint is None:
+        candidates = _resume_candidates(self.cfg, self.run_dir)
+        if not candidates:
             if self.cfg.resume == "auto":
                 log.info("resume=auto: no checkpoint in %s, starting fresh", self.run_dir)
             if self.is_main:
                 self.metrics.truncate_after(0)
             return
-        saved = load_checkpoint(checkpoint, map_location=self.device)
+        checkpoint, saved, skipped = load_usable_checkpoint(candidates, self.device)
+        for path, why in skipped:
+            log.info("resume: skipping %s (%s)", path, why)
+        if skipped:
+            log.info("resume: falling back to %s, the newest intact checkpoint with finite values", checkpoint.name)
+            if self.is_main:
+                for path, _ in skipped:
+                    if path.parent == self.run_dir / "checkpoints":
+                        path.replace(path.with_name(path.name + ".unusable"))  # never chosen again
+        self.check_same_optimizer(checkpoint, saved)
         try:
             self.model.load_state_dict(saved["model"])
         except RuntimeError as exc:
             raise UserError(
                 f"checkpoint {checkpoint} does not fit this model config ({str(exc).splitlines()[0]})"
             ) from None
-        self.optimizer.load_state_dict(saved["optimizer"])
+        try:
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise UserError(
+                f"checkpoint {checkpoint}: its optimizer state does not fit trainer.optimizer="
+                f"{self.t.optimizer} ({str(exc).splitlines()[0]}); resume with the optimizer it was trained with"
+            ) from None
+        apply_settings(self.optimizer, self.t)
         s = saved["state"]
         self.state = TrainState(
             step=s["step"], tokens=s["tokens"], train_seconds=s["train_seconds"],
             wall_seconds=s["wall_seconds"], best=s["best"], wandb_run_id=s["wandb_run_id"],
         )
+        window = saved.get("window") or {}
+        if window:
+            self.window = torch.tensor(window["sums"], dtype=torch.float64, device=self.device)
+            self.window_steps = int(window["steps"])
+        self.last_checkpoint = checkpoint
         if self.is_main:
             self.metrics.truncate_after(self.state.step)
         log.info("resumed from %s at step %d", checkpoint, self.state.step)
 
+    def check_same_optimizer(self, checkpoint: Path, saved: dict) -> None:
+        """A checkpoint's optimizer state only fits the optimizer that wrote it: one line, before training."""
+        trained = ((saved.get("config") or {}).get("trainer") or {}).get("optimizer")
+        if trained is not None and trained != self.t.optimizer:
+            raise UserError(
+                f"checkpoint {checkpoint} was trained with trainer.optimizer={trained}, this run asks for"
+                f" {self.t.optimizer}: resume with trainer.optimizer={trained}, or start a new run"
+            )
+
     def save(self) -> Path | None:
+        """Write a checkpoint, never with a non-finite value (Diverged instead)."""
+        self.check_finite()
         if not self.is_main:
             return None
         state = {
@@ -185,9 +237,33 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "state": self.state.as_dict(),
+            "window": {"sums": self.window.tolist(), "steps": self.window_steps},
             "config": self.config_dict,
         }
-        return save_checkpoint(self.run_dir, self.state.step, state, self.t.keep_last)
+        if not all_finite([state["model"], state["optimizer"]]):
+            raise self.diverged(self.state.step, "the weights or optimizer state hold non-finite values")
+        self.last_checkpoint = save_checkpoint(self.run_dir, self.state.step, state, self.t.keep_last)
+        return self.last_checkpoint
+
+    def check_finite(self) -> None:
+        """Diverged if any step so far had a non-finite loss or gradient norm (one device sync)."""
+        bad = self.watch.first_bad_step()
+        if bad is not None:
+            raise self.diverged(bad, "the loss or the gradient norm became NaN or infinite")
+
+    def diverged(self, step: int, what: str) -> Diverged:
+        last = self.last_checkpoint if self.last_checkpoint is not None and self.last_checkpoint.is_file() else None
+        where = (
+            f"the last finite checkpoint is {last} (step {self.state_step_of(last)}): continue from it with a lower"
+            f" trainer.lr or more trainer.warmup_steps (resume={self.run_dir} trainer.lr=...)"
+            if last is not None
+            else "no checkpoint was written: start again with a lower trainer.lr or more trainer.warmup_steps"
+        )
+        return Diverged(f"training diverged at step {step}: {what}; nothing after it is saved; {where}")
+
+    @staticmethod
+    def state_step_of(path: Path) -> str:
+        return path.stem.split("-")[-1].lstrip("0") or "0"
 
     # --- steps
 
@@ -224,6 +300,15 @@ class Trainer:
         logger.log({f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}, record["step"])
 
     def run(self) -> dict:
+        """Train, holding the run folder's lock (rank 0, the one process that writes it)."""
+        with run_folder.hold(self.run_dir) if self.is_main else contextlib.nullcontext():
+            if self.is_main:
+                removed = run_folder.remove_orphaned_temps(self.run_dir)
+                if removed:
+                    log.info("removed %d temp file(s) that an interrupted write left in %s", len(removed), self.run_dir)
+            return self._run()
+
+    def _run(self) -> dict:
         self.restore()
         if self.is_main:
             write_text_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
@@ -257,6 +342,18 @@ class Trainer:
             summary = self.write_summary("completed", final, wall_start, wall_before)
             progress.message(f"done: {self.run_dir / 'summary.json'}")
             return summary
+        except Diverged:
+            exit_code = Diverged.exit_code
+            self.write_summary("diverged", {}, wall_start, wall_before)
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C
+            exit_code = Interrupted.exit_code
+            found = list_checkpoints(self.run_dir)
+            kept = f"the last checkpoint is {found[-1][1]}" if found else "no checkpoint was written"
+            raise Interrupted(
+                f"stopped at once (a second Ctrl-C) at step {self.state.step}; {kept}: continue with the same"
+                f" command and resume=auto (hydra.run.dir={self.run_dir})"
+            ) from None
         except BaseException:
             exit_code = exit_code or 1
             raise
@@ -268,49 +365,49 @@ class Trainer:
                 torch.distributed.destroy_process_group()
 
     def loop(self, progress: Any, logger: Any, stop: StopRequest, wall_start: float, wall_before: float) -> bool:
-        """Train until max_steps or a stop; returns True if stopped early."""
+        """Train until max_steps or a stop; returns True if stopped early. Each step's loss and
+        gradient norm go to the finite watch (no sync); it is read at log, evaluation and checkpoint
+        steps, so nothing is evaluated or saved from a model that stopped being finite."""
         t = self.t
-        window = torch.zeros(3, dtype=torch.float64, device=self.device)
-        window_steps, window_start = 0, time.perf_counter()
+        window_start, timed_steps = time.perf_counter(), 0  # this process's part of the log window
         self.model.train()
         stopped = False
         while self.state.step < t.max_steps and not stopped:
             step = self.state.step + 1
             step_start = time.perf_counter()
             sums, grad_norm = self.step(step)
-            window += sums
-            window_steps += 1
+            self.watch.observe(step, sums[0], grad_norm)
+            self.window += sums
+            self.window_steps += 1
+            timed_steps += 1
             self.state.step = step
             self.state.tokens += self.tokens_per_step
             if step % t.log_every == 0 or step == t.max_steps:
-                loss_sum, weight_sum, correct_sum = window.tolist()  # one device sync per log line
+                loss_sum, weight_sum, correct_sum = self.window.tolist()  # one device sync per log line
                 elapsed = time.perf_counter() - window_start
                 self.state.train_seconds += time.perf_counter() - step_start
                 metrics = self.task.metrics(loss_sum, weight_sum, correct_sum)
-                if not math.isfinite(metrics["loss"]):
-                    raise UserError(
-                        f"training loss became {metrics['loss']} at step {step}; lower trainer.lr or"
-                        " raise trainer.warmup_steps (the last checkpoint is kept)"
-                    )
                 record = {
                     "step": step, "split": "train", **metrics, "lr": lr_at(step, t),
                     "grad_norm": float(grad_norm), "tokens": self.state.tokens,
-                    "tokens_per_s": self.tokens_per_step * window_steps / max(elapsed, 1e-9),
+                    "tokens_per_s": self.tokens_per_step * timed_steps / max(elapsed, 1e-9),
                     "wall_s": wall_before + time.perf_counter() - wall_start,
                 }
-                self.record(record, logger)
+                self.record(record, logger)  # a non-finite value is written as null, flagged
+                self.check_finite()
                 progress.report(step, {"loss": metrics["loss"], self.task.metric: metrics.get(self.task.metric)})
-                window.zero_()
-                window_steps, window_start = 0, time.perf_counter()
+                self.window.zero_()
+                self.window_steps, timed_steps, window_start = 0, 0, time.perf_counter()
             else:
                 self.state.train_seconds += time.perf_counter() - step_start
                 progress.advance(step)
             if step % t.eval_every == 0 or step == t.max_steps:
+                self.check_finite()
                 metrics = self.evaluate("valid", t.eval_batches)
                 self.update_best(metrics)
                 self.record({"step": step, "split": "valid", **metrics}, logger)
                 progress.message(f"step {step}: valid " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-                window_start = time.perf_counter()
+                window_start, timed_steps = time.perf_counter(), 0
             stopped = self.stop_requested(stop)
             if step % t.ckpt_every == 0 or step == t.max_steps or stopped:
                 self.state.wall_seconds = wall_before + time.perf_counter() - wall_start

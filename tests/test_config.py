@@ -49,3 +49,49 @@ def test_semantic_errors(overrides, message):
 def test_group_schemas_reject_unknown_keys():
     with pytest.raises(UserError, match=r"^unknown config key 'model.n_layer' \(list the keys with"):
         compose(["model.n_layer=3"])
+
+
+def numeric_options() -> list[tuple[list[str], str, str]]:
+    """(selection, key, bad value) for every int and float option of every schema: -1 for an
+    integer (no count, size or seed is negative), NaN for a float."""
+    from dataclasses import fields
+
+    from reformer_cli.config import SCHEMAS, RunConfig
+
+    found = [([], f.name, "-1") for f in fields(RunConfig) if f.type == "int"]
+    for (group, name), schema in SCHEMAS.items():
+        select = [] if group == name else [f"{group}={name}"]
+        if group == "task" and name == "text":
+            select.append("task.path=corpus.txt")
+        for f in fields(schema):
+            kind = str(f.type).replace("Optional[", "").rstrip("]")
+            if kind in ("int", "float"):
+                found.append((select, f"{group}.{f.name}", "-1" if kind == "int" else "nan"))
+    return found
+
+
+@pytest.mark.parametrize("select, key, bad", numeric_options(), ids=lambda v: v if isinstance(v, str) else None)
+def test_every_numeric_option_is_checked(select, key, bad):
+    """A value out of range (or NaN) is one ConfigError naming the key, for every numeric option."""
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate(compose([*select, f"{key}={bad}"]))
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["+trainer.foo=1"], "trainer.foo"),
+    (["++model.width=3"], "model.width"),
+    (["+extra=1"], "extra"),
+    (["attention=lsh", "+attention.rounds=4"], "attention.rounds"),
+])
+def test_keys_added_with_plus_are_refused(overrides, key):
+    with pytest.raises(ConfigError, match=f"unknown config key '{key}'"):
+        validate(compose(overrides))
+
+
+def test_eval_options_are_checked():
+    from reformer_cli.config import validate_eval
+
+    for override, key in (("max_batches=-1", "max_batches"), ("batch_size=0", "batch_size"),
+                          ("+foo=1", "unknown config key 'foo'")):
+        with pytest.raises(ConfigError, match=key):
+            validate_eval(compose(["checkpoint=x", override], config_name="eval"))

@@ -6,7 +6,7 @@ The work is `evaluation.evaluate_checkpoint`; this module parses, calls and exit
 from __future__ import annotations
 
 from pathlib import Path
-from ..config import EvalConfig
+from ..config import EvalConfig, validate_eval
 from ..errors import UserError, report_and_exit
 from ..hydra_entry import run_hydra, select_trained_attention
 
@@ -30,14 +30,13 @@ the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to
 
 def eval_job(cfg: EvalConfig) -> dict:
     """One Hydra job: load, swap the attention, evaluate, write the record."""
-    from ..config import validate_eval
-
     validate_eval(cfg)
     from ..evaluation import evaluate_checkpoint
     from ..hydra_entry import output_dir, task_overrides
 
-    out = Path(cfg.output) if cfg.output else output_dir() / "eval.json"
-    return evaluate_checkpoint(cfg, task_overrides(), out)
+    own = output_dir() / "eval.json"  # the eval's own folder: the record is written there first
+    out = Path(cfg.output) if cfg.output else own
+    return evaluate_checkpoint(cfg, task_overrides(), out, safe=own)
 
 
 def main(args: list[str]) -> int:
@@ -53,5 +52,5 @@ def main(args: list[str]) -> int:
         args = select_trained_attention(args)
     except UserError as exc:
         report_and_exit(str(exc))
-    run_hydra(eval_job, "eval", args, prog="reformer eval")
+    run_hydra(eval_job, "eval", args, prog="reformer eval", check=validate_eval)
     return 0

@@ -7,14 +7,13 @@ writes Hydra's files and logs (hydra_entry.torchrun_arguments).
 
 from __future__ import annotations
 
-from ..config import RunConfig
+from ..config import RunConfig, validate
+from ..errors import UserError, report_and_exit
 from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
 
 
 def run_job(cfg: RunConfig) -> None:
     """One Hydra job: validate the composed config (no torch yet), then train."""
-    from ..config import validate
-
     validate(cfg)
     from ..hydra_entry import output_dir
     from ..train import train
@@ -51,5 +50,9 @@ def main(args: list[str]) -> int:
         print_help()
         return 0
 
-    run_hydra(run_job, "config", torchrun_arguments(resume_arguments(args)), prog="reformer run")
+    try:
+        args = torchrun_arguments(resume_arguments(args))
+    except UserError as exc:
+        report_and_exit(str(exc), exc.exit_code)
+    run_hydra(run_job, "config", args, prog="reformer run", check=validate)
     return 0

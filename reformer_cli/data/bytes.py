@@ -8,7 +8,9 @@ decoded characters instead). The MD5 of the member is checked, not the zip's (th
 size changed over the years). `--no-verify` uses another file: the manifest then records that the
 check was skipped, and the MD5 / sha256 of what was used.
 
-text: any local file, the same pipeline, split by `task.split_fractions`.
+text: any local file, the same pipeline, split by `task.split_fractions`. At run start the corpus
+is compared with the one prepared: by size, and by content (sha256) when it is small or its
+modification time changed (`source_changed`), so an edit that keeps the size is caught too.
 
 Split files are raw uint8, one byte per token, read with np.memmap. Nothing is trusted until the
 manifest is written, which happens last.
@@ -271,12 +273,30 @@ def load_text(task: Any) -> tuple[Path, dict]:
     manifest = load_prepared(folder, task="text", variant=None, params=text_params(task),
                              verify=task.verify, fix=fix, missing=missing)
     source = as_path(task.path)
-    if source.is_file() and source.stat().st_size != manifest["source"]["bytes"]:
-        raise DataError(
-            f"{source} changed since it was prepared ({source.stat().st_size:,} bytes now,"
-            f" {manifest['source']['bytes']:,} then); {fix}"
-        )
+    if source.is_file():
+        why = source_changed(source, manifest["source"], task.verify)
+        if why:
+            raise DataError(f"{source} changed since it was prepared ({why}); {fix}")
     return folder, manifest
+
+
+SOURCE_HASH_LIMIT = 256 << 20  # a corpus up to this size is re-hashed at every run start
+
+
+def source_changed(path: Path, recorded: dict, policy: str) -> str | None:
+    """Why the corpus at `path` is not the one the manifest was prepared from, or None. Its size
+    is always compared; its sha256 too when it is small (`SOURCE_HASH_LIMIT`), when `policy` is
+    `full`, or when its modification time differs from the recorded one (the fast path for big
+    files: same size and mtime are trusted unless `policy` is `full`)."""
+    stat = path.stat()
+    if stat.st_size != recorded["bytes"]:
+        return f"{stat.st_size:,} bytes now, {recorded['bytes']:,} then"
+    same_mtime = recorded.get("mtime_ns") == stat.st_mtime_ns
+    if policy != "full" and stat.st_size > SOURCE_HASH_LIMIT and same_mtime:
+        return None
+    if sha256_file(path) != recorded["sha256"]:
+        return "same size, different content: its sha256 differs"
+    return None
 
 
 def prepare_text(task: Any, *, force: bool = False) -> PrepareResult:
@@ -296,7 +316,7 @@ def prepare_text(task: Any, *, force: bool = False) -> PrepareResult:
         facts, splits = write_splits(stream, length, sizes, folder, what)
     commit_splits(splits)
     source_facts = {"origin": str(path), "file": str(path), "member": None, **facts,
-                    "verified": True, "checks_skipped": []}
+                    "mtime_ns": path.stat().st_mtime_ns, "verified": True, "checks_skipped": []}
     manifest = build_manifest("text", None, params, source_facts, splits)
     write_manifest(folder, manifest)
     return PrepareResult(folder, manifest, changed=True)

@@ -1,9 +1,13 @@
 """Running one step's command: `python -m reformer_cli ...` as a child process, its output
 appended to the step's log (and echoed with --verbose), stopped with SIGTERM when the runner is
-told to stop (time limit, SIGINT, SIGTERM): a training run then saves a checkpoint and exits."""
+told to stop (time limit, SIGINT, SIGTERM): a training run then saves a checkpoint and exits.
+A child never outlives the runner: on Linux it is killed when the runner dies, even by
+`kill -9` (PR_SET_PDEATHSIG), so a rerun never finds an orphaned trainer still writing its folder
+(the folder's lock would refuse the second one anyway, run_folder.py)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +18,36 @@ from typing import Callable, TextIO
 
 # the folder holding the reformer_cli package: the child imports this very code
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()  # looked up here, not in the forked child
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel kill the child when this process dies (Linux), or None.
+    The kernel ties it to the thread that starts the child (here the runner's main thread, which
+    outlives every step): a child started from a short-lived thread would die with that thread."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return preexec
 
 
 def execute(argv: list[str], log_path: Path, shown: str, extra_env: dict[str, str], *,
@@ -31,7 +65,7 @@ def execute(argv: list[str], log_path: Path, shown: str, extra_env: dict[str, st
         log.flush()
         proc = subprocess.Popen(
             [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-            errors="replace",
+            errors="replace", preexec_fn=die_with_parent(),
         )
 
         def copy() -> None:

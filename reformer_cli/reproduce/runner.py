@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .. import run_folder
 from ..errors import UserError, one_line
 from .curate import curate, record_path, write_record
 from .evaluations import read_results, write_spec
@@ -138,9 +139,15 @@ class Reproduction:
                 "args": step.args}
 
     def claim_folder(self, step: Step) -> None:
-        """Write the marker into a fresh folder; refuse one made by another definition."""
+        """Write the marker into a fresh folder; refuse one made by another definition, and one
+        that another process is writing (its lock is held, run_folder.py)."""
         folder = self.step_dir(step)
         path = folder / MARKER
+        pid = run_folder.holder(folder)
+        if pid is not None:
+            raise UserError(
+                f"{_relative(folder)} is in use by another process (pid {pid}): wait for it to finish, or stop it"
+            )
         if path.is_file():
             try:
                 existing = json.loads(path.read_text())

@@ -23,7 +23,7 @@ def test_learned_position_table_starts_at_the_configured_scale(std):
 
 
 def test_position_init_std_must_be_positive():
-    with pytest.raises(ConfigError, match="model.position_init_std=0.0 must be > 0"):
+    with pytest.raises(ConfigError, match="model.position_init_std=0.0 must be a finite number > 0"):
         validate(compose(["model.position_init_std=0"]))
 
 

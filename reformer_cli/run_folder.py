@@ -1,0 +1,228 @@
+"""One writer per run folder: the folder's lock, unique folder names, and leftovers.
+
+* `hold(folder)`: an exclusive `flock` on `<folder>/.lock`, taken before anything is written into
+  the folder and held until the run ends (the kernel releases it when the process dies, even by
+  `kill -9`). A second process is refused with one line naming the holder's pid. Within one
+  process the lock is reentrant: `reformer run` takes it before Hydra writes its files, the
+  trainer again around training.
+* `claim_unique(base)`: a new folder named `base`, or `base-2`, `base-3`, ... when that exists
+  (created with an exclusive mkdir: two runs started in the same second get two folders).
+* `remove_orphaned_temps(folder)`: the temp files of atomic writes a killed run left behind.
+* `holds_records(folder)`: whether a run wrote anything of its own there (a rejected config's
+  folder holds none and is removed).
+
+Locks are advisory `flock`s (Linux, macOS); the lock file itself stays, empty of meaning once
+its holder is gone. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+LOCK_FILE = ".lock"
+# what a run (or a sweep, an evaluation) writes itself; Hydra's .hydra/ and reformer.log are not records
+RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "eval.json", "sweep.json", "sweep.md")
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, nothing refused
+    fcntl = None  # type: ignore[assignment]
+
+
+class FolderInUse(UserError):
+    """Another process holds the folder's lock."""
+
+
+_held: dict[str, list] = {}  # realpath -> [fd, count]
+
+
+def _key(folder: Path) -> str:
+    return os.path.realpath(folder)
+
+
+def folder_error(folder: Path, exc: OSError, doing: str = "create run folder") -> UserError:
+    """One line for a folder that cannot be created or written."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST) and not Path(folder).is_dir():
+        reason = "a file is in the way"
+    return UserError(f"cannot {doing} {folder}: {reason} (choose another folder with hydra.run.dir=...)")
+
+
+def first_missing(folder: Path) -> Path | None:
+    """The outermost of `folder` and its parents that does not exist (None if `folder` exists)."""
+    folder = Path(folder)
+    missing = None
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def make_folder(folder: Path) -> Path | None:
+    """Create `folder` (and its parents) if needed; returns the outermost folder created (None if
+    `folder` existed)."""
+    folder = Path(folder)
+    missing = first_missing(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise folder_error(folder, exc) from None
+    return missing
+
+
+def claim_unique(base: Path) -> tuple[Path, Path]:
+    """Create a folder that did not exist: `base`, else `base-2`, `base-3`, ...; returns it and the
+    outermost folder created with it."""
+    base = Path(base)
+    outermost = make_folder(base.parent)
+    for n in range(1, 10_000):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()
+            return folder, outermost or folder
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise folder_error(folder, exc) from None
+    raise UserError(f"cannot find a free folder name beside {base}")
+
+
+def remove_unused(folder: Path, outermost: Path) -> None:
+    """Remove `folder` (made by this process for a run that wrote no record) and the empty
+    parents made with it, up to `outermost`; a folder another process has written into stays."""
+    import shutil
+
+    folder = Path(folder)
+    if holds_records(folder):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder == Path(outermost):
+        return
+    for parent in folder.parents:
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            return
+        if parent == Path(outermost):
+            return
+
+
+def _holder_pid(fd: int) -> str:
+    """The pid the holder wrote into the lock file ('unknown' if it has not written it yet)."""
+    for _ in range(20):
+        try:
+            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        except OSError:
+            text = ""
+        if text:
+            return text
+        time.sleep(0.025)
+    return "unknown"
+
+
+def acquire(folder: Path, what: str = "run folder") -> None:
+    """Take the lock of `folder` (reentrant within this process); FolderInUse if another holds it."""
+    folder = Path(folder)
+    key = _key(folder)
+    if key in _held:
+        _held[key][1] += 1
+        return
+    make_folder(folder)
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise folder_error(folder, exc, f"write to {what}") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise folder_error(folder, exc, f"lock {what}") from None
+            pid = _holder_pid(fd)
+            os.close(fd)
+            raise FolderInUse(
+                f"{what} {folder} is in use by another reformer process (pid {pid}); wait for it to finish,"
+                " or choose another folder"
+            ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise folder_error(folder, exc, f"write to {what}") from None
+    _held[key] = [fd, 1]
+
+
+def release(folder: Path) -> None:
+    key = _key(folder)
+    entry = _held.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _held[key]
+        os.close(entry[0])  # closing the only descriptor releases the flock
+
+
+@contextlib.contextmanager
+def hold(folder: Path, what: str = "run folder") -> Iterator[None]:
+    acquire(folder, what)
+    try:
+        yield
+    finally:
+        release(folder)
+
+
+def is_held_here(folder: Path) -> bool:
+    return _key(folder) in _held
+
+
+def holder(folder: Path) -> str | None:
+    """The pid holding `folder`'s lock in another process, or None if it is free (or held here)."""
+    path = Path(folder) / LOCK_FILE
+    if fcntl is None or is_held_here(folder) or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        pid = _holder_pid(fd)
+        os.close(fd)
+        return pid
+    os.close(fd)  # it was free (closing releases the shared lock just taken)
+    return None
+
+
+def remove_orphaned_temps(folder: Path) -> list[Path]:
+    """Delete the `.<name>.<random>.tmp` files of interrupted atomic writes in a run folder and
+    its checkpoints/ (call it holding the folder's lock: then no write is in progress)."""
+    removed = []
+    for where in (Path(folder), Path(folder) / "checkpoints"):
+        if not where.is_dir():
+            continue
+        for path in where.glob(".*.tmp"):
+            if path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def holds_records(folder: Path) -> bool:
+    """Whether `folder` (a run folder, or a sweep folder of run folders) holds a run's own records."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    places = [folder] + [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return any((place / name).exists() for place in places for name in RECORDS)

@@ -1,0 +1,74 @@
+"""The run folder's lock, unique names and leftovers (reformer_cli/run_folder.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from reformer_cli import run_folder
+from reformer_cli.run_folder import FolderInUse
+
+from .conftest import cli_env
+
+
+def test_claim_unique_gives_every_caller_its_own_folder(tmp_path):
+    base = tmp_path / "outputs" / "synthetic" / "2030-01-02_03-04-05"
+    claimed, start = [], threading.Barrier(8)
+
+    def claim():
+        start.wait()
+        claimed.append(run_folder.claim_unique(base)[0])
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(p.name for p in claimed) == sorted([base.name] + [f"{base.name}-{n}" for n in range(2, 9)])
+
+
+def test_the_lock_refuses_another_process_and_names_it(tmp_path):
+    folder = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from reformer_cli import run_folder;"
+         f" run_folder.acquire({str(folder)!r}); print('held', flush=True); time.sleep(60)"],
+        env=cli_env(), stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert run_folder.holder(folder) == str(holder.pid)
+        with pytest.raises(FolderInUse, match=f"run folder {folder} is in use by another reformer process"
+                                              f" \\(pid {holder.pid}\\)"):
+            run_folder.acquire(folder)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_folder.holder(folder) is None  # the kernel released it with the process
+    with run_folder.hold(folder):
+        with run_folder.hold(folder):  # reentrant within a process
+            assert run_folder.is_held_here(folder)
+        assert run_folder.is_held_here(folder)
+    assert not run_folder.is_held_here(folder)
+
+
+def test_leftovers(tmp_path):
+    run = tmp_path / "a" / "b" / "run"
+    outermost = run_folder.make_folder(run)
+    assert outermost == tmp_path / "a"
+    (run / ".hydra").mkdir()
+    (run / "checkpoints").mkdir()
+    for name in (".metrics.jsonl.x1.tmp", "checkpoints/.step-00000004.pt.y2.tmp"):
+        (run / name).write_text("partial")
+    (run / "checkpoints" / "step-00000002.pt").write_text("kept")
+    assert {p.name for p in run_folder.remove_orphaned_temps(run)} == {".metrics.jsonl.x1.tmp",
+                                                                        ".step-00000004.pt.y2.tmp"}
+    assert (run / "checkpoints" / "step-00000002.pt").is_file()
+    run_folder.remove_unused(run, outermost)  # it holds a record: kept
+    assert run.is_dir()
+    (run / "checkpoints" / "step-00000002.pt").unlink()
+    (run / "checkpoints").rmdir()
+    run_folder.remove_unused(run, outermost)  # only Hydra's files: removed with the parents made for it
+    assert not (tmp_path / "a").exists()
