@@ -24,6 +24,7 @@ if not os.environ.get("TRITON_INTERPRET"):
 # Small, fast settings for end-to-end runs on CPU.
 TINY = [
     "model=tiny",
+    "attention=full",  # the baseline; LSH is the default attention
     "task.seq_len=32",
     "trainer.batch_size=8",
     "trainer.warmup_steps=5",

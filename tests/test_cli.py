@@ -82,7 +82,7 @@ def test_config_errors_come_before_torch_is_imported(tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
-    out = run_cli(["run", "attention.shared_qk=true", "trainer.max_steps=7", "--cfg", "job"], tmp_path)
+    out = run_cli(["run", "attention=full", "attention.shared_qk=true", "trainer.max_steps=7", "--cfg", "job"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "shared_qk: true" in out.stdout and "max_steps: 7" in out.stdout
 

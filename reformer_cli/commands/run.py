@@ -24,8 +24,9 @@ def run_job(cfg: RunConfig) -> None:
 
 HELP = """usage: reformer run [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
 
-Train one configuration. Pick one option per config group and override any key:
-  reformer run task=synthetic attention=lsh attention.n_rounds=4 trainer.max_steps=2000
+Train one configuration. Pick one option per config group and override any key; the default
+attention is the paper's LSH (`attention=full` is the baseline):
+  reformer run task=synthetic attention.n_rounds=4 trainer.max_steps=2000
 Sweep with -m (each job gets its own folder and W&B run):
   reformer run -m attention.n_rounds=1,2,4 seed=0,1
 
