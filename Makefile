@@ -17,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= smoke
 REPRODUCE_ARGS ?=
 
-.PHONY: help install test test-gpu bench-gpu gpu-wheels reproduce-table clean
+.PHONY: help install test test-wheel test-gpu bench-gpu gpu-wheels reproduce-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,9 @@ install:  ## install reformer (editable) with its test dependencies
 
 test:  ## run the test suite
 	$(PY) -m pytest -q
+
+test-wheel:  ## build a wheel, install it into a fresh virtualenv, run it from an empty folder
+	$(PY) -m pytest -q -m wheel tests/test_packaging.py
 
 test-gpu:  ## only the tests that need a CUDA GPU
 	$(PY) -m pytest -q -m gpu

@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from . import shipped
 from .errors import UserError, one_line, report_and_exit
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = shipped("conf")
 
 # ------------------------------------------------------------------------------------ errors
 
@@ -129,8 +130,8 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     """Run `task_function` as a Hydra app over `conf/<config_name>.yaml` with `args`."""
     if not (CONF_DIR / f"{config_name}.yaml").is_file():
         report_and_exit(
-            f"config folder {CONF_DIR} not found: install from a clone of the repository with"
-            " `make install` (an editable install)"
+            f"config folder {CONF_DIR} not found: the installation is incomplete; reinstall reformer"
+            " (`pip install .` or `make install` in a clone of the repository)"
         )
     import hydra
 

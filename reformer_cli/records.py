@@ -138,6 +138,8 @@ def code_version() -> dict[str, Any]:
 
     info: dict[str, Any] = {"package": __version__, "git_sha": None, "git_dirty": None}
     root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed package: the folder around it is not its source
+        return info
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True

@@ -86,6 +86,17 @@ def only_run_dir(root: Path) -> Path:
     return runs[0]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `wheel` (a wheel installed into a fresh virtualenv, a minute or two) run only when
+    selected: `make test-wheel` or `pytest -m wheel`."""
+    if "wheel" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="builds and installs a wheel: run with `make test-wheel` (pytest -m wheel)")
+    for item in items:
+        if "wheel" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def tiny() -> list[str]:
     return list(TINY)

@@ -39,9 +39,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_steps(experiments: list, profile: str) -> None:
+def list_steps(experiments: list, profile: str, folder: Path) -> None:
     import shlex
 
+    print(f"definitions (<experiments> below): {folder.resolve()}")
     for e in experiments:
         p = e.profile(profile)
         if p is None:
@@ -62,7 +63,7 @@ def main(args: list[str]) -> int:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
         experiments = load_experiments(opts.experiments, only)
         if opts.list:
-            list_steps(experiments, opts.profile)
+            list_steps(experiments, opts.profile, opts.experiments)
             return 0
         if opts.time_limit is not None and opts.time_limit <= 0:
             raise UserError(f"--time-limit {opts.time_limit} must be positive")
