@@ -97,6 +97,10 @@ def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = F
     and a traceback first); `full_error` (the user's HYDRA_FULL_ERROR=1) lets it through."""
 
     def wrapped(cfg: Any) -> Any:
+        from .sweeps import in_sweep, run_sweep_job
+
+        if in_sweep():  # a failing job is reported and recorded, and the sweep goes on
+            return run_sweep_job(task_function, cfg, full_error)
         try:
             return task_function(cfg)
         except UserError as exc:

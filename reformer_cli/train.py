@@ -26,7 +26,7 @@ from .config import RunConfig
 from .distributed import any_rank, init_world, wrap_model
 from .errors import UserError
 from .evaluation import attention_label, eval_seed_of, evaluate
-from .loggers import NullLogger, build_logger
+from .loggers import NullLogger, RunIdentity, build_logger
 from .model.reformer import build_model, count_parameters
 from .optimization import build_optimizer, lr_at, train_step
 from .primitives.context import derive_seed
@@ -129,8 +129,9 @@ def _resume_checkpoint(cfg: RunConfig, run_dir: Path) -> Path | None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, run_dir: Path):
+    def __init__(self, cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None):
         self.cfg, self.run_dir, self.t = cfg, Path(run_dir), cfg.trainer
+        self.identity = identity or RunIdentity()
         self.world, device = init_world(self.t.device)
         self.rank, self.world_size, self.is_main = self.world.rank, self.world.size, self.world.is_main
         self.device = select_device(device)
@@ -145,7 +146,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.t, self.model)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.state = TrainState()
-        self.run_name = cfg.run_name or default_run_name(cfg)
+        self.run_name = cfg.run_name or self.identity.name or default_run_name(cfg)
         self.config_dict = OmegaConf.to_container(cfg, resolve=True)
         self.eval_batch_size = self.t.eval_batch_size or self.t.batch_size
         self.tokens_per_step = self.t.batch_size * self.t.grad_accum * self.task.seq_len * self.world_size
@@ -228,7 +229,8 @@ class Trainer:
         if self.is_main:
             write_text_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
         logger = (
-            build_logger(self.cfg.logger, self.run_dir, self.config_dict, self.run_name, self.state.wandb_run_id)
+            build_logger(self.cfg.logger, self.run_dir, self.config_dict, self.run_name, self.state.wandb_run_id,
+                         self.identity)
             if self.is_main
             else NullLogger()
         )
@@ -375,6 +377,7 @@ class Trainer:
         return summary
 
 
-def train(cfg: RunConfig, run_dir: Path) -> dict:
-    """Train one configuration into `run_dir`; returns the summary."""
-    return Trainer(cfg, run_dir).run()
+def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:
+    """Train one configuration into `run_dir` (named, grouped and tagged by `identity`, by default
+    after its config); returns the summary."""
+    return Trainer(cfg, run_dir, identity).run()

@@ -11,15 +11,16 @@ from ..config import RunConfig
 from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
 
 
-def run_job(cfg: RunConfig) -> None:
-    """One Hydra job: validate the composed config (no torch yet), then train."""
+def run_job(cfg: RunConfig) -> dict:
+    """One Hydra job: validate the composed config (no torch yet), then train; returns the summary."""
     from ..config import validate
 
     validate(cfg)
     from ..hydra_entry import output_dir
+    from ..sweeps import run_identity
     from ..train import train
 
-    train(cfg, output_dir())
+    return train(cfg, output_dir(), run_identity())
 
 
 HELP = """usage: reformer run [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
@@ -27,7 +28,9 @@ HELP = """usage: reformer run [group=option ...] [key=value ...] [-m] [--cfg job
 Train one configuration. Pick one option per config group and override any key; the default
 attention is the paper's LSH (`attention=full` is the baseline):
   reformer run task=synthetic attention.n_rounds=4 trainer.max_steps=2000
-Sweep with -m (each job gets its own folder and W&B run):
+Sweep with -m: each job gets its own folder and W&B run, named by its overrides (n_rounds=2,seed=1)
+and grouped by the sweep; every job runs even if one fails; at the end a table of the jobs and
+their results is printed and written to sweep.md and sweep.json in the sweep folder:
   reformer run -m attention.n_rounds=1,2,4 seed=0,1
 
 config groups (group: options):
@@ -52,5 +55,8 @@ def main(args: list[str]) -> int:
         print_help()
         return 0
 
+    from ..sweeps import exit_code, note_sweep
+
+    note_sweep(args)
     run_hydra(run_job, "config", torchrun_arguments(resume_arguments(args)), prog="reformer run")
-    return 0
+    return exit_code()
