@@ -177,7 +177,9 @@ class TrainerConfig:
     # constant | rsqrt (linear warmup, then lr * sqrt(warmup / step): trax's
     # 'constant * linear_warmup * rsqrt_decay' with lr = constant / sqrt(warmup)) | cosine
     schedule: str = "rsqrt"
-    warmup_steps: int = 1000
+    # linear warmup to `lr`; null: a tenth of max_steps (optimization.warmup_of), so a short run
+    # leaves its warmup too
+    warmup_steps: Optional[int] = None
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -421,7 +423,7 @@ def validate_trainer(trainer: Any) -> None:
         raise ConfigError("trainer.eval_batches and trainer.final_eval_batches must be >= 0")
     for split in trainer.final_splits:
         _choice("trainer.final_splits", split, ("valid", "test"))
-    if trainer.warmup_steps < 0:
+    if trainer.warmup_steps is not None and trainer.warmup_steps < 0:
         raise ConfigError(f"trainer.warmup_steps={trainer.warmup_steps} must be >= 0")
     if trainer.lr <= 0:
         raise ConfigError(f"trainer.lr={trainer.lr} must be > 0")

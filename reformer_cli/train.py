@@ -41,7 +41,7 @@ from .records import (
     write_json_atomic,
     write_text_atomic,
 )
-from .runtime import device_name, resolve_precision, seed_everything, select_device
+from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
 from .tasks import build_task
 from .tasks.base import Batch
 
@@ -139,6 +139,8 @@ class Trainer:
         seed_everything(cfg.seed, self.t.deterministic)
         self.task = build_task(cfg.task, cfg.seed)
         self.task.check_data()
+        if small_model_threads(self.device, self.t.batch_size * self.task.seq_len * cfg.model.d_model):
+            log.info("one CPU thread: the fastest for a model this small (OMP_NUM_THREADS=N chooses)")
         self.model = build_model(cfg, self.task.vocab_size).to(self.device)
         # DistributedDataParallel first, then torch.compile around it (PyTorch's recommended order)
         self.ddp = wrap_model(self.model, self.world, self.device)
@@ -250,14 +252,14 @@ class Trainer:
             if self.loop(progress, logger, stop, wall_start, wall_before):
                 exit_code = 128 + int(stop.signal)
                 self.write_summary("interrupted", {}, wall_start, wall_before)
-                progress.message(
+                progress.finish(
                     f"interrupted at step {self.state.step}; continue with the same command and resume=auto"
                     f" (hydra.run.dir={self.run_dir})"
                 )
                 raise SystemExit(exit_code)
             final = self.final_evaluation(progress)
             summary = self.write_summary("completed", final, wall_start, wall_before)
-            progress.message(f"done: {self.run_dir / 'summary.json'}")
+            progress.finish(done_line(summary, self.run_dir))
             return summary
         except BaseException:
             exit_code = exit_code or 1
@@ -301,7 +303,8 @@ class Trainer:
                     "wall_s": wall_before + time.perf_counter() - wall_start,
                 }
                 self.record(record, logger)
-                progress.report(step, {"loss": metrics["loss"], self.task.metric: metrics.get(self.task.metric)})
+                progress.report(step, {"loss": metrics["loss"], self.task.metric: metrics.get(self.task.metric),
+                                       "tokens/s": record["tokens_per_s"]})
                 window.zero_()
                 window_steps, window_start = 0, time.perf_counter()
             else:
@@ -341,6 +344,10 @@ class Trainer:
     def final_evaluation(self, progress: Any) -> dict[str, dict[str, float]]:
         final = {}
         for split in self.t.final_splits:
+            batches = self.task.eval_batch_count(split, self.eval_batch_size)
+            if batches and self.t.final_eval_batches:
+                batches = min(batches, self.t.final_eval_batches)
+            progress.message(f"final evaluation on {split}: {batches or 'all'} batches of {self.eval_batch_size}")
             final[split] = self.evaluate(split, self.t.final_eval_batches)
             progress.message(f"final {split} " + "  ".join(f"{k} {v:.4g}" for k, v in final[split].items()))
         return final
@@ -375,6 +382,20 @@ class Trainer:
         if self.is_main:
             write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
+
+
+def done_line(summary: dict, run_dir: Path) -> str:
+    """`done in 0:21: valid accuracy 0.953 (best 0.953 at step 300), loss 0.166; <run>/summary.json`."""
+    metric = summary["metric"]
+    valid = (summary.get("final") or {}).get("valid") or {}
+    best = summary.get("best") or {}
+    result = f"valid {metric} {valid[metric]:.4g}" if valid.get(metric) is not None else "no validation result"
+    if best.get(metric) is not None:
+        result += f" (best {best[metric]:.4g} at step {best.get('step')})"
+    if valid.get("loss") is not None:
+        result += f", loss {valid['loss']:.4g}"
+    m, s = divmod(int(round(summary["wall_seconds"])), 60)
+    return f"done in {m}:{s:02d}: {result}; {run_dir / 'summary.json'}"
 
 
 def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:
