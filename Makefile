@@ -1,9 +1,11 @@
 # reformer: set-up, tests and the paper's experiments.
 #   make install   install into the active virtualenv, or into ./.venv (created if missing)
 #   make test      run the test suite (CPU only; GPU tests skip without a GPU)
+#   make test-wheel  build a wheel, install it into a fresh virtualenv, run it from an empty folder
 #   make reproduce-table PROFILE=smoke|quick|paper
 #                  run the paper's experiments (experiments/) at that profile, resumably, then
-#                  rebuild results/ with `reformer table` (REPRODUCE_ARGS="--only table2 --time-limit 540")
+#                  rebuild results/ with `reformer table` (REPRODUCE_ARGS="--only table2 --time-limit 540");
+#                  smoke writes its records and pages to outputs/reproduce/smoke/results instead
 # Use another interpreter with `make install PY=/path/to/python`.
 
 ifdef VIRTUAL_ENV
@@ -70,9 +72,14 @@ gpu-wheels:  ## fill .whl/ for a GPU machine without internet: the peer reformer
 	@# antlr4-python3-runtime 4.9.3 (omegaconf's parser) is published as a source archive only
 	$(PY) -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
+# PROFILE=smoke checks the pipeline: its records and pages go to a scratch folder, never over results/
+SMOKE_RESULTS = outputs/reproduce/smoke/results
+
 reproduce-table:  ## run experiments/ at PROFILE=smoke|quick|paper (resumes), then rebuild results/ (reformer table)
 	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) $(REPRODUCE_ARGS); status=$$?; \
-	$(PY) -m reformer_cli table --readme README.md || exit $$?; \
+	if [ "$(PROFILE)" = smoke ]; then \
+		$(PY) -m reformer_cli table --profile smoke --runs $(SMOKE_RESULTS)/runs --out $(SMOKE_RESULTS) || exit $$?; \
+	else $(PY) -m reformer_cli table --readme README.md || exit $$?; fi; \
 	exit $$status
 
 clean:  ## remove run outputs (not datasets, not results/)

@@ -112,6 +112,13 @@ def test_table_imports_no_torch(workdir):
     assert out.stdout.strip().splitlines()[-1] == "False 0"
 
 
+def test_a_folder_without_records_is_refused_with_one_line(tmp_path):
+    out = run_cli(["table"], tmp_path)  # no results/runs here
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("error: no records in results/runs: nothing to build pages from")
+    assert not (tmp_path / "results").exists()
+
+
 def test_a_record_that_is_not_curated_is_a_one_line_error(workdir):
     (workdir / "runs" / "quick" / "table2" / "stray.json").write_text('{"kind": "eval"}\n')
     out = run_cli(["table", "--runs", "runs", "--out", "out", "--no-plots"], workdir)
