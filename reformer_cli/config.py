@@ -24,7 +24,7 @@ LSH = LSHSettings()
 
 @dataclass
 class ModelConfig:
-    """ReformerLM size and layout (SPEC section 3)."""
+    """ReformerLM size and layout (docs/model.md, "ReformerLM")."""
 
     d_model: int = 256
     d_ff: int = 256
@@ -52,15 +52,15 @@ class ModelConfig:
 @dataclass
 class FullAttentionConfig:
     """Full attention: the baseline. Separate Q and K (standard scaled dot-product) by default;
-    `shared_qk: true` uses exactly the LSH logits of SPEC section 2 step 4 (unit-norm keys,
+    `shared_qk: true` uses exactly the LSH logits (docs/lsh-attention.md, "Logits and masks": unit-norm keys,
     unscaled queries, self mask) so one model can be evaluated under both attentions."""
 
     name: str = "full"
     shared_qk: bool = False
     causal: bool = True
     dropout: float = 0.0  # on attention probabilities
-    # With shared QK only: a query's own logit is replaced by self_mask_value (SPEC section 2
-    # step 4; trax and HF always do so, with -1e5). false lets a position attend to itself, which
+    # With shared QK only: a query's own logit is replaced by self_mask_value (docs/lsh-attention.md,
+    # "Logits and masks"; trax and HF always do so, with -1e5). false lets a position attend to itself, which
     # with unit-norm keys it always prefers (q . q/|q| = |q|): a diagnostic for Table 2.
     self_mask: bool = True
     self_mask_value: float = SELF_MASK_VALUE
@@ -118,7 +118,7 @@ class SyntheticTaskConfig:
     eval_seed: int = 1_000_003
 
 
-# enwik8 (SPEC section 4): the first 10^8 bytes of English Wikipedia, split by bytes.
+# enwik8 (docs/data.md, "enwik8"): the first 10^8 bytes of English Wikipedia, split by bytes.
 ENWIK8_SPLIT_SIZES = [90_000_000, 5_000_000, 5_000_000]
 
 

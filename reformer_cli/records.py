@@ -1,4 +1,4 @@
-"""A run's local records (SPEC section 5): config.yaml, metrics.jsonl, summary.json, checkpoints.
+"""A run's local records (docs/runner.md, "Records"): config.yaml, metrics.jsonl, summary.json, checkpoints.
 
 Layout of a run folder:
     config.yaml               the composed, resolved config
@@ -8,7 +8,7 @@ Layout of a run folder:
 
 Every write that a later reader trusts is atomic: a crash leaves the previous version or nothing.
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
-them (notes/ecosystem.md f).
+them (docs/runner.md, "Checkpoints").
 """
 
 from __future__ import annotations

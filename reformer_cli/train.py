@@ -385,12 +385,13 @@ class Trainer:
 
 
 def done_line(summary: dict, run_dir: Path) -> str:
-    """`done in 0:21: valid accuracy 0.953 (best 0.953 at step 300), loss 0.166; <run>/summary.json`."""
+    """`done in 0:21: valid accuracy 0.953, loss 0.166; <run>/summary.json` (the final evaluation),
+    with the best periodic evaluation when it came before the last step (`best 0.96 at step 800`)."""
     metric = summary["metric"]
     valid = (summary.get("final") or {}).get("valid") or {}
     best = summary.get("best") or {}
     result = f"valid {metric} {valid[metric]:.4g}" if valid.get(metric) is not None else "no validation result"
-    if best.get(metric) is not None:
+    if best.get(metric) is not None and best.get("step", summary["steps"]) < summary["steps"]:
         result += f" (best {best[metric]:.4g} at step {best.get('step')})"
     if valid.get("loss") is not None:
         result += f", loss {valid['loss']:.4g}"

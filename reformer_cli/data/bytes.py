@@ -1,6 +1,6 @@
 """enwik8 and any local text file as bytes: a source -> train.bin / valid.bin / test.bin + manifest.
 
-enwik8 (SPEC section 4, notes/ecosystem.md e): the member `enwik8` of
+enwik8 (docs/data.md, "enwik8"): the member `enwik8` of
 http://mattmahoney.net/dc/enwik8.zip, 100,000,000 bytes, MD5 a1fa5ffddb56f4953e226637dabbb36a,
 split by bytes into [0, 90M) train, [90M, 95M) valid, [95M, 100M) test (as
 salesforce/awd-lstm-lm's prep_enwik8.py; T2T reads the file in text mode, so its split may be by

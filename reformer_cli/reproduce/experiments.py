@@ -6,7 +6,7 @@ reproduce it:
 
     title: Table 2 ...
     layout: matrix                  # which builder renders it (reformer_cli/table/)
-    paper: {...}                    # the paper's numbers, exactly as notes/paper.md gives them
+    paper: {...}                    # the paper's numbers, exactly as docs/paper-numbers.md gives them
     profiles:
       smoke:
         about: one line: what this profile trains, on what data
