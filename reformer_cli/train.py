@@ -396,7 +396,11 @@ def done_line(summary: dict, run_dir: Path) -> str:
     if valid.get("loss") is not None:
         result += f", loss {valid['loss']:.4g}"
     m, s = divmod(int(round(summary["wall_seconds"])), 60)
-    return f"done in {m}:{s:02d}: {result}; {run_dir / 'summary.json'}"
+    try:  # relative to the folder the command ran in, as the README shows it
+        shown = Path(run_dir).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = Path(run_dir)
+    return f"done in {m}:{s:02d}: {result}; {shown / 'summary.json'}"
 
 
 def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:
