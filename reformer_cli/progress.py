@@ -95,6 +95,15 @@ class _ConsoleStream:
         pass
 
 
+def is_terminal(stream: Any) -> bool:
+    """Whether a handler's stream is a terminal; a closed stream (a handler left behind by an
+    embedding program or a test) is not one."""
+    try:
+        return bool(getattr(stream, "isatty", lambda: False)())
+    except (ValueError, OSError):
+        return False
+
+
 class BarProgress(PlainProgress):
     """A rich progress bar on stderr, the latest metrics on the line below it."""
 
@@ -139,7 +148,7 @@ class BarProgress(PlainProgress):
         stream = _ConsoleStream(self._progress.console)
         for logger in (logging.getLogger(), log):
             for handler in logger.handlers:
-                if type(handler) is logging.StreamHandler and getattr(handler.stream, "isatty", lambda: False)():
+                if type(handler) is logging.StreamHandler and is_terminal(handler.stream):
                     self._streams.append((handler, handler.setStream(stream)))
 
     def _restore_logging(self) -> None:

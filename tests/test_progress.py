@@ -32,6 +32,9 @@ def test_the_bar_shows_from_step_0_and_messages_never_land_on_its_line():
     screen = Terminal()
     handler = logging.StreamHandler(screen)  # what Hydra's console handler is on a terminal
     root = logging.getLogger()
+    others = root.handlers[:]  # handlers earlier tests left (Hydra's, on streams since closed)
+    for other in others:
+        root.removeHandler(other)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     try:
@@ -44,6 +47,8 @@ def test_the_bar_shows_from_step_0_and_messages_never_land_on_its_line():
         handler.flush()
     finally:
         root.removeHandler(handler)
+        for other in others:
+            root.addHandler(other)
     assert "0/100" in shown_at_start  # before any step finished
     text = screen.getvalue()
     # each line as the terminal finally shows it: the part after the last carriage return
