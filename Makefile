@@ -1,9 +1,11 @@
 # reformer: set-up, tests and the paper's experiments.
 #   make install   install into the active virtualenv, or into ./.venv (created if missing)
 #   make test      run the test suite (CPU only; GPU tests skip without a GPU)
+#   make test-wheel  build a wheel, install it into a fresh virtualenv, run it from an empty folder
 #   make reproduce-table PROFILE=smoke|quick|paper
 #                  run the paper's experiments (experiments/) at that profile, resumably, then
-#                  rebuild results/ with `reformer table` (REPRODUCE_ARGS="--only table2 --time-limit 540")
+#                  rebuild results/ with `reformer table` (REPRODUCE_ARGS="--only table2 --time-limit 540");
+#                  smoke writes its records and pages to outputs/reproduce/smoke/results instead
 # Use another interpreter with `make install PY=/path/to/python`.
 
 ifdef VIRTUAL_ENV
@@ -17,7 +19,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= smoke
 REPRODUCE_ARGS ?=
 
-.PHONY: help install test test-gpu bench-gpu gpu-step1 gpu-step2 gpu-step3 gpu-wheels reproduce-table clean
+.PHONY: help install test test-wheel test-gpu bench-gpu gpu-step1 gpu-step2 gpu-step3 gpu-wheels reproduce-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +32,9 @@ install:  ## install reformer (editable) with its test dependencies
 
 test:  ## run the test suite
 	$(PY) -m pytest -q --durations=20
+
+test-wheel:  ## build a wheel, install it into a fresh virtualenv, run it from an empty folder
+	$(PY) -m pytest -q -m wheel tests/test_packaging.py
 
 test-gpu:  ## only the tests that need a CUDA GPU
 	$(PY) -m pytest -q -m gpu
@@ -71,9 +76,14 @@ gpu-wheels:  ## fill .whl/ for a GPU machine without internet: the peer reformer
 	@# antlr4-python3-runtime 4.9.3 (omegaconf's parser) is published as a source archive only
 	$(PY) -m pip wheel --no-deps -w .whl antlr4-python3-runtime==4.9.3
 
+# PROFILE=smoke checks the pipeline: its records and pages go to a scratch folder, never over results/
+SMOKE_RESULTS = outputs/reproduce/smoke/results
+
 reproduce-table:  ## run experiments/ at PROFILE=smoke|quick|paper (resumes), then rebuild results/ (reformer table)
 	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) $(REPRODUCE_ARGS); status=$$?; \
-	$(PY) -m reformer_cli table --readme README.md || exit $$?; \
+	if [ "$(PROFILE)" = smoke ]; then \
+		$(PY) -m reformer_cli table --profile smoke --runs $(SMOKE_RESULTS)/runs --out $(SMOKE_RESULTS) || exit $$?; \
+	else $(PY) -m reformer_cli table --readme README.md || exit $$?; fi; \
 	exit $$status
 
 clean:  ## remove run outputs (not datasets, not results/)

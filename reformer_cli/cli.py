@@ -32,7 +32,7 @@ commands:
 {commands}
 
 `reformer <command> --help` describes each command. Example:
-  reformer run task=synthetic attention=lsh attention.n_rounds=4
+  reformer run task=synthetic attention.n_rounds=4      # the paper's LSH (the default attention), 4 rounds
 """
 
 

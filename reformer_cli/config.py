@@ -24,7 +24,7 @@ LSH = LSHSettings()
 
 @dataclass
 class ModelConfig:
-    """ReformerLM size and layout (SPEC section 3)."""
+    """ReformerLM size and layout (docs/model.md, "ReformerLM")."""
 
     d_model: int = 256
     d_ff: int = 256
@@ -52,15 +52,15 @@ class ModelConfig:
 @dataclass
 class FullAttentionConfig:
     """Full attention: the baseline. Separate Q and K (standard scaled dot-product) by default;
-    `shared_qk: true` uses exactly the LSH logits of SPEC section 2 step 4 (unit-norm keys,
+    `shared_qk: true` uses exactly the LSH logits (docs/lsh-attention.md, "Logits and masks": unit-norm keys,
     unscaled queries, self mask) so one model can be evaluated under both attentions."""
 
     name: str = "full"
     shared_qk: bool = False
     causal: bool = True
     dropout: float = 0.0  # on attention probabilities
-    # With shared QK only: a query's own logit is replaced by self_mask_value (SPEC section 2
-    # step 4; trax and HF always do so, with -1e5). false lets a position attend to itself, which
+    # With shared QK only: a query's own logit is replaced by self_mask_value (docs/lsh-attention.md,
+    # "Logits and masks"; trax and HF always do so, with -1e5). false lets a position attend to itself, which
     # with unit-norm keys it always prefers (q . q/|q| = |q|): a diagnostic for Table 2.
     self_mask: bool = True
     self_mask_value: float = SELF_MASK_VALUE
@@ -118,7 +118,7 @@ class SyntheticTaskConfig:
     eval_seed: int = 1_000_003
 
 
-# enwik8 (SPEC section 4): the first 10^8 bytes of English Wikipedia, split by bytes.
+# enwik8 (docs/data.md, "enwik8"): the first 10^8 bytes of English Wikipedia, split by bytes.
 ENWIK8_SPLIT_SIZES = [90_000_000, 5_000_000, 5_000_000]
 
 
@@ -177,7 +177,9 @@ class TrainerConfig:
     # constant | rsqrt (linear warmup, then lr * sqrt(warmup / step): trax's
     # 'constant * linear_warmup * rsqrt_decay' with lr = constant / sqrt(warmup)) | cosine
     schedule: str = "rsqrt"
-    warmup_steps: int = 1000
+    # linear warmup to `lr`; null: a tenth of max_steps (optimization.warmup_of), so a short run
+    # leaves its warmup too
+    warmup_steps: Optional[int] = None
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -476,7 +478,7 @@ def validate_trainer(trainer: Any) -> None:
         raise ConfigError("trainer.eval_batches and trainer.final_eval_batches must be >= 0")
     for split in trainer.final_splits:
         _choice("trainer.final_splits", split, ("valid", "test"))
-    if trainer.warmup_steps < 0:
+    if trainer.warmup_steps is not None and trainer.warmup_steps < 0:
         raise ConfigError(f"trainer.warmup_steps={trainer.warmup_steps} must be >= 0")
     _above("trainer.lr", trainer.lr, 0)
     if len(trainer.betas) != 2 or not all(0.0 <= b < 1.0 for b in trainer.betas):

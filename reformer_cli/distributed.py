@@ -43,7 +43,7 @@ def launched_world() -> World:
 
 def _export_slurm_environment() -> None:
     """Inside a SLURM job started by submitit: set RANK, WORLD_SIZE, MASTER_ADDR, ... from SLURM's
-    variables (notes/ecosystem.md d: never run torchrun inside submitit)."""
+    variables (docs/runner.md, "More than one process": never run torchrun inside submitit)."""
     try:
         from submitit.helpers import TorchDistributedEnvironment
 

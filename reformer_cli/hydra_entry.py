@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from . import run_folder
+from . import run_folder, shipped
 from .errors import EXIT_USER_ERROR, UserError, one_line, report_and_exit
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = shipped("conf")
 
 # ------------------------------------------------------------------------------------ errors
 
@@ -102,6 +102,10 @@ def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = F
     and a traceback first); `full_error` (the user's HYDRA_FULL_ERROR=1) lets it through."""
 
     def wrapped(cfg: Any) -> Any:
+        from .sweeps import in_sweep, run_sweep_job
+
+        if in_sweep():  # a failing job is reported and recorded, and the sweep goes on
+            return run_sweep_job(task_function, cfg, full_error)
         try:
             return task_function(cfg)
         except UserError as exc:
@@ -142,8 +146,8 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     folder is claimed and locked (`claimed_folder`)."""
     if not (CONF_DIR / f"{config_name}.yaml").is_file():
         report_and_exit(
-            f"config folder {CONF_DIR} not found: install from a clone of the repository with"
-            " `make install` (an editable install)"
+            f"config folder {CONF_DIR} not found: the installation is incomplete; reinstall reformer"
+            " (`pip install .` or `make install` in a clone of the repository)"
         )
     import hydra
 

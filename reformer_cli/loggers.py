@@ -2,7 +2,10 @@
 
 The run folder's metrics.jsonl is the source of truth; W&B gets the same curves. One W&B run per
 Hydra job, always finished (also on errors and interruptions), so a multirun sweep never leaks a
-run into the next job.
+run into the next job. A run is named, grouped and tagged by its `RunIdentity` (a sweep job: by
+the overrides it sweeps, grouped by the sweep; reformer_cli/sweeps.py); `logger.group` and
+`logger.tags` add to that. The validation metrics are declared with their direction, so W&B's run
+summary holds the best value (`valid/accuracy.max`, `valid/loss.min`) besides the last.
 """
 
 from __future__ import annotations
@@ -10,10 +13,25 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("reformer")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """How a run is named in the console, its records and W&B."""
+
+    name: str | None = None  # None: the default (train.default_run_name)
+    group: str | None = None  # the W&B group: the sweep, for a sweep's jobs
+    tags: list[str] = field(default_factory=list)
+
+
+# the direction of every metric a task logs under valid/: W&B keeps the best of each in the summary
+HIGHER_IS_BETTER = ("accuracy",)
+LOWER_IS_BETTER = ("loss", "bits", "bpc", "bits_per_dim")
 
 
 class NullLogger:
@@ -47,15 +65,17 @@ def wandb_mode(configured: str) -> str:
 
 
 class WandbLogger:
-    def __init__(self, cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None):
+    def __init__(self, cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None,
+                 identity: RunIdentity | None = None):
         import wandb
 
+        identity = identity or RunIdentity()
         mode = wandb_mode(cfg.mode)
         self._run = wandb.init(
             project=cfg.project,
             entity=cfg.entity,
-            group=cfg.group,
-            tags=list(cfg.tags),
+            group=cfg.group or identity.group,
+            tags=list(dict.fromkeys([*cfg.tags, *identity.tags])),
             name=run_name,
             config=config,
             dir=str(run_dir),
@@ -66,6 +86,10 @@ class WandbLogger:
             settings=wandb.Settings(console="off", silent=True),
         )
         self.run_id = self._run.id
+        for name in HIGHER_IS_BETTER:
+            self._run.define_metric(f"valid/{name}", summary="max,last")
+        for name in LOWER_IS_BETTER:
+            self._run.define_metric(f"valid/{name}", summary="min,last")
         if mode == "offline":
             log.info("W&B offline run in %s (upload with: wandb sync %s)", self._run.dir, Path(self._run.dir).parent)
 
@@ -76,7 +100,8 @@ class WandbLogger:
         self._run.finish(exit_code=exit_code)
 
 
-def build_logger(cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None):
+def build_logger(cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None,
+                 identity: RunIdentity | None = None):
     if cfg.name == "none":
         return NullLogger()
-    return WandbLogger(cfg, run_dir, config, run_name, resume_id)
+    return WandbLogger(cfg, run_dir, config, run_name, resume_id, identity)

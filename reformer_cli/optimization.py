@@ -20,13 +20,21 @@ from .tasks.base import Batch
 Forward = Callable[..., LossTotals]
 
 
+def warmup_of(trainer: TrainerConfig) -> int:
+    """The warmup steps: `trainer.warmup_steps`, or a tenth of `trainer.max_steps` when it is null."""
+    if trainer.warmup_steps is not None:
+        return int(trainer.warmup_steps)
+    return int(trainer.max_steps) // 10
+
+
 def lr_at(step: int, trainer: TrainerConfig) -> float:
     """Learning rate at `step` (1-based). `trainer.lr` is the peak.
 
     rsqrt: lr * min(1, step / warmup) * sqrt(warmup / max(step, warmup)), i.e. trax's
-    `constant * linear_warmup * rsqrt_decay` (notes/paper.md 2.14) with lr = constant / sqrt(warmup).
+    `constant * linear_warmup * rsqrt_decay` (docs/reference-code.md, "Optimizer and schedule")
+    with lr = constant / sqrt(warmup).
     """
-    warmup = trainer.warmup_steps
+    warmup = warmup_of(trainer)
     warm = min(1.0, step / warmup) if warmup > 0 else 1.0
     if trainer.schedule == "constant":
         return trainer.lr * warm

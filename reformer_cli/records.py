@@ -1,4 +1,4 @@
-"""A run's local records (SPEC section 5): config.yaml, metrics.jsonl, summary.json, checkpoints.
+"""A run's local records (docs/runner.md, "Records"): config.yaml, metrics.jsonl, summary.json, checkpoints.
 
 Layout of a run folder:
     config.yaml               the composed, resolved config
@@ -8,8 +8,8 @@ Layout of a run folder:
 
 Every write that a later reader trusts is atomic: a crash leaves the previous version or nothing.
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
-them. JSON is strict: a non-finite number is written as `null` (a metrics
-line lists such keys under `nonfinite`), never as `NaN` or `Infinity`. A write that the disk
+them (docs/runner.md, "Checkpoints"). JSON is strict: a non-finite number is written as `null`
+(a metrics line lists such keys under `nonfinite`), never as `NaN` or `Infinity`. A write that the disk
 refuses (full, read-only, no permission) is one line (`UserError`), never a traceback.
 """
 
@@ -232,6 +232,8 @@ def code_version() -> dict[str, Any]:
 
     info: dict[str, Any] = {"package": __version__, "git_sha": None, "git_dirty": None}
     root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():  # an installed package: the folder around it is not its source
+        return info
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True

@@ -24,6 +24,7 @@ if not os.environ.get("TRITON_INTERPRET"):
 # Small, fast settings for end-to-end runs on CPU.
 TINY = [
     "model=tiny",
+    "attention=full",  # the baseline; LSH is the default attention
     "task.seq_len=32",
     "trainer.batch_size=8",
     "trainer.warmup_steps=5",
@@ -83,6 +84,17 @@ def only_run_dir(root: Path) -> Path:
     runs = [p for p in (root / "outputs" / "synthetic").iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `wheel` (a wheel installed into a fresh virtualenv, a minute or two) run only when
+    selected: `make test-wheel` or `pytest -m wheel`."""
+    if "wheel" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="builds and installs a wheel: run with `make test-wheel` (pytest -m wheel)")
+    for item in items:
+        if "wheel" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

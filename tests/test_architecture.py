@@ -209,6 +209,6 @@ def test_runs_and_evaluations_are_labelled_alike():
     cfg = compose(["attention=lsh", "attention.n_rounds=4"])
     assert attention_label(cfg.attention) == "lsh-4"
     assert default_run_name(cfg) == "synthetic-lsh-4-standard-seed0"
-    cfg = compose(["attention.shared_qk=true", "attention.self_mask=false", "layer=reversible", "seed=3"])
+    cfg = compose(["attention=full", "attention.shared_qk=true", "attention.self_mask=false", "layer=reversible", "seed=3"])
     assert default_run_name(cfg) == f"synthetic-{attention_label(cfg.attention)}-reversible-seed3"
     assert attention_label(cfg.attention) == "full-sharedqk-noself"

@@ -1,8 +1,7 @@
-"""The command line as a user meets it: help, config errors, composition, sweeps."""
+"""The command line as a user meets it: help, config errors, composition (sweeps: test_sweeps.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -82,18 +81,6 @@ def test_config_errors_come_before_torch_is_imported(tmp_path):
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path):
-    out = run_cli(["run", "attention.shared_qk=true", "trainer.max_steps=7", "--cfg", "job"], tmp_path)
+    out = run_cli(["run", "attention=full", "attention.shared_qk=true", "trainer.max_steps=7", "--cfg", "job"], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "shared_qk: true" in out.stdout and "max_steps: 7" in out.stdout
-
-
-def test_multirun_sweep_runs_each_job_into_its_own_folder(tmp_path):
-    out = run_cli(
-        ["run", "-m", *TINY, "trainer.max_steps=3", "trainer.eval_every=3", "seed=1,2", "hydra.sweep.dir=sweep"],
-        tmp_path,
-    )
-    assert out.returncode == 0, out.stderr + out.stdout
-    summaries = sorted((tmp_path / "sweep").glob("*/summary.json"))
-    assert len(summaries) == 2
-    seeds = sorted(json.loads(p.read_text())["seed"] for p in summaries)
-    assert seeds == [1, 2]

@@ -100,10 +100,10 @@ def test_default_record_goes_to_its_own_folder(lsh1_run, tmp_path, capsys, monke
 def test_merge_attention_rules():
     lsh = dict(compose(["attention=lsh", "attention.chunk_length=8", "attention.n_rounds=1"]).attention)
     lsh_defaults = dict(compose(["attention=lsh"]).attention)
-    full = dict(compose(["attention.causal=false"]).attention)
+    full = dict(compose(["attention=full", "attention.causal=false"]).attention)
     assert merge_attention(lsh, None, set()) == lsh
     assert merge_attention(lsh, {**lsh_defaults, "n_rounds": 8}, {"n_rounds"}) == {**lsh, "n_rounds": 8}
-    switched = merge_attention(lsh, dict(compose([]).attention), set())
+    switched = merge_attention(lsh, dict(compose(["attention=full"]).attention), set())
     assert switched["name"] == "full" and switched["shared_qk"] is True
     assert merge_attention(full, {**lsh_defaults, "n_rounds": 4}, {"n_rounds"})["causal"] is False
 

@@ -30,3 +30,30 @@ def test_constant_and_cosine():
     assert lr_at(5, t) == pytest.approx(0.25) and lr_at(500, t) == pytest.approx(0.5)
     t = trainer(lr=0.5, warmup_steps=10, schedule="cosine", max_steps=110)
     assert lr_at(10, t) == pytest.approx(0.5) and lr_at(60, t) == pytest.approx(0.25) and lr_at(110, t) == pytest.approx(0.0)
+
+
+def test_the_default_warmup_is_a_tenth_of_the_steps():
+    """A run of any length leaves its warmup: `trainer.max_steps=300` warms up for 30 steps."""
+    from reformer_cli.optimization import warmup_of
+
+    assert trainer().warmup_steps is None and warmup_of(trainer()) == trainer().max_steps // 10
+    t = trainer(max_steps=300)
+    assert warmup_of(t) == 30 and lr_at(30, t) == pytest.approx(t.lr) and lr_at(15, t) == pytest.approx(t.lr / 2)
+    assert warmup_of(trainer(max_steps=300, warmup_steps=0)) == 0 and lr_at(1, trainer(warmup_steps=0)) == trainer().lr
+
+
+def test_a_small_cpu_run_uses_one_thread_unless_told_otherwise(monkeypatch):
+    import torch
+
+    from reformer_cli.runtime import SMALL_STEP_VALUES, small_model_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert small_model_threads(torch.device("cpu"), 1000) is None and torch.get_num_threads() == 2  # the user's
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert small_model_threads(torch.device("cpu"), SMALL_STEP_VALUES) is None  # not small
+        assert small_model_threads(torch.device("cpu"), 8 * 32 * 64) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

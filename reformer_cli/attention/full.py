@@ -2,7 +2,7 @@
 
 * `full_attention`: standard scaled dot-product attention with separate Q and K,
   softmax(q k^T / sqrt(d)) v, through PyTorch SDPA (its fastest backend on GPU).
-* `shared_qk_full_attention`: exactly the logits LSH attention uses (SPEC section 2 step 4):
+* `shared_qk_full_attention`: exactly the logits LSH attention uses (docs/lsh-attention.md, "Logits and masks"):
   q_i . k_j / ||k_j||, self logit replaced by -1e5, so a model can be trained with one attention
   and evaluated with the other (Table 2). With one bucket and one chunk covering the sequence, LSH
   attention equals this function. Two evaluation diagnostics for Table 2's "full attention"
@@ -70,7 +70,7 @@ def shared_qk_logits(
     self_mask_value: float = SELF_MASK_VALUE,
     self_mask_mode: str = "replace",
 ) -> torch.Tensor:
-    """[batch, heads, length, length] logits of SPEC section 2 step 4 with all masks applied.
+    """[batch, heads, length, length] logits of docs/lsh-attention.md, "Logits and masks", with all masks applied.
 
     keys: "unit" q_i . k_j / ||k_j|| (the LSH logits); "raw" q_i . q_j / sqrt(d_head) (scaled
     dot-product attention with k = q). `self_mask=False` leaves each position's own logit in place

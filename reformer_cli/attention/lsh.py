@@ -1,4 +1,4 @@
-"""LSH attention, the reference (SPEC section 2; paper section 2 and Appendix A).
+"""LSH attention, the reference (docs/lsh-attention.md; paper section 2 and Appendix A).
 
 This module defines what LSH attention computes; every faster implementation (the GPU kernels of
 `reformer_cli.attention.fast`) implements `lsh_attention_from_buckets` with the same signature and
@@ -60,7 +60,7 @@ off, like `shared_qk_full_attention`):
    `o_i = sum_r softmax_r(z_i^(r)) o_i^(r)` (paper eq. 14); gradients flow through the z's as well.
 
 With one chunk covering the sequence and attention across buckets (or a single bucket) every
-round attends to all keys, so the result equals `shared_qk_full_attention` (SPEC section 2, step 7).
+round attends to all keys, so the result equals `shared_qk_full_attention` (docs/lsh-attention.md, "Equivalence with full attention").
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def n_buckets_of(rotations: Rotations) -> int:
 
 
 def rotations_shape(n_heads: int, d_head: int, n_rounds: int, factor: int) -> tuple[int, int, int, int]:
-    """Shape of the rotations of one bucket factor (SPEC section 2, step 1)."""
+    """Shape of the rotations of one bucket factor (docs/lsh-attention.md, "Hash")."""
     return (n_heads, d_head, n_rounds, factor // 2)
 
 

@@ -104,8 +104,12 @@ def verify(args: argparse.Namespace) -> int:
     folder, manifest = load(task)
     check_split_files(folder, manifest, full=True, fix=f"rerun `{prepare_command(task, '--force')}`", progress=True)
     source = manifest["source"]
-    official = "official checks passed" if source.get("verified") else \
-        f"official checks were SKIPPED at prepare ({', '.join(source.get('checks_skipped', []))})"
+    if task.name == "text":  # the user's own file: nothing official to check it against
+        official = f"source {source.get('origin')} (your own file: no official checksum exists for it)"
+    elif source.get("verified"):
+        official = "official checks passed"
+    else:
+        official = f"official checks were SKIPPED at prepare ({', '.join(source.get('checks_skipped', []))})"
     splits = ", ".join(f"{name} {entry['bytes']:,} B" for name, entry in manifest["splits"].items())
     print(f"ok: {folder}: {splits}; every sha256 matches the manifest; data sha256"
           f" {manifest['data_sha256'][:16]}; {official}")

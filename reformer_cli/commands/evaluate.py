@@ -25,6 +25,8 @@ attention options:
 `attention.KEY=VALUE` alone changes only those keys of the trained attention; `attention=NAME`
 starts from that option's defaults. LSH rotations come from attention.eval_seed: the same seed gives
 the same numbers. The record goes to outputs/eval/<date>_<time>/eval.json, or to output=PATH.
+With -m, each job's record goes to its own folder, and sweep.json (every record) and sweep.md (a
+table of trained x evaluated attention, as Table 2) to the sweep folder.
 """
 
 
@@ -48,9 +50,12 @@ def main(args: list[str]) -> int:
         sys.stdout.write(HELP.format(groups=group_listing(("attention",))))
         return 0
 
+    from ..sweeps import exit_code, note_sweep
+
     try:
         args = select_trained_attention(args)
     except UserError as exc:
         report_and_exit(str(exc))
+    note_sweep(args)
     run_hydra(eval_job, "eval", args, prog="reformer eval", check=validate_eval)
-    return 0
+    return exit_code()

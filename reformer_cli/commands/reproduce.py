@@ -26,8 +26,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the experiments and their steps at this profile, run nothing")
     p.add_argument("--outputs", type=Path, default=Path("outputs/reproduce"),
                    help="run folders go to <outputs>/<profile>/<experiment>/<step> (default outputs/reproduce)")
-    p.add_argument("--results", type=Path, default=Path("results"),
-                   help="records go to <results>/runs/<profile>/<experiment>/<step>.json (default results)")
+    p.add_argument("--results", type=Path, default=None,
+                   help="records go to <results>/runs/<profile>/<experiment>/<step>.json (default: results; for the"
+                        " smoke profile a scratch folder, <outputs>/smoke/results, so a pipeline check never rewrites"
+                        " committed records)")
     p.add_argument("--experiments", type=Path, default=EXPERIMENTS_DIR, help="the definitions (default: experiments/)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help="stop cleanly after this long (a training run saves a checkpoint); rerun to continue")
@@ -39,9 +41,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_steps(experiments: list, profile: str) -> None:
+def list_steps(experiments: list, profile: str, folder: Path) -> None:
     import shlex
 
+    print(f"definitions (<experiments> below): {folder.resolve()}")
     for e in experiments:
         p = e.profile(profile)
         if p is None:
@@ -53,6 +56,14 @@ def list_steps(experiments: list, profile: str) -> None:
             print(f"    {step.name:24s} reformer {shlex.join(step.args)}")
 
 
+def results_folder(opts: argparse.Namespace) -> Path:
+    """Where the records go: --results, else results/, except for smoke: a scratch folder beside its
+    run folders (its numbers check the pipeline; they are not results)."""
+    if opts.results is not None:
+        return opts.results
+    return opts.outputs / "smoke" / "results" if opts.profile == "smoke" else Path("results")
+
+
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
     from ..reproduce.experiments import load_experiments
@@ -62,12 +73,12 @@ def main(args: list[str]) -> int:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
         experiments = load_experiments(opts.experiments, only)
         if opts.list:
-            list_steps(experiments, opts.profile)
+            list_steps(experiments, opts.profile, opts.experiments)
             return 0
         if opts.time_limit is not None and opts.time_limit <= 0:
             raise UserError(f"--time-limit {opts.time_limit} must be positive")
         return Reproduction(
-            profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=opts.results,
+            profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=results_folder(opts),
             experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,
         ).run()
     except UserError as exc:

@@ -12,20 +12,24 @@ from ..errors import UserError, report_and_exit
 from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
 
 
-def run_job(cfg: RunConfig) -> None:
-    """One Hydra job: validate the composed config (no torch yet), then train."""
+def run_job(cfg: RunConfig) -> dict:
+    """One Hydra job: validate the composed config (no torch yet), then train; returns the summary."""
     validate(cfg)
     from ..hydra_entry import output_dir
+    from ..sweeps import run_identity
     from ..train import train
 
-    train(cfg, output_dir())
+    return train(cfg, output_dir(), run_identity())
 
 
 HELP = """usage: reformer run [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
 
-Train one configuration. Pick one option per config group and override any key:
-  reformer run task=synthetic attention=lsh attention.n_rounds=4 trainer.max_steps=2000
-Sweep with -m (each job gets its own folder and W&B run):
+Train one configuration. Pick one option per config group and override any key; the default
+attention is the paper's LSH (`attention=full` is the baseline):
+  reformer run task=synthetic attention.n_rounds=4 trainer.max_steps=2000
+Sweep with -m: each job gets its own folder and W&B run, named by its overrides (n_rounds=2,seed=1)
+and grouped by the sweep; every job runs even if one fails; at the end a table of the jobs and
+their results is printed and written to sweep.md and sweep.json in the sweep folder:
   reformer run -m attention.n_rounds=1,2,4 seed=0,1
 
 config groups (group: options):
@@ -50,9 +54,12 @@ def main(args: list[str]) -> int:
         print_help()
         return 0
 
+    from ..sweeps import exit_code, note_sweep
+
     try:
         args = torchrun_arguments(resume_arguments(args))
     except UserError as exc:
         report_and_exit(str(exc), exc.exit_code)
+    note_sweep(args)
     run_hydra(run_job, "config", args, prog="reformer run", check=validate)
-    return 0
+    return exit_code()

@@ -41,6 +41,12 @@ def main(args: list[str]) -> int:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
         experiments = load_experiments(opts.experiments, only)
         contexts, pages = build_pages(experiments, opts.runs, opts.profile)
+        if not any(ctx.records for ctx in contexts):
+            which = f"{opts.profile} records" if opts.profile else "records"
+            raise UserError(
+                f"no {which} in {opts.runs}: nothing to build pages from (`reformer reproduce --profile P` writes"
+                " them; a smoke run's go to outputs/reproduce/smoke/results/runs: pass that with --runs)"
+            )
         plots = not opts.no_plots
         if plots:
             try:

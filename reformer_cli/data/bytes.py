@@ -1,6 +1,6 @@
 """enwik8 and any local text file as bytes: a source -> train.bin / valid.bin / test.bin + manifest.
 
-enwik8 (SPEC section 4, notes/ecosystem.md e): the member `enwik8` of
+enwik8 (docs/data.md, "enwik8"): the member `enwik8` of
 http://mattmahoney.net/dc/enwik8.zip, 100,000,000 bytes, MD5 a1fa5ffddb56f4953e226637dabbb36a,
 split by bytes into [0, 90M) train, [90M, 95M) valid, [95M, 100M) test (as
 salesforce/awd-lstm-lm's prep_enwik8.py; T2T reads the file in text mode, so its split may be by
@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Iterator
 
 from ..errors import DataError
 from .download import download, is_url
-from .files import StagedFile, progress_bar, read_chunks, remove_stale_temps, sha256_file
+from .files import StagedFile, make_folder, progress_bar, read_chunks, remove_empty, remove_stale_temps, sha256_file
 from .manifest import MANIFEST, build_manifest, load_prepared, prepared_manifest, read_manifest, write_manifest
 from .paths import as_path, prepare_command, task_data_dir
 
@@ -175,7 +175,7 @@ def prepare_enwik8(task: Any, *, source: str | None = None, verify: bool = True,
     existing = None if force else prepared_manifest(folder, task="enwik8", variant=None, params=params)
     if existing is not None:
         return PrepareResult(folder, existing, changed=False)
-    folder.mkdir(parents=True, exist_ok=True)
+    created = make_folder(folder)
     start_over(folder)
 
     zip_path = folder / ENWIK8_ZIP
@@ -185,7 +185,11 @@ def prepare_enwik8(task: Any, *, source: str | None = None, verify: bool = True,
     elif source is None or is_url(source):
         origin = source or ENWIK8_URL
         fallback = (f"download {origin} yourself and run `{prepare_command(task, '--source PATH')}`")
-        path = downloaded = download(origin, zip_path, fallback=fallback)
+        try:
+            path = downloaded = download(origin, zip_path, fallback=fallback)
+        except DataError:
+            remove_empty(created)  # a failed download leaves no empty cache folder behind
+            raise
     else:
         path, origin = as_path(source), str(as_path(source))
         if not path.is_file():

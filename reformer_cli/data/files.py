@@ -37,6 +37,26 @@ def sha256_file(path: Path, desc: str | None = None) -> str:
     return digest.hexdigest()
 
 
+def make_folder(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; returns the ones created, innermost first."""
+    created, current = [], Path(folder)
+    while not current.exists():
+        created.append(current)
+        current = current.parent
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove these folders (innermost first) while they are empty: what a failed step created and
+    left with nothing in it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): keep it and everything above it
+            return
+
+
 def read_chunks(stream: BinaryIO, n_bytes: int) -> Iterable[bytes]:
     """Exactly `n_bytes` from `stream` in chunks; stops early only if the stream ends."""
     left = n_bytes

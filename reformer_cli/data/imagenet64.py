@@ -1,6 +1,6 @@
 """ImageNet 64x64 from the user's files -> train.u8 / valid.u8, uint8 [N, 12288] + manifest.
 
-Two different datasets, never mixed (notes/ecosystem.md e); `task.variant` says which:
+Two different datasets, never mixed (docs/data.md, "imagenet64"); `task.variant` says which:
 
 - `oord` (the paper's: "Downsampled ImageNet", van den Oord et al. 2016; T2T's ImageImagenet64Gen,
   TFDS downsampled_imagenet/64x64): `train_64x64.tar` and `valid_64x64.tar`, tars of 64x64 RGB

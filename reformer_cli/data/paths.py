@@ -1,7 +1,7 @@
 """Where datasets live by default, and the `reformer data prepare ...` line that fills a folder.
 
 The root is `$REFORMER_DATA_DIR` when set, else `${XDG_CACHE_HOME:-~/.cache}/reformer`; each task
-has its own sub-folder (notes/ecosystem.md e). `task.data_dir` overrides it per run.
+has its own sub-folder (docs/data.md, "Where data lives"). `task.data_dir` overrides it per run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Axial positional embeddings, as trax's AxialPositionalEncoding (notes/paper.md 2.12).
+"""Axial positional embeddings, as trax's AxialPositionalEncoding (docs/model.md, "Axial positions").
 
 A sequence is laid out on a grid of `shape` (row-major: the last axis varies fastest; a
 sequence shorter than prod(shape) uses the first positions). Axis i has one learned table of shape `(shape[i], dims[i])`, initialised N(0, 1)

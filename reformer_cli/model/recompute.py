@@ -15,8 +15,8 @@ Parameter gradients are computed with `torch.autograd.grad` (which never writes 
 accumulates each parameter's gradient once, through its ordinary AccumulateGrad node, so
 DistributedDataParallel's per-parameter hooks fire exactly once per backward (peers that call
 `torch.autograd.backward` inside their backward, writing `.grad` directly, fail under DDP with
-"Expected to mark a variable ready only once": notes/peers.md c.7). The Function itself runs
-eagerly; `torch.compile` can still compile F and G, which it calls.
+"Expected to mark a variable ready only once": docs/model.md, "Data parallelism and compile"). The
+Function itself runs eagerly; `torch.compile` can still compile F and G, which it calls.
 """
 
 from __future__ import annotations

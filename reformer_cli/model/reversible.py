@@ -21,8 +21,8 @@ replay cache (a dict), so LSH attention reuses the forward's buckets and sort or
 rehashing a reconstructed input that may differ from the original in the last bits. The key padding
 mask is passed to F at every call. The streams keep the dtype they come in with (fp32 under bf16
 autocast: `x + f` promotes a bf16 residual to fp32), so reconstruction error stays at fp32 rounding
-and does not grow with depth (notes/perf.md section 5). The forward's cache tensors travel through
-`save_for_backward`, so saved-tensor hooks (memory accounting, offloading) see them.
+and does not grow with depth (docs/model.md, "Reversible layers"). The forward's cache tensors travel
+through `save_for_backward`, so saved-tensor hooks (memory accounting, offloading) see them.
 
 `layer.recompute=false` runs the same coupling under ordinary autograd (activations stored, no
 custom backward): the reference the tests compare against, and a fallback.

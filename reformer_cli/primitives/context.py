@@ -5,7 +5,7 @@ seeded by `derive_seed(forward seed, layer, purpose)`. The trainer passes a fres
 evaluation a fixed one, so training draws fresh randomness, evaluation is repeatable, and a
 reversible block's recomputation in the backward pass reproduces the forward's draws exactly, all
 without reading or writing the global RNG (peers' `torch.manual_seed` calls break torch.compile and
-any other RNG consumer; notes/peers.md b.2).
+any other RNG consumer; docs/model.md, "Randomness and replay").
 
 `cache` carries what a recomputation must reuse rather than recompute: the LSH buckets of the forward
 (trax and HF do the same), since a recomputed input can differ from the original by rounding and

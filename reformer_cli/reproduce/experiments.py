@@ -6,7 +6,7 @@ reproduce it:
 
     title: Table 2 ...
     layout: matrix                  # which builder renders it (reformer_cli/table/)
-    paper: {...}                    # the paper's numbers, exactly as notes/paper.md gives them
+    paper: {...}                    # the paper's numbers, exactly as docs/paper-numbers.md gives them
     profiles:
       smoke:
         about: one line: what this profile trains, on what data
@@ -45,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import shipped
 from ..errors import ConfigError
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS_DIR = shipped("experiments")  # inside the installed package, or the repository's top level
 # smoke: the pipeline on a CPU in minutes; cpu: a scaled-down result a 2-core machine finishes in
 # about an hour; quick: one GPU, minutes to half an hour; paper: the paper's sizes and steps.
 PROFILES = ("smoke", "cpu", "quick", "paper")

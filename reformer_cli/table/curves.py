@@ -125,30 +125,64 @@ def build(ctx: Context) -> Page:
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
 
 
+def data_note(ctx: Context) -> str:
+    """What the curves were trained on, from the records: `profile smoke, trained on text (64-token
+    windows): not comparable to the paper`."""
+    tasks = []
+    for r in ctx.records.values():
+        task = r.get("task") or {}
+        if r.get("kind") == "train" and task.get("name"):
+            text = f"{task['name']} ({int(task['seq_len']):,}-token windows)" if task.get("seq_len") else task["name"]
+            if text not in tasks:
+                tasks.append(text)
+    note = f"profile {ctx.profile}" + (f", trained on {' and '.join(tasks)}" if tasks else "")
+    return note + ("" if ctx.comparable else ": not comparable to the paper")
+
+
+def curve(record: dict | None, metric: str) -> dict[int, float]:
+    return {int(p["step"]): float(p[metric]) for p in (record or {}).get("curve", []) if p.get(metric) is not None}
+
+
 def plot(ctx: Context, metrics: dict, labels: dict, path: Path) -> None:
-    from .plots import mark_empty, new_figure, save
+    """Per task and panel: the held-out curves (top) and each run's difference to the panel's
+    baseline run at the same steps (below), where curves that lie on top of each other part."""
+    from .plots import legend_outside, mark_empty, new_figure, save, style, title
 
     tasks = task_groups(ctx)
     panels = ctx.experiment.paper.get("panels", [])
-    fig, axes = new_figure(len(tasks), len(panels))
+    fig, axes = new_figure(2 * len(tasks), len(panels), width=5.5, height=3.2, height_ratios=[1.0, 0.7] * len(tasks))
     for i, task in enumerate(tasks):
         metric, label = metrics[task], labels[task]
         for j, panel in enumerate(panels):
-            ax = axes[i][j]
-            for run in panel_runs(ctx, panel):
-                r = ctx.record(step_name(task, run))
-                points = [(p["step"], p[metric]) for p in (r or {}).get("curve", []) if p.get(metric) is not None]
-                if points:
-                    xs, ys = zip(*points)
-                    ax.plot(xs, ys, marker="o", markersize=2.5, linewidth=1.2, label=run)
-            title = panel["title"] if task is None else f"{task}: {panel['title']}"
-            ax.set_title(title, fontsize=9)
-            ax.set_xlabel("training step")
-            ax.set_ylabel(f"held-out {label}")
-            ax.grid(alpha=0.3)
-            if ax.lines:
-                ax.legend(fontsize=8)
-            mark_empty(ax)
-    note = f"profile {ctx.profile}" + ("" if ctx.comparable else ": not comparable to the paper")
-    fig.suptitle(f"{ctx.experiment.title}\n({note})", fontsize=10)
+            top, bottom = axes[2 * i][j], axes[2 * i + 1][j]
+            runs = panel_runs(ctx, panel)
+            curves = {run: curve(ctx.record(step_name(task, run)), metric) for run in runs}
+            baseline = panel.get("baseline")
+            baseline = runs[0] if baseline == "previous" or baseline not in runs else baseline
+            for k, run in enumerate(runs):
+                if curves[run]:
+                    xs = sorted(curves[run])
+                    top.plot(xs, [curves[run][x] for x in xs], markersize=3, linewidth=1.2, label=run, **style(k))
+                common = sorted(set(curves[run]) & set(curves[baseline]))
+                if run != baseline and common:
+                    bottom.plot(common, [curves[run][x] - curves[baseline][x] for x in common], markersize=3,
+                                linewidth=1.2, label=f"{run} - {baseline}", **style(k))
+            if ctx.comparable:  # a number the paper states, on the same axis, where it is the same quantity
+                for entry in (ctx.experiment.paper.get("values") or {}).values():
+                    if ctx.experiment.paper.get("values_metric", metric) == metric:
+                        top.axhline(float(entry["value"]), color="black", linestyle=":", linewidth=1.0,
+                                    label=f"paper: {entry['value']}" + (" (test)" if "test" in str(entry.get("what")) else ""))
+            name = panel["title"] if task is None else f"{task}: {panel['title']}"
+            top.set_title(name, fontsize=9)
+            top.set_ylabel(f"held-out {label}", fontsize=8)
+            mark_empty(bottom, f"no curve to compare with {baseline} yet")
+            if bottom.lines:
+                bottom.axhline(0.0, color="gray", linewidth=0.8)
+            bottom.set_ylabel(f"difference to {baseline}\n({label})", fontsize=8)
+            bottom.set_xlabel("training step")
+            mark_empty(top)
+            for ax in (top, bottom):
+                ax.grid(alpha=0.3)
+                legend_outside(ax)
+    title(fig, ctx.experiment.title, data_note(ctx))
     save(fig, path)

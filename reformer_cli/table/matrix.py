@@ -15,6 +15,12 @@ def value(record: dict | None, metric: str, scale: float) -> float | None:
     return None if metrics.get(metric) is None else float(metrics[metric]) * scale
 
 
+def eval_split(ctx: Context) -> str | None:
+    """The split the evaluation records were scored on (`test` for Table 2), if they agree on one."""
+    splits = {str(r.get("split")) for r in ctx.records.values() if r.get("kind") == "eval" and r.get("split")}
+    return splits.pop() if len(splits) == 1 else None
+
+
 def build(ctx: Context) -> Page:
     paper: dict[str, Any] = ctx.experiment.paper
     columns, rows = list(paper["columns"]), dict(paper["rows"])
@@ -22,9 +28,11 @@ def build(ctx: Context) -> Page:
     metric, scale, unit = paper.get("metric", "accuracy"), float(paper.get("scale", 1)), paper.get("unit", "")
     tolerance = paper.get("tolerance")
 
+    split = eval_split(ctx)
+    on_split = f" on the `{split}` split" if split else ""
     lines = header(ctx)
     lines += [
-        f"Each cell: **ours / paper / difference** ({metric} in {unit}; difference = ours - paper)."
+        f"Each cell: **ours / paper / difference** ({metric} in {unit}{on_split}; difference = ours - paper)."
         " `missing`: no record for that cell.",
         "",
     ]
@@ -67,6 +75,9 @@ def build(ctx: Context) -> Page:
     trained = [(row, ctx.record(row)) for row in all_rows]
     if any(r for _, r in trained):
         lines += ["## Training runs", ""]
+        if split and split != "valid":
+            lines += [f"Each run's own final evaluation, on the `valid` split: the cells above are on the `{split}`"
+                      " split, so the same model under the same attention can read differently here.", ""]
         body = []
         for row, r in trained:
             if r is None:
@@ -110,7 +121,9 @@ def beyond_paper(ctx: Context, all_rows: list[str], all_columns: list[str], labe
     lines = [f"## Beyond the paper: {beyond.get('title', 'more settings')}", ""]
     if beyond.get("note"):
         lines += [" ".join(str(beyond["note"]).split()), ""]
-    lines += [f"Ours only ({metric} in {unit}); `{MISSING}`: no record.", ""]
+    split = eval_split(ctx)
+    on_split = f" on the `{split}` split" if split else ""
+    lines += [f"Ours only ({metric} in {unit}{on_split}); `{MISSING}`: no record.", ""]
     lines += table(["train \\ eval", *(labels.get(c, c) for c in all_columns)], body)
     lines.append("")
     lines += self_weight_table(ctx, all_rows, all_columns, labels)
@@ -191,7 +204,8 @@ def readme_block(ctx: Context, page_path: str) -> str:
     label = [] if ctx.comparable else [f"**{ctx.spec.label}**"]
     lines = [
         *label,
-        f"Accuracy %, **ours / paper / difference**; profile `{ctx.profile}` ({ctx.spec.about}); {p['devices']},"
+        f"Accuracy % on the `{eval_split(ctx) or 'test'}` split, **ours / paper / difference**; profile"
+        f" `{ctx.profile}` ({ctx.spec.about}); {p['devices']},"
         f" {p['dates']}. Details, training runs and what was tried: `{page_path}`.",
         "",
         *table(head, body),

@@ -62,26 +62,36 @@ def build(ctx: Context) -> Page:
 
 
 def plot(ctx: Context, rows: list[dict], path: Path) -> None:
-    from .plots import new_figure, save
+    """Saved bytes by depth, ours solid; beside them, dashed, what the paper's Table 3 predicts from
+    our shallowest point (it gives formulas, not numbers): proportional to depth for standard
+    layers, constant for reversible ones."""
+    from .plots import legend_below, new_figure, save, style, title
 
-    fig, axes = new_figure(1, 1, width=5.5)
+    growth = ctx.experiment.paper.get("growth") or {}
+    fig, axes = new_figure(1, 1, width=6.5, height=4.2)
     ax = axes[0][0]
-    for layer in dict.fromkeys(r.get("layer") for r in rows):
+    for k, layer in enumerate(dict.fromkeys(r.get("layer") for r in rows)):
+        look = style(k)
         points = [(r["depth"], r["saved_bytes"] / MIB) for r in rows
                   if r.get("layer") == layer and r.get("status") == "ok" and r.get("saved_bytes") is not None]
         if points:
             xs, ys = zip(*points)
-            ax.plot(xs, ys, marker="o", label=f"{layer}: saved for backward")
+            rule = growth.get(layer)
+            if rule in ("depth", "constant"):  # a wide pale band under ours: visible where the two agree
+                predicted = [ys[0] * (x / xs[0] if rule == "depth" else 1.0) for x in xs]
+                ax.plot(xs, predicted, color=look["color"], linestyle="-", linewidth=6, alpha=0.25,
+                        label=f"{layer}: paper's Table 3 ({'grows with depth' if rule == 'depth' else 'constant'})")
+            ax.plot(xs, ys, color=look["color"], marker=look["marker"], linestyle="-", label=f"{layer}: ours")
         peaks = [(r["depth"], r["peak_bytes"] / MIB) for r in rows
                  if r.get("layer") == layer and r.get("status") == "ok" and r.get("peak_bytes") is not None]
         if peaks:
             xs, ys = zip(*peaks)
-            ax.plot(xs, ys, marker="s", linestyle="--", label=f"{layer}: CUDA peak")
+            ax.plot(xs, ys, color=look["color"], marker="s", linestyle=":", label=f"{layer}: CUDA peak (ours)")
     ax.set_xlabel("layers")
-    ax.set_ylabel("MiB")
-    note = f"profile {ctx.profile}" + ("" if ctx.comparable else ": not comparable to the paper")
-    ax.set_title(f"Memory of one training step by depth ({note})", fontsize=9)
+    ax.set_ylabel("MiB saved for backward (parameters excluded)")
     ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
+    legend_below(ax)
+    note = f"profile {ctx.profile}" + ("" if ctx.comparable else ": not comparable to the paper")
+    title(fig, ctx.experiment.title, f"{note}; the pale bands: the growth the paper's Table 3 predicts (it gives"
+          " formulas, not numbers), drawn from our shallowest point")
     save(fig, path)

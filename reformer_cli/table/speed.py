@@ -124,31 +124,60 @@ def build(ctx: Context) -> Page:
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
 
 
-def plot(ctx: Context, methods: list[str], ours: dict, theirs: dict, path: Path) -> None:
-    from .plots import mark_empty, new_figure, save
+def reference_length(ours: dict, theirs: dict) -> tuple[int | None, int | None]:
+    """The lengths each source is normalised at: the shortest length both have (one reference, so
+    the curves share a unit), else each one's shortest."""
+    common = [length for length in theirs if length in ours]
+    if common:
+        return common[0], common[0]
+    return (next(iter(ours), None), next(iter(theirs), None))
 
-    fig, axes = new_figure(1, 2)
-    left, right = axes[0]
+
+def plot(ctx: Context, methods: list[str], ours: dict, theirs: dict, path: Path) -> None:
+    """Ours and the paper's on one axis in one unit: each method's time relative to full
+    attention's time at the reference length, ours solid, the paper's dashed, one colour per method."""
+    from matplotlib.lines import Line2D
+
+    from .plots import new_figure, save, title
+
+    paper = ctx.experiment.paper
+    pm = list(paper["methods"])
+    every = list(dict.fromkeys([*pm, *methods]))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(every)}
+    ours_ref, paper_ref = reference_length(ours, theirs)
+    fig, axes = new_figure(1, 1, width=7.0, height=4.2)
+    ax = axes[0][0]
+    full_ours = ms(ours[ours_ref][1].get("full")) if ours_ref in ours else None
     for m in methods:
-        points = [(length, ms(rows.get(m))) for length, (_, rows) in ours.items() if ms(rows.get(m)) is not None]
+        points = [(length, ms(rows.get(m)) / full_ours) for length, (_, rows) in ours.items()
+                  if full_ours and ms(rows.get(m)) is not None]
         if points:
             xs, ys = zip(*points)
-            left.plot(xs, ys, marker="o", label=m)
-    pm = list(ctx.experiment.paper["methods"])
+            ax.plot(xs, ys, color=colour[m], marker="o", linestyle="-", linewidth=1.6)
+    full_paper = theirs[paper_ref][1]["full"] if paper_ref in theirs else None
     for m in pm:
         xs = list(theirs)
-        right.plot(xs, [theirs[x][1][m] for x in xs], marker="o", label=m)
+        ax.plot(xs, [theirs[x][1][m] / full_paper for x in xs], color=colour[m], marker="s", markersize=4,
+                linestyle="--", linewidth=1.2, alpha=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("sequence length (batch x length fixed)")
+    same = ours_ref == paper_ref
+    ax.set_ylabel(f"time / full attention's time at length {paper_ref:,}" if same else
+                  "time / full attention's time at its shortest length")
+    ax.grid(alpha=0.3, which="both")
+    handles = [Line2D([], [], color=colour[m], linewidth=2, label=m) for m in every]
+    handles += [Line2D([], [], color="black", linestyle="-", marker="o", label="ours"),
+                Line2D([], [], color="black", linestyle="--", marker="s", markersize=4, label="paper (digitised)")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if not ours:
+        ax.text(0.5, 0.05, "no benchmark record yet: the paper's curves only", transform=ax.transAxes,
+                ha="center", color="gray")
     note = f"profile {ctx.profile}" + ("" if ctx.comparable else ", not comparable") if ctx.profile else "no record"
-    left.set_title(f"ours: attention forward + backward ({note})", fontsize=9)
-    left.set_ylabel("ms")
-    right.set_title(f"paper (digitised): {int(ctx.experiment.paper['tokens']):,} tokens per batch", fontsize=9)
-    right.set_ylabel("seconds per step")
-    for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length (batch x length fixed)")
-        ax.grid(alpha=0.3, which="both")
-        if ax.lines:
-            ax.legend(fontsize=8)
-        mark_empty(ax)
+    record = next((r for r in ctx.records.values() if r.get("kind") == "bench"), None)
+    tokens = ((record or {}).get("result") or {}).get("tokens")
+    ours_text = f"ours ({note}): attention forward + backward" + (f", {tokens:,} tokens per batch" if tokens else "")
+    title(fig, ctx.experiment.title,
+          f"{ours_text}; paper: a training step at {int(paper['tokens']):,} tokens per batch. Different problems,"
+          " so both are shown relative to full attention at the same length: compare how they grow")
     save(fig, path)

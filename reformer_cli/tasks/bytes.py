@@ -2,8 +2,8 @@
 
 Tokens. A byte is its own id, 0..255; id 256 (START) is the start token the model reads before
 the first byte of a window (`shift_right`) and the pad of the last, partial evaluation window
-(weight 0). So vocab_size = 257: the 256 bytes plus one id that is not a byte (SPEC section 4,
-"256 bytes + pad"; trax uses 258 = 256 + pad + an unused EOS, with bytes shifted by 2). Byte 0 stays
+(weight 0). So vocab_size = 257: the 256 bytes plus one id that is not a byte (docs/data.md, "enwik8";
+trax uses 258 = 256 + pad + an unused EOS, with bytes shifted by 2). Byte 0 stays
 distinct from the start token, so any file, binary included, is modelled exactly.
 
 Training reads windows of `task.seq_len` bytes at offsets drawn uniformly from the train split by a

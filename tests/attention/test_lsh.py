@@ -1,4 +1,4 @@
-"""LSH attention (SPEC section 2) against a brute force built from first principles, and its
+"""LSH attention (docs/lsh-attention.md) against a brute force built from first principles, and its
 properties: one chunk = full shared-QK attention, no causal leak, gradients, the model core."""
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_one_chunk_lsh_model_equals_the_same_weights_under_full_shared_qk_attent
     model.eval()
     tokens = torch.randint(0, 32, (2, 16))
     lsh = model(tokens, seed=1)
-    model.set_attention(compose(["attention.shared_qk=true"]).attention)
+    model.set_attention(compose(["attention=full", "attention.shared_qk=true"]).attention)
     assert (model(tokens, seed=1) - lsh).abs().max() < 1e-10
 
 

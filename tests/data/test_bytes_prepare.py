@@ -174,7 +174,8 @@ def test_file_url_download(tmp_path, corpus):
 def test_failed_download_names_the_url_and_the_alternative(tmp_path):
     missing = (tmp_path / "nowhere.zip").as_uri()
     with pytest.raises(DataError, match=rf"download of {missing} failed .*--source PATH"):
-        prepare_enwik8(enwik8_task(tmp_path / "data"), source=missing)
+        prepare_enwik8(enwik8_task(tmp_path / "cache" / "enwik8"), source=missing)
+    assert not (tmp_path / "cache").exists()  # no empty cache folder left behind
 
 
 def text_task(path: Path, folder: Path, fractions="[0.8,0.1,0.1]"):

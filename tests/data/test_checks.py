@@ -78,6 +78,16 @@ def test_verify_reports_ok_and_the_skipped_checks(prepared, capsys):
     assert out.startswith(f"ok: {prepared}") and "SKIPPED" in out
 
 
+def test_verify_of_a_users_own_text_file_claims_nothing_official(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(b"a user's own words " * 200)
+    args = ["task=text", f"task.path={corpus}", f"task.data_dir={tmp_path / 'prepared'}"]
+    assert data_command.main(["prepare", *args]) == 0
+    assert data_command.main(["verify", *args]) == 0
+    out = capsys.readouterr().out.splitlines()[-1]
+    assert out.startswith("ok: ") and "official checks passed" not in out and "no official checksum" in out
+
+
 def test_manifest_that_does_not_match_or_cannot_be_read(prepared):
     with pytest.raises(DataError, match=r"prepared with split_sizes=\[20000, 3000, 2000\], the config asks for \[90000000"):
         build_task(enwik8_task(prepared, [90_000_000, 5_000_000, 5_000_000]), seed=0).check_data()

@@ -16,7 +16,7 @@ from reformer_cli.tasks import build_task
 from ..conftest import cli_env, compose, run_cli
 from .formats import chrabaszcz_dataset, enwik8_zip, images, oord_dataset, text_bytes
 
-STEPS = ["model=tiny", "trainer.max_steps=4", "trainer.batch_size=4", "trainer.warmup_steps=2", "trainer.device=cpu",
+STEPS = ["model=tiny", "attention=full", "trainer.max_steps=4", "trainer.batch_size=4", "trainer.warmup_steps=2", "trainer.device=cpu",
          "trainer.progress=plain", "trainer.log_every=2", "trainer.eval_every=4", "trainer.eval_batches=1",
          "trainer.eval_batch_size=64", "logger=none"]
 

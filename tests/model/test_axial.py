@@ -13,7 +13,7 @@ from ..conftest import compose
 
 
 def model_cfg(*overrides, seq_len=64):
-    return compose(["model=tiny", f"task.seq_len={seq_len}", "model.positions=axial", *overrides])
+    return compose(["model=tiny", "attention=full", f"task.seq_len={seq_len}", "model.positions=axial", *overrides])
 
 
 def test_default_layout_is_two_near_square_axes_and_an_even_split():

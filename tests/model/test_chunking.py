@@ -16,7 +16,7 @@ LENGTH = 32
 
 
 def build(*overrides, vocab=64):
-    cfg = compose(["model=tiny", f"task.seq_len={LENGTH}", "model.d_model=32", "model.d_ff=128", *overrides])
+    cfg = compose(["model=tiny", "attention=full", f"task.seq_len={LENGTH}", "model.d_model=32", "model.d_ff=128", *overrides])
     torch.manual_seed(0)
     return build_model(cfg, vocab).double().train()
 

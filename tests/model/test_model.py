@@ -13,7 +13,7 @@ from ..conftest import compose
 
 
 def tiny_model(*overrides):
-    cfg = compose(["model=tiny", "task.seq_len=16", *overrides])
+    cfg = compose(["model=tiny", "attention=full", "task.seq_len=16", *overrides])
     torch.manual_seed(0)
     return build_model(cfg, 128).double(), cfg
 
@@ -68,8 +68,8 @@ def test_training_forward_depends_only_on_seed():
 
 def test_swapping_to_shared_qk_attention_needs_shared_qk_weights():
     model, cfg = tiny_model()  # full attention with separate Q and K
-    shared = compose(["attention.shared_qk=true"]).attention
+    shared = compose(["attention=full", "attention.shared_qk=true"]).attention
     with pytest.raises(UserError, match="shared-QK"):
         model.set_attention(shared)
     model2, _ = tiny_model("attention.shared_qk=true")
-    model2.set_attention(compose(["attention.shared_qk=true", "attention.causal=true"]).attention)
+    model2.set_attention(compose(["attention=full", "attention.shared_qk=true", "attention.causal=true"]).attention)

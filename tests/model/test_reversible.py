@@ -20,7 +20,7 @@ DROPOUT = ["model.dropout=0.2", "attention.dropout=0.1"]
 
 
 def build(overrides, seed=0):
-    cfg = compose(["model=tiny", f"task.seq_len={LENGTH}", "model.n_layers=3", *overrides])
+    cfg = compose(["model=tiny", "attention=full", f"task.seq_len={LENGTH}", "model.n_layers=3", *overrides])
     torch.manual_seed(seed)
     return build_model(cfg, VOCAB).double().train()
 
@@ -151,7 +151,7 @@ def test_reversible_step_leaves_global_rng_alone():
 
 
 def bf16_step(*overrides):
-    cfg = compose(["model=tiny", "task.seq_len=64", "layer=reversible", "model.n_layers=6", "model.ff_chunks=2",
+    cfg = compose(["model=tiny", "attention=full", "task.seq_len=64", "layer=reversible", "model.n_layers=6", "model.ff_chunks=2",
                    *DROPOUT, *overrides])
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB).train()  # fp32 weights, bf16 autocast: the GPU setting
@@ -184,7 +184,7 @@ def test_bf16_autocast_streams_stay_fp32_and_the_backward_recomputes_in_bf16():
 
 
 def saved_bytes(layer, depth):
-    cfg = compose(["model=tiny", "task.seq_len=64", f"layer={layer}", f"model.n_layers={depth}",
+    cfg = compose(["model=tiny", "attention=full", "task.seq_len=64", f"layer={layer}", f"model.n_layers={depth}",
                    "model.d_model=32", "model.d_ff=64"])
     torch.manual_seed(0)
     model = build_model(cfg, VOCAB).train()

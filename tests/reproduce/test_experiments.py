@@ -219,3 +219,12 @@ def test_the_table2_preset_is_the_quick_recipe(tmp_path):
         runner_only = [a for a in args if a.startswith(("trainer.device=", "logger="))]
         preset = compose_run(["experiment=table2", *runner_only, *attention])
         assert OmegaConf.to_container(preset, resolve=True) == OmegaConf.to_container(compose_run(args), resolve=True)
+
+
+def test_every_training_run_names_its_attention():
+    """LSH is the default attention: a run that means the baseline must say `attention=full`, so no
+    definition depends on the default (checked when the default changed: every train step composed
+    exactly as before)."""
+    for name, profile, step in STEPS:
+        if step.kind == "train":
+            assert any(a.startswith("attention=") for a in step.args), (name, profile, step.name)

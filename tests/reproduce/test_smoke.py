@@ -1,6 +1,7 @@
 """Must-show 1: `make reproduce-table PROFILE=smoke` runs end to end on a CPU within 10 minutes
-(about 2 on an idle 2-core machine), in a temporary copy of the repository, so the committed
-results/ are never rewritten by a test."""
+(about 2 on an idle 2-core machine), in a temporary copy of the repository. A pipeline check, it
+writes its records and pages to a scratch folder (outputs/reproduce/smoke/results), never over the
+committed results/ or the README."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def test_make_reproduce_table_smoke_end_to_end(tmp_path):
     assert out.returncode == 0 and not skipped, log
     assert "failed" not in out.stdout, log
 
-    results = copy / "results"
+    assert not (copy / "results").exists()  # nothing written over committed records or pages
+    assert (copy / "README.md").read_text() == (REPO / "README.md").read_text()  # smoke numbers never go to the README
+    results = copy / "outputs" / "reproduce" / "smoke" / "results"
     # table2: 7 trained models (the paper's 4 + full without the self mask, with raw keys, LSH-2 across
     # buckets) x 10 evaluations (the paper's 5 + 5 beyond it) + 7 training records
     expected_records = {"table2": 77, "fig3": 3, "fig4": 5, "fig5_depth": 3, "memory_claims": 1}
@@ -66,6 +69,5 @@ def test_make_reproduce_table_smoke_end_to_end(tmp_path):
         assert "**smoke profile: not comparable to the paper.**" in text, page
         if page != "table2":  # a table in the paper too: no plot
             assert (results / f"{page}.png").read_bytes()[:4] == b"\x89PNG", page
-    assert "| records | `results/runs/smoke/table2/` (77 of 77) |" in (results / "table2.md").read_text()
-    assert (copy / "README.md").read_text() == (REPO / "README.md").read_text()  # smoke numbers never go to the README
+    assert "| records | `outputs/reproduce/smoke/results/runs/smoke/table2/` (77 of 77) |" in (results / "table2.md").read_text()
     assert fingerprint(REPO / "results") == committed

@@ -90,7 +90,7 @@ def test_readme_block_shows_gpu_numbers_only(workdir):
     out = run_cli(["table", "--runs", "runs", "--out", "out", "--no-plots", "--readme", "README.md"], workdir)
     assert out.returncode == 0, out.stderr
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- reformer table: table2 begin -->\nAccuracy %, **ours / paper / difference**")
+    assert text.startswith("intro\n<!-- reformer table: table2 begin -->\nAccuracy % on the `test` split, **ours / paper / difference**")
     assert "| LSH-4 | 2.1 / 0.8 / +1.3 |" in text and text.endswith("<!-- reformer table: table2 end -->\nrest\n")
     # with smoke records only, the block keeps the paper's table and says it has not run on a GPU
     shutil.rmtree(workdir / "runs" / "quick" / "table2")
@@ -110,6 +110,13 @@ def test_table_imports_no_torch(workdir):
     out = subprocess.run([sys.executable, "-c", code], cwd=workdir, env=cli_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False 0"
+
+
+def test_a_folder_without_records_is_refused_with_one_line(tmp_path):
+    out = run_cli(["table"], tmp_path)  # no results/runs here
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("error: no records in results/runs: nothing to build pages from")
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_record_that_is_not_curated_is_a_one_line_error(workdir):

@@ -32,7 +32,7 @@ def corpus(tmp_path_factory):
 
 def cfg(folder, *extra):
     return compose(["task=enwik8", f"task.data_dir={folder}", f"task.seq_len={SEQ}",
-                    f"task.split_sizes=[{','.join(map(str, SIZES))}]", "model=tiny", *extra])
+                    f"task.split_sizes=[{','.join(map(str, SIZES))}]", "model=tiny", "attention=full", *extra])
 
 
 def task_of(corpus, seed=0):

@@ -32,7 +32,7 @@ def folder(tmp_path_factory):
 
 def cfg(root, seq_len=SEQ):
     return compose(["task=imagenet64", "task.variant=chrabaszcz", f"task.data_dir={root}", f"task.seq_len={seq_len}",
-                    "model=tiny", "model.n_layers=1", "model.d_model=16", "model.d_ff=16"])
+                    "model=tiny", "attention=full", "model.n_layers=1", "model.d_model=16", "model.d_ff=16"])
 
 
 def test_training_windows_are_aligned_parts_of_train_images(folder):
