@@ -233,7 +233,7 @@ def test_the_issues_nan_recipe_stops_with_one_line_and_saves_nothing_non_finite(
     assert json.loads((tmp_path / "nan" / "summary.json").read_text())["status"] == "diverged"
 
 
-def test_a_diverging_run_keeps_only_finite_checkpoints_and_resumes_from_one(tmp_path, monkeypatch, capsys):
+def test_a_diverging_run_keeps_only_finite_checkpoints(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "div"
     code, err = in_process(["run", *DIVERGING, f"hydra.run.dir={run_dir}"], capsys)
@@ -242,24 +242,51 @@ def test_a_diverging_run_keeps_only_finite_checkpoints_and_resumes_from_one(tmp_
     saved = checkpoints(run_dir)
     assert saved and all(finite_checkpoint(p) for p in saved)
     assert f"the last finite checkpoint is {saved[-1]}" in line
+    assert int(saved[-1].stem.split("-")[1]) < 40
     records = strict_lines(run_dir / "metrics.jsonl")  # strict JSON, the non-finite line flagged
     flagged = [r for r in records if r.get("nonfinite")]
     assert flagged and all(r[key] is None for r in flagged for key in r["nonfinite"])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged"
 
-    last = int(saved[-1].stem.split("-")[1])
-    assert last < 40
-    # Continue with a lower rate from the first checkpoint: the last one's weights may already be so
-    # large that the next gradient norm overflows float32 whatever the rate (1e19 at step 30 here).
-    code, err = in_process(["run", *DIVERGING, f"hydra.run.dir={run_dir}", f"resume={saved[0]}", "trainer.lr=1e-3"],
-                           capsys)
+
+HEALTHY = [*BASE, "trainer.max_steps=40", "trainer.log_every=5", "trainer.eval_every=10", "trainer.ckpt_every=10"]
+
+
+def test_resume_continues_from_the_last_finite_checkpoint(tmp_path, monkeypatch, capsys):
+    """A run whose weights turn NaN at step 23 (injected: a real divergence's last checkpoint can be so
+    large that any rate overflows the next gradient norm) stops without saving step 30; the same
+    command with resume=<folder> continues from step 20 and ends like a run that never diverged."""
+    from reformer_cli import train as train_module
+
+    monkeypatch.chdir(tmp_path)
+    original = train_module.Trainer.step
+
+    def poisoned(self, step):
+        out = original(self, step)
+        if step == 23:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return out
+
+    run_dir = tmp_path / "nan"
+    monkeypatch.setattr(train_module.Trainer, "step", poisoned)
+    code, err = in_process(["run", *HEALTHY, f"hydra.run.dir={run_dir}"], capsys)
+    assert code == 1
+    line = one_error_line(err, "training diverged at step 24")
+    saved = checkpoints(run_dir)
+    assert [p.name for p in saved] == ["step-00000010.pt", "step-00000020.pt"] and all(map(finite_checkpoint, saved))
+    assert f"the last finite checkpoint is {saved[-1]}" in line
+
+    monkeypatch.setattr(train_module.Trainer, "step", original)
+    code, err = in_process(["run", *HEALTHY, f"hydra.run.dir={run_dir}", f"resume={run_dir}"], capsys)
     assert code == 0, err
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["steps"] == 40
-    steps = [r["step"] for r in strict_lines(run_dir / "metrics.jsonl") if r["split"] == "train"]
-    assert steps == list(range(5, 41, 5))  # cut back to the checkpoint's step, then continued once
-    assert not any(r.get("nonfinite") for r in strict_lines(run_dir / "metrics.jsonl"))
+    records = strict_lines(run_dir / "metrics.jsonl")
+    assert not any(r.get("nonfinite") for r in records)
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(5, 41, 5))  # cut back to 20
+    twin = tmp_path / "twin"
+    assert in_process(["run", *HEALTHY, f"hydra.run.dir={twin}"], capsys)[0] in (0, None)
+    assert without_timing(strict_lines(run_dir / "metrics.jsonl")) == without_timing(strict_lines(twin / "metrics.jsonl"))
     assert all(finite_checkpoint(p) for p in checkpoints(run_dir))
 
 
