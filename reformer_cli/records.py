@@ -74,14 +74,20 @@ def write_error(path: Path, exc: BaseException, free: int | None = None) -> User
     return None
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new temp file in `path`'s folder (created if needed), named so that
+    run_folder.remove_orphaned_temps finds it; a refusal is one line (`write_error`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise write_error(path, exc) from None
+
+
 def _atomic_write_bytes(path: Path, write: Any) -> None:
     """Write via a temp file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise write_error(path, exc) from None
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -123,13 +129,9 @@ def check_writable(path: Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise write_error(path, exc) from None
+    fd, tmp = _temp_beside(path)
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -178,17 +180,19 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.pt"
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint file's name (`step-N.pt`) says, or None for another file."""
+    match = CHECKPOINT_RE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, path) of the complete checkpoints of a run folder, oldest first."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
-    found = []
-    for path in folder.iterdir():
-        match = CHECKPOINT_RE.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return sorted(found)
+    steps = ((checkpoint_step(path), path) for path in folder.iterdir())
+    return sorted((step, path) for step, path in steps if step is not None)
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Path:

@@ -40,6 +40,7 @@ from .primitives.context import derive_seed
 from .progress import make_progress
 from .records import (
     MetricsLog,
+    checkpoint_step,
     code_version,
     list_checkpoints,
     save_checkpoint,
@@ -166,10 +167,9 @@ class Trainer:
         self.config_dict = OmegaConf.to_container(cfg, resolve=True)
         self.eval_batch_size = self.t.eval_batch_size or self.t.batch_size
         self.tokens_per_step = self.t.batch_size * self.t.grad_accum * self.task.seq_len * self.world_size
-        # the log window: [loss_sum, weight_sum, correct_sum] since the last train line, and its
-        # steps; saved in checkpoints so a resumed run writes the same lines
+        # the log window: [loss_sum, weight_sum, correct_sum] since the last train line; saved in
+        # checkpoints so a resumed run writes the same lines
         self.window = torch.zeros(3, dtype=torch.float64, device=self.device)
-        self.window_steps = 0
         self.watch = FiniteWatch(self.device)
         self.last_checkpoint: Path | None = None
 
@@ -215,7 +215,6 @@ class Trainer:
         window = saved.get("window") or {}
         if window:
             self.window = torch.tensor(window["sums"], dtype=torch.float64, device=self.device)
-            self.window_steps = int(window["steps"])
         self.last_checkpoint = checkpoint
         if self.is_main:
             self.metrics.truncate_after(self.state.step)
@@ -240,7 +239,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "state": self.state.as_dict(),
-            "window": {"sums": self.window.tolist(), "steps": self.window_steps},
+            "window": {"sums": self.window.tolist()},
             "config": self.config_dict,
         }
         if not all_finite([state["model"], state["optimizer"]]):
@@ -257,16 +256,12 @@ class Trainer:
     def diverged(self, step: int, what: str) -> Diverged:
         last = self.last_checkpoint if self.last_checkpoint is not None and self.last_checkpoint.is_file() else None
         where = (
-            f"the last finite checkpoint is {last} (step {self.state_step_of(last)}): continue from it with a lower"
+            f"the last finite checkpoint is {last} (step {checkpoint_step(last)}): continue from it with a lower"
             f" trainer.lr or more trainer.warmup_steps (resume={self.run_dir} trainer.lr=...)"
             if last is not None
             else "no checkpoint was written: start again with a lower trainer.lr or more trainer.warmup_steps"
         )
         return Diverged(f"training diverged at step {step}: {what}; nothing after it is saved; {where}")
-
-    @staticmethod
-    def state_step_of(path: Path) -> str:
-        return path.stem.split("-")[-1].lstrip("0") or "0"
 
     # --- steps
 
@@ -382,7 +377,6 @@ class Trainer:
             sums, grad_norm = self.step(step)
             self.watch.observe(step, sums[0], grad_norm)
             self.window += sums
-            self.window_steps += 1
             timed_steps += 1
             self.state.step = step
             self.state.tokens += self.tokens_per_step
@@ -402,7 +396,7 @@ class Trainer:
                 progress.report(step, {"loss": metrics["loss"], self.task.metric: metrics.get(self.task.metric),
                                        "tokens/s": record["tokens_per_s"]})
                 self.window.zero_()
-                self.window_steps, timed_steps, window_start = 0, 0, time.perf_counter()
+                timed_steps, window_start = 0, time.perf_counter()
             else:
                 self.state.train_seconds += time.perf_counter() - step_start
                 progress.advance(step)
