@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UserError
+from .records import CHECKPOINT_DIR
 
 LOCK_FILE = ".lock"
 # what a run (or a sweep, an evaluation) writes itself; Hydra's .hydra/ and reformer.log are not records
-RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", "checkpoints", "eval.json", "sweep.json", "sweep.md")
+RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", CHECKPOINT_DIR, "eval.json", "sweep.json", "sweep.md")
 
 try:
     import fcntl
@@ -209,7 +210,7 @@ def remove_orphaned_temps(folder: Path) -> list[Path]:
     """Delete the `.<name>.<random>.tmp` files of interrupted atomic writes in a run folder and
     its checkpoints/ (call it holding the folder's lock: then no write is in progress)."""
     removed = []
-    for where in (Path(folder), Path(folder) / "checkpoints"):
+    for where in (Path(folder), Path(folder) / CHECKPOINT_DIR):
         if not where.is_dir():
             continue
         for path in where.glob(".*.tmp"):
