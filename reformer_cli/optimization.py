@@ -56,15 +56,11 @@ def build_optimizer(trainer: TrainerConfig, model: torch.nn.Module) -> torch.opt
     """AdamW / Adam / Adafactor. Weight decay applies to matrices only (not norms, biases)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    decay_settings, no_decay_settings = group_settings(trainer)
-    groups = [
-        {"params": decay, "weight_decay": decay_settings["weight_decay"]},
-        {"params": no_decay, "weight_decay": no_decay_settings["weight_decay"]},
-    ]
+    groups = [{"params": params, **settings} for params, settings in zip((decay, no_decay), group_settings(trainer))]
     if trainer.optimizer == "adafactor":
         return torch.optim.Adafactor(groups, lr=trainer.lr)
     cls = torch.optim.AdamW if trainer.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups, lr=trainer.lr, betas=tuple(trainer.betas), eps=trainer.eps)
+    return cls(groups, lr=trainer.lr)
 
 
 def apply_settings(optimizer: torch.optim.Optimizer, trainer: TrainerConfig) -> None:
