@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import run_folder, shipped
-from .errors import EXIT_USER_ERROR, UserError, one_line, report_and_exit
+from .errors import UserError, one_line, report_and_exit
 
 CONF_DIR = shipped("conf")
 
@@ -111,11 +111,7 @@ def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = F
         except UserError as exc:
             if full_error:
                 raise
-            report_and_exit(str(exc), getattr(exc, "exit_code", EXIT_USER_ERROR))
-        except KeyboardInterrupt:
-            if full_error:
-                raise
-            report_and_exit("interrupted", 130)
+            report_and_exit(str(exc), exc.exit_code)
 
     wrapped.__name__ = getattr(task_function, "__name__", "task")
     wrapped.__module__ = getattr(task_function, "__module__", __name__)
@@ -185,10 +181,6 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
         if full_error or started:
             raise
         report_and_exit(f"cannot write {exc.filename or 'the run folder'}: {exc.strerror or exc}")
-    except KeyboardInterrupt:
-        if full_error:
-            raise
-        report_and_exit("interrupted", 130)
 
 
 _FOLDER_FLAGS = ("-m", "--multirun")

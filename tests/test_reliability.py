@@ -499,6 +499,21 @@ def test_a_second_ctrl_c_is_one_line(tmp_path):
     one_error_line(err, "stopped at once (a second Ctrl-C)")
 
 
+def test_a_ctrl_c_before_training_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    """Ctrl-C where no stop is honoured yet (here: as training is about to start)."""
+    from reformer_cli import train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_module, "train", interrupted)
+    code, err = in_process(["run", *BASE, "trainer.max_steps=1", "hydra.run.dir=run"], capsys)
+    assert code == 130
+    assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_corpus_edited_in_place_is_caught(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REFORMER_DATA_DIR", str(tmp_path / "data"))
