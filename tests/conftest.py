@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -63,6 +65,22 @@ def popen_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess
         [sys.executable, "-m", "reformer_cli", *args],
         cwd=cwd, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+@contextlib.contextmanager
+def another_process_holding(folder: Path) -> Iterator[subprocess.Popen]:
+    """A separate process that holds `folder`'s run-folder lock until the block ends (then killed)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from reformer_cli import run_folder;"
+         f" run_folder.acquire({str(folder)!r}); print('held', flush=True); time.sleep(60)"],
+        env=cli_env(), stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def in_process(args: list[str], capsys) -> tuple[int, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import TINY, cli_env, in_process, popen_cli, run_cli
+from .conftest import TINY, another_process_holding, cli_env, in_process, popen_cli, run_cli
 
 # full attention whatever the default attention is; timing fields are the only ones that may differ
 BASE = [*TINY, "attention=full"]
@@ -119,20 +119,11 @@ def test_reproduce_refuses_a_step_folder_in_use(tmp_path):
     from reformer_cli.reproduce.runner import Reproduction
 
     folder = tmp_path / "out" / "smoke" / "exp" / "train"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from reformer_cli import run_folder;"
-         f" run_folder.acquire({str(folder)!r}); print('held', flush=True); time.sleep(60)"],
-        env=cli_env(), stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with another_process_holding(folder) as holder:
         step = Step(experiment="exp", profile="smoke", name="train", kind="train", args=["run"])
         runner = Reproduction("smoke", [], outputs=tmp_path / "out", results=tmp_path / "results")
         with pytest.raises(UserError, match=f"in use by another process \\(pid {holder.pid}\\)"):
             runner.claim_folder(step)
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def _alive(pid: int) -> bool:

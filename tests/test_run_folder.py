@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from reformer_cli import run_folder
 from reformer_cli.run_folder import FolderInUse
 
-from .conftest import cli_env
+from .conftest import another_process_holding
 
 
 def test_claim_unique_gives_every_caller_its_own_folder(tmp_path):
@@ -32,20 +30,11 @@ def test_claim_unique_gives_every_caller_its_own_folder(tmp_path):
 
 def test_the_lock_refuses_another_process_and_names_it(tmp_path):
     folder = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from reformer_cli import run_folder;"
-         f" run_folder.acquire({str(folder)!r}); print('held', flush=True); time.sleep(60)"],
-        env=cli_env(), stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with another_process_holding(folder) as holder:
         assert run_folder.holder(folder) == str(holder.pid)
         with pytest.raises(FolderInUse, match=f"run folder {folder} is in use by another reformer process"
                                               f" \\(pid {holder.pid}\\)"):
             run_folder.acquire(folder)
-    finally:
-        holder.kill()
-        holder.wait()
     assert run_folder.holder(folder) is None  # the kernel released it with the process
     with run_folder.hold(folder):
         with run_folder.hold(folder):  # reentrant within a process
