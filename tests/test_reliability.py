@@ -207,9 +207,26 @@ def test_random_kill9s_end_like_an_uninterrupted_twin(tmp_path, monkeypatch, cap
 # ------------------------------------------------------------------------------ non-finite
 
 
-# lr ramps up by 10 a step, unclipped: the loss becomes NaN after a few finite checkpoints (~step 34)
-DIVERGING = [*BASE, "trainer.max_steps=40", "trainer.lr=1e4", "trainer.schedule=constant", "trainer.grad_clip=0",
-             "trainer.warmup_steps=1000", "trainer.log_every=5", "trainer.eval_every=10", "trainer.ckpt_every=10"]
+# When a float32 blow-up comes depends on the CPU (one machine overflows at step 3, another at ~34),
+# so the divergence is injected: the weights turn infinite after a chosen step, before any checkpoint
+# (3) or after three of them (34). The guard's behaviour must not depend on which.
+DIVERGING = [*BASE, "trainer.max_steps=40", "trainer.log_every=5", "trainer.eval_every=10", "trainer.ckpt_every=10"]
+
+
+def poison_after(monkeypatch, bad_step: int) -> None:
+    """Trainer.step fills the first weight with +inf once step `bad_step` is done."""
+    from reformer_cli import train as train_module
+
+    original = train_module.Trainer.step
+
+    def poisoned(self, step):
+        out = original(self, step)
+        if step == bad_step:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(train_module.Trainer, "step", poisoned)
 
 
 def test_the_issues_nan_recipe_stops_with_one_line_and_saves_nothing_non_finite(tmp_path, monkeypatch, capsys):
@@ -224,19 +241,25 @@ def test_the_issues_nan_recipe_stops_with_one_line_and_saves_nothing_non_finite(
     assert json.loads((tmp_path / "nan" / "summary.json").read_text())["status"] == "diverged"
 
 
-def test_a_diverging_run_keeps_only_finite_checkpoints(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("bad_step", [3, 34])
+def test_a_diverging_run_keeps_only_finite_checkpoints(bad_step, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    poison_after(monkeypatch, bad_step)
     run_dir = tmp_path / "div"
     code, err = in_process(["run", *DIVERGING, f"hydra.run.dir={run_dir}"], capsys)
     assert code == 1
-    line = one_error_line(err, "training diverged at step")
+    line = one_error_line(err, f"training diverged at step {bad_step + 1}")
     saved = checkpoints(run_dir)
-    assert saved and all(finite_checkpoint(p) for p in saved)
-    assert f"the last finite checkpoint is {saved[-1]}" in line
-    assert int(saved[-1].stem.split("-")[1]) < 40
+    assert [int(p.stem.split("-")[1]) for p in saved] == list(range(10, bad_step + 1, 10))
+    assert all(finite_checkpoint(p) for p in saved)
+    if saved:
+        assert f"the last finite checkpoint is {saved[-1]}" in line
+    else:
+        assert "no checkpoint was written" in line
     records = strict_lines(run_dir / "metrics.jsonl")  # strict JSON, the non-finite line flagged
     flagged = [r for r in records if r.get("nonfinite")]
     assert flagged and all(r[key] is None for r in flagged for key in r["nonfinite"])
+    assert all(r["step"] > bad_step for r in flagged)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "diverged"
 
@@ -252,16 +275,8 @@ def test_resume_continues_from_the_last_finite_checkpoint(tmp_path, monkeypatch,
 
     monkeypatch.chdir(tmp_path)
     original = train_module.Trainer.step
-
-    def poisoned(self, step):
-        out = original(self, step)
-        if step == 23:
-            with torch.no_grad():
-                next(self.model.parameters()).fill_(float("nan"))
-        return out
-
+    poison_after(monkeypatch, 23)
     run_dir = tmp_path / "nan"
-    monkeypatch.setattr(train_module.Trainer, "step", poisoned)
     code, err = in_process(["run", *HEALTHY, f"hydra.run.dir={run_dir}"], capsys)
     assert code == 1
     line = one_error_line(err, "training diverged at step 24")
