@@ -19,7 +19,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= smoke
 REPRODUCE_ARGS ?=
 
-.PHONY: help install test test-wheel test-gpu bench-gpu gpu-step1 gpu-step2 gpu-step3 gpu-wheels reproduce-table clean
+.PHONY: help install corpus test test-wheel test-gpu bench-gpu gpu-step1 gpu-step2 gpu-step3 gpu-wheels reproduce-table clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,6 +29,22 @@ install:  ## install reformer (editable) with its test dependencies
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[dev]"
 	@echo "installed: $$($(PY) -c 'import torch, reformer_cli; print("reformer", reformer_cli.__version__, "torch", torch.__version__)')"
+
+# The cpu profiles' text corpus: GCIDE, the GNU Collaborative International Dictionary of English
+# (GPL-2+), 39,952,321 bytes of English prose with light markup, as Debian's package dict-gcide
+# 0.48.5+nmu2 ships it (docs/data.md, "GCIDE"). Needs apt-get and dpkg-deb (Debian or Ubuntu).
+GCIDE_VERSION ?= 0.48.5+nmu2
+GCIDE_SHA256 = 802beb667e1fb666203e750f1faea60d5c202ac5430c2083c4180494609f10a7
+GCIDE_DIR = data/gcide
+
+corpus:  ## the cpu profiles' text corpus, data/gcide/gcide.txt (Debian's dict-gcide, checked by sha256)
+	@mkdir -p $(GCIDE_DIR)
+	@if [ -f $(GCIDE_DIR)/gcide.txt ] && echo "$(GCIDE_SHA256)  $(GCIDE_DIR)/gcide.txt" | sha256sum -c --quiet 2>/dev/null; then \
+		echo "$(GCIDE_DIR)/gcide.txt is there (sha256 checked)"; exit 0; fi; \
+	set -e; cd $(GCIDE_DIR); rm -f dict-gcide_*.deb; apt-get download "dict-gcide=$(GCIDE_VERSION)"; \
+	dpkg-deb --fsys-tarfile dict-gcide_*_all.deb | tar -xO ./usr/share/dictd/gcide.dict.dz | gzip -dc > gcide.txt.tmp; \
+	echo "$(GCIDE_SHA256)  gcide.txt.tmp" | sha256sum -c --quiet; mv gcide.txt.tmp gcide.txt; rm -f dict-gcide_*.deb; \
+	echo "$(GCIDE_DIR)/gcide.txt: $$(wc -c < gcide.txt) bytes, sha256 $(GCIDE_SHA256)"
 
 test:  ## run the test suite
 	$(PY) -m pytest -q --durations=20

@@ -10,6 +10,7 @@ second.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
@@ -148,6 +149,8 @@ class TextTaskConfig:
     data_dir: Optional[str] = None
     split_fractions: List[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
     verify: str = "auto"
+    # the corpus's expected sha256 (64 hex digits): prepare and every run refuse another file
+    sha256: Optional[str] = None
 
 
 @dataclass
@@ -513,6 +516,8 @@ def validate_task(task: Any) -> None:
                 f"task.split_fractions={fractions} must be three positive fractions (train, valid, test)"
                 " adding up to 1"
             )
+        if task.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(task.sha256)):
+            raise ConfigError(f"task.sha256={task.sha256} must be 64 hexadecimal digits (or null)")
     if task.name == "imagenet64":
         _choice("task.variant", task.variant, IMAGENET64_VARIANTS)
         if IMAGENET64_TOKENS % task.seq_len:

@@ -260,6 +260,15 @@ def text_source(task: Any) -> Path:
     return path
 
 
+def check_expected_sha256(task: Any, path: Path, actual: str) -> None:
+    """A named corpus (`task.sha256`) is that corpus and no other: a file with another sha256 is
+    refused before anything is prepared or trained on it."""
+    expected = task.get("sha256") if hasattr(task, "get") else getattr(task, "sha256", None)
+    if expected and actual != str(expected).lower():
+        raise DataError(f"{path} has sha256 {actual}, not the {expected} that task.sha256 names: it is another"
+                        " file than the corpus this configuration was written for")
+
+
 def require_path(task: Any) -> None:
     if not task.path:
         raise DataError("task=text needs task.path=FILE, the file to train on (prepare it with"
@@ -281,6 +290,7 @@ def load_text(task: Any) -> tuple[Path, dict]:
         why = source_changed(source, manifest["source"], task.verify)
         if why:
             raise DataError(f"{source} changed since it was prepared ({why}); {fix}")
+    check_expected_sha256(task, source, manifest["source"]["sha256"])
     return folder, manifest
 
 
@@ -309,9 +319,11 @@ def prepare_text(task: Any, *, force: bool = False) -> PrepareResult:
     path = text_source(task)
     folder = task_data_dir(task)
     params = text_params(task)
+    digest = sha256_file(path)
+    check_expected_sha256(task, path, digest)
     existing = None if force else prepared_manifest(folder, task="text", variant=None, params=params)
     if (existing is not None and existing["source"]["bytes"] == path.stat().st_size
-            and existing["source"]["sha256"] == sha256_file(path)):
+            and existing["source"]["sha256"] == digest):
         return PrepareResult(folder, existing, changed=False)
     folder.mkdir(parents=True, exist_ok=True)
     start_over(folder)
