@@ -280,6 +280,8 @@ def load_experiment(path: Path) -> Experiment:
         if profile not in PROFILES:
             _fail(path, f"profile '{profile}' is not one of: {', '.join(PROFILES)}")
         pspec = _mapping(path, f"profiles.{profile}", pspec, _PROFILE_KEYS)
+        if "seeds" in pspec and spec["layout"] != "curves":
+            _fail(path, f"profiles.{profile}.seeds is for the curves layout only (its pages group a run's seeds)")
         if not isinstance(pspec.get("about"), str):
             _fail(path, f"profiles.{profile}.about: one line saying what this profile trains is required")
         if not isinstance(pspec.get("comparable"), bool):

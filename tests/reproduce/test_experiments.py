@@ -281,6 +281,7 @@ def test_seeds_and_checks_mistakes_are_one_line_errors(tmp_path):
         SEEDED.replace("[0, 3]", "[0, 0]"): "seeds must be a non-empty list of distinct non-negative integers",
         SEEDED.replace("[0, 3]", "[]"): "seeds must be a non-empty list",
         SEEDED.replace("[0, 3]", "[-1]"): "seeds must be a non-empty list",
+        SEEDED.replace("layout: curves", "layout: matrix"): "seeds is for the curves layout only",
         SEEDED.replace("[attention=lsh]", "[attention=lsh, seed=4]"): "train run(s) b set seed= themselves",
         SEEDED.replace("{a: [attention", "{a@x: [attention"): "'a@x' is not a usable name",
         SEEDED.replace(check, check.replace("tolerance:", "tolerence:")): "checks[0]: unknown key(s) tolerence",
