@@ -7,10 +7,13 @@ reproduce it:
     title: Table 2 ...
     layout: matrix                  # which builder renders it (reformer_cli/table/)
     paper: {...}                    # the paper's numbers, exactly as docs/paper-numbers.md gives them
+                                    # curves: paper.panels[i].checks, claims decided from the records:
+                                    # [{claim, run, baseline, expect: not_worse | better, tolerance}]
     profiles:
       smoke:
         about: one line: what this profile trains, on what data
         comparable: false           # false: every table built from it says "not comparable"
+        seeds: [0, 1]               # optional: every train run once per seed (see below)
         label: what a page built from it says first (optional; default for comparable: false:
                "<profile> profile: not comparable to the paper")
         estimate: about 2 minutes on 2 CPU cores
@@ -30,6 +33,7 @@ reproduce it:
 Steps and their names (each name is also its record's file name):
     prepare   `reformer data prepare <overrides>` (only committed local corpora; never a download)
     train     `reformer run <task overrides> <common> <run>`          name `<run>` or `<task>.<run>`
+              with `seeds`: once per seed, `seed=<s>` appended,    name `<run>@s<s>` or `<task>.<run>@s<s>`
     eval      `reformer eval checkpoint=<train folder> <common> <as>` name `<train step>__<as>`
     bench     `reformer bench <args>` (the runner adds `--json`)      name `<bench>`
 
@@ -62,8 +66,11 @@ _EXPERIMENT_KEYS = {"title", "layout", "paper", "beyond_paper", "profiles"}
 _BEYOND_KEYS = {"title", "rows", "columns", "labels", "note", "checks"}
 # a hypothesis the page tests: every cell of `rows` in `column` within `tolerance` of `expect`
 _CHECK_KEYS = {"claim", "column", "rows", "expect", "tolerance"}
-_PROFILE_KEYS = {"about", "comparable", "label", "estimate", "recipe", "env", "prepare", "tasks", "train", "eval",
-                 "bench"}
+# curves layout: a claim of a panel decided from the records (reformer_cli/table/verdicts.py)
+_PANEL_CHECK_KEYS = {"claim", "run", "baseline", "expect", "tolerance"}
+EXPECTATIONS = ("not_worse", "better")
+_PROFILE_KEYS = {"about", "comparable", "label", "estimate", "recipe", "env", "seeds", "prepare", "tasks", "train",
+                 "eval", "bench"}
 _TRAIN_KEYS = {"common", "runs"}
 _EVAL_KEYS = {"common", "of", "runs"}
 
@@ -83,11 +90,13 @@ class Step:
     evaluates: str | None = None  # eval: the name of the train step it evaluates
     as_: str | None = None  # eval: the name of the setting in `eval.runs`
     env: dict[str, str] = field(default_factory=dict)  # the profile's `env`
+    seed: int | None = None  # train / eval: the seed of the profile's `seeds` it trains with (None: no `seeds`)
 
     @property
     def labels(self) -> dict[str, Any]:
-        """What the table builders key on, copied into the curated record."""
-        out = {"run": self.run, "task_key": self.task}
+        """What the table builders key on, copied into the curated record (`seed` only with `seeds`,
+        so the records of a profile without seeds stay as they were)."""
+        out = {"run": self.run, "task_key": self.task, "seed": self.seed}
         if self.kind == "eval":
             out.update(evaluates=self.evaluates, as_=self.as_)
         return {k: v for k, v in out.items() if v is not None}
@@ -152,10 +161,25 @@ def _named_lists(path: Path, where: str, value: Any) -> dict[str, list[str]]:
     out = {}
     for name, args in _mapping(path, where, value).items():
         name = str(name)
-        if not name or any(c in name for c in "/\\ ") or "__" in name or name.startswith("."):
-            _fail(path, f"{where}: '{name}' is not a usable name (no spaces, slashes, '__' or leading dot)")
+        if not name or any(c in name for c in "/\\ @") or "__" in name or name.startswith("."):
+            _fail(path, f"{where}: '{name}' is not a usable name (no spaces, slashes, '@', '__' or leading dot)")
         out[name] = _strings(path, f"{where}.{name}", args)
     return out
+
+
+def _seeds(path: Path, where: str, value: Any) -> list[int | None]:
+    """A profile's `seeds`: distinct non-negative integers; [None] (one unseeded run) without the key."""
+    if value is None:
+        return [None]
+    if not isinstance(value, list) or not value or not all(type(v) is int and v >= 0 for v in value) \
+            or len(set(value)) != len(value):
+        _fail(path, f"{where} must be a non-empty list of distinct non-negative integers, e.g. [0, 1]")
+    return list(value)
+
+
+def seeded(name: str, seed: int | None) -> str:
+    """A train step's name for one seed: `regular@s1` (the name itself without seeds)."""
+    return name if seed is None else f"{name}@s{seed}"
 
 
 def expand_steps(experiment: str, profile: str, spec: dict, path: Path) -> list[Step]:
@@ -179,23 +203,60 @@ def expand_steps(experiment: str, profile: str, spec: dict, path: Path) -> list[
     unknown = [r for r in of if r not in runs]
     if unknown:
         _fail(path, f"profiles.{profile}.eval.of names {', '.join(unknown)}, not in train.runs")
+    seeds = _seeds(path, f"profiles.{profile}.seeds", spec.get("seeds"))
+    if seeds != [None]:
+        own = [r for r, a in runs.items() if any(str(x).startswith("seed=") for x in [*common, *a])]
+        if own:
+            _fail(path, f"profiles.{profile}: train run(s) {', '.join(own)} set seed= themselves; with seeds the"
+                        " runner sets it")
     # each training run is followed by its evaluations, so an interrupted reproduction has
     # complete rows rather than trained models without numbers
     for task, task_args in tasks.items():
         for run, run_args in runs.items():
-            name = run if task is None else f"{task}.{run}"
-            steps.append(Step(experiment, profile, name, "train", ["run", *task_args, *common, *run_args], run=run, task=task))
-            if run not in of:
-                continue
-            for as_, as_args in settings.items():
-                steps.append(Step(
-                    experiment, profile, f"{name}__{as_}", "eval", ["eval", *eval_common, *as_args],
-                    run=run, task=task, evaluates=name, as_=as_,
-                ))
+            for seed in seeds:
+                name = seeded(run if task is None else f"{task}.{run}", seed)
+                seed_args = [] if seed is None else [f"seed={seed}"]
+                steps.append(Step(experiment, profile, name, "train", ["run", *task_args, *common, *run_args, *seed_args],
+                                  run=run, task=task, seed=seed))
+                if run not in of:
+                    continue
+                for as_, as_args in settings.items():
+                    steps.append(Step(
+                        experiment, profile, f"{name}__{as_}", "eval", ["eval", *eval_common, *as_args],
+                        run=run, task=task, evaluates=name, as_=as_, seed=seed,
+                    ))
 
     for name, args in _named_lists(path, f"profiles.{profile}.bench", spec.get("bench")).items():
         steps.append(Step(experiment, profile, name, "bench", ["bench", *args]))
     return steps
+
+
+def _panel_checks(path: Path, paper: dict) -> None:
+    """`paper.panels[i].checks` of a curves experiment: each names a claim, two of the panel's
+    runs, an expectation and a tolerance (a number >= 0, default 0)."""
+    for i, panel in enumerate(paper.get("panels") or []):
+        checks = panel.get("checks") if isinstance(panel, dict) else None
+        if checks is None:
+            continue
+        if not isinstance(checks, list):
+            _fail(path, f"paper.panels[{i}].checks must be a list")
+        runs = [str(r) for r in panel.get("runs") or []]
+        for j, check in enumerate(checks):
+            where = f"paper.panels[{i}].checks[{j}]"
+            check = _mapping(path, where, check, _PANEL_CHECK_KEYS)
+            missing = [k for k in ("claim", "run", "baseline", "expect") if not check.get(k)]
+            if missing:
+                _fail(path, f"{where}: {', '.join(missing)} required")
+            for key in ("run", "baseline"):
+                if str(check[key]) not in runs:
+                    _fail(path, f"{where}.{key}: '{check[key]}' is not a run of the panel ({', '.join(runs)})")
+            if check["run"] == check["baseline"]:
+                _fail(path, f"{where}: run and baseline are both '{check['run']}'")
+            if check["expect"] not in EXPECTATIONS:
+                _fail(path, f"{where}.expect: '{check['expect']}' is not one of: {', '.join(EXPECTATIONS)}")
+            tolerance = check.get("tolerance", 0)
+            if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+                _fail(path, f"{where}.tolerance must be a number >= 0 (in the metric's unit)")
 
 
 def load_experiment(path: Path) -> Experiment:
@@ -211,12 +272,16 @@ def load_experiment(path: Path) -> Experiment:
             _fail(path, f"'{key}' is required")
     if spec["layout"] not in LAYOUTS:
         _fail(path, f"layout '{spec['layout']}' is not one of: {', '.join(LAYOUTS)}")
+    if spec["layout"] == "curves":
+        _panel_checks(Path(path), _mapping(path, "paper", spec.get("paper")))
     name = Path(path).stem
     profiles = {}
     for profile, pspec in _mapping(path, "profiles", spec["profiles"]).items():
         if profile not in PROFILES:
             _fail(path, f"profile '{profile}' is not one of: {', '.join(PROFILES)}")
         pspec = _mapping(path, f"profiles.{profile}", pspec, _PROFILE_KEYS)
+        if "seeds" in pspec and spec["layout"] != "curves":
+            _fail(path, f"profiles.{profile}.seeds is for the curves layout only (its pages group a run's seeds)")
         if not isinstance(pspec.get("about"), str):
             _fail(path, f"profiles.{profile}.about: one line saying what this profile trains is required")
         if not isinstance(pspec.get("comparable"), bool):

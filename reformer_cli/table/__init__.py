@@ -81,6 +81,15 @@ def update_readme(readme: Path, ctx: Context, page: str) -> bool:
     return new != text
 
 
+def experiment_verdicts(experiment: Experiment, runs: Path, profile: str | None = None) -> list[dict]:
+    """The verdicts of one experiment's checks as data (claim, verdict, difference, spread, seeds,
+    page, run, baseline, expect, tolerance, metric, task), from the records its page would show;
+    [] for an experiment without checks."""
+    if experiment.layout != "curves":
+        return []
+    return curves.verdicts_as_data(context(experiment, runs, profile))
+
+
 def build_pages(experiments: list[Experiment], runs: Path, profile: str | None = None) -> tuple[list[Context], list[Page]]:
     contexts = [context(e, runs, profile) for e in experiments]
     return contexts, [BUILDERS[ctx.experiment.layout](ctx) for ctx in contexts]

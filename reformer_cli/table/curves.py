@@ -1,16 +1,27 @@
 """Figures 3, 4 and 5 (left): learning curves the paper shows without numbers. The page gives
 each run's final held-out number, its difference to the panel's baseline run and the paper's
 words; the plot redraws the curves from the validation points stored in the records. Numbers the
-paper does state (`paper.values`) get their own `ours / paper / difference` table."""
+paper does state (`paper.values`) get their own `ours / paper / difference` table.
+
+With several seeds (a profile's `seeds`: records `<run>@s<seed>`), a panel's run `regular` means
+all its seed records: the table gives the mean over seeds ± half their range, the difference to
+the baseline paired by seed, and the plot every seed's curve. A panel's `checks` are decided from
+the same numbers (reformer_cli/table/verdicts.py): one line under the panel's table, and a
+`## Verdicts` section at the top of the page."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .common import Context, Page, cell, fmt, fmt_signed, header, recipe, table
+from .verdicts import INCONCLUSIVE, MISSING, Verdict, mean, paired_differences, spread, verdict
 
 METRIC_LABELS = {"bpc": "bits per character", "bits_per_dim": "bits per dim", "accuracy": "accuracy", "bits": "bits"}
+METRIC_UNITS = {"bits_per_dim": "bits/dim"}  # in a verdict line; otherwise the metric's own name
+SEEDED = re.compile(r"(?P<name>.+)@s(?P<seed>\d+)")
 
 
 def metric_of(records: list[dict]) -> str:
@@ -45,6 +56,57 @@ def step_name(task: str | None, run: str) -> str:
     return run if task is None else f"{task}.{run}"
 
 
+def seed_records(ctx: Context, name: str) -> dict[int | None, dict]:
+    """The records of a train step over seeds: {None: record} for the step without seeds,
+    {seed: record} for its records `<name>@s<seed>`, in seed order ({} if none)."""
+    if ctx.record(name) is not None:
+        return {None: ctx.record(name)}
+    found = {}
+    for other, record in ctx.records.items():
+        match = SEEDED.fullmatch(other)
+        if match and match["name"] == name:
+            found[int(match["seed"])] = record
+    return dict(sorted(found.items()))
+
+
+def final_values(records: dict[int | None, dict], metric: str) -> dict[int | None, float]:
+    """{seed: final held-out value} of the records that have one."""
+    values = {seed: final_value(r, metric) for seed, r in records.items()}
+    return {seed: v for seed, v in values.items() if v is not None}
+
+
+def is_seeded(records: dict[int | None, dict]) -> bool:
+    return any(seed is not None for seed in records)
+
+
+def seeds_text(n: int) -> str:
+    return f"({n} seed{'' if n == 1 else 's'})"
+
+
+def mean_cell(values: list[float]) -> str:
+    """`4.012 ± 0.006 (2 seeds)`: the mean over seeds and half their range; `4.012 (1 seed)`."""
+    if not values:
+        return fmt(None)
+    if len(values) == 1:
+        return f"{fmt(values[0], 3)} {seeds_text(1)}"
+    return f"{fmt(mean(values), 3)} ± {fmt(spread(values), 3)} {seeds_text(len(values))}"
+
+
+def difference_cell(differences: list[float], ref_name: str) -> str:
+    """`+0.012 ± 0.004 vs regular (2 seeds)`: the mean of the per-seed differences and half their range."""
+    if not differences:
+        return "-"
+    if len(differences) == 1:
+        return f"{fmt_signed(differences[0], 3)} vs {ref_name} {seeds_text(1)}"
+    return (f"{fmt_signed(mean(differences), 3)} ± {fmt(spread(differences), 3)} vs {ref_name}"
+            f" {seeds_text(len(differences))}")
+
+
+def steps_cell(records: dict[int | None, dict]) -> str:
+    steps = sorted({r["steps"] for r in records.values() if isinstance(r.get("steps"), int)})
+    return ", ".join(f"{n:,}" for n in steps) or "-"
+
+
 def defined_runs(ctx: Context) -> list[str]:
     if not ctx.spec:
         return []
@@ -67,12 +129,86 @@ def group_metric(ctx: Context, task: str | None) -> str:
                       (r.get("labels") or {}).get("task_key") == task])
 
 
+def panel_row(ctx: Context, task: str | None, run: str, ref_name: str | None, metric: str) -> list[str]:
+    """One run of a panel: run, steps, our final value, the paper, the difference to `ref_name`."""
+    records = seed_records(ctx, step_name(task, run))
+    values = final_values(records, metric)
+    refs = final_values(seed_records(ctx, step_name(task, ref_name)), metric) if ref_name else {}
+    differences = paired_differences(values, refs) if ref_name and run != ref_name else []
+    if is_seeded(records):
+        return [run, steps_cell(records), mean_cell(list(values.values())), "curve only",
+                difference_cell(differences, str(ref_name))]
+    r = records.get(None)
+    ours = values.get(None)
+    diff = f"{fmt_signed(differences[0], 3)} vs {ref_name}" if differences else "-"
+    steps = f"{r['steps']:,}" if r and isinstance(r.get("steps"), int) else "-"
+    return [run, steps, fmt(ours, 3), "curve only", diff]
+
+
+def panel_verdicts(ctx: Context, task: str | None, panel: dict) -> list[Verdict]:
+    """The panel's checks whose run and baseline this profile trains, decided from the records of
+    one task group (missing where there are none)."""
+    metric = group_metric(ctx, task)
+    runs = panel_runs(ctx, panel)
+    out = []
+    for check in panel.get("checks") or []:
+        if check["run"] in runs and check["baseline"] in runs:
+            run, base = (final_values(seed_records(ctx, step_name(task, r)), metric)
+                         for r in (check["run"], check["baseline"]))
+            out.append(verdict(check, run, base, metric, task, f"{ctx.experiment.name}.md"))
+    return out
+
+
+def verdicts(ctx: Context) -> list[Verdict]:
+    """Every check of the experiment's panels, per task group, in page order."""
+    return [v for task in task_groups(ctx) for panel in ctx.experiment.paper.get("panels", [])
+            for v in panel_verdicts(ctx, task, panel)]
+
+
+def verdicts_as_data(ctx: Context) -> list[dict[str, Any]]:
+    """The verdicts of an experiment as plain data (claim, verdict, difference, spread, seeds, page, ...)."""
+    return [asdict(v) for v in verdicts(ctx)]
+
+
+def verdict_line(v: Verdict) -> str:
+    """`Verdict: <claim> — shared-qk − regular: +0.012 bpc, seeds ±0.008 (2 seeds), tolerance 0.02: **holds**`."""
+    what = f"Verdict: {v.claim} — {v.run} − {v.baseline}: "
+    tolerance = f"tolerance {v.tolerance:g}"
+    if v.verdict == MISSING:
+        return what + f"no paired records, {tolerance}: **{MISSING}**"
+    unit = METRIC_UNITS.get(v.metric, v.metric)
+    difference = f"{fmt_signed(v.difference, 3)} {unit}"
+    if v.seeds == 1:
+        return what + f"{difference} {seeds_text(1)}, {tolerance}: **{INCONCLUSIVE}** ({v.note})"
+    return what + f"{difference}, seeds ±{fmt(v.spread, 3)} {seeds_text(v.seeds)}, {tolerance}: **{v.verdict}**"
+
+
+def verdict_section(found: list[Verdict]) -> list[str]:
+    """`## Verdicts`: each check of the page and its verdict, one line each (none: no section)."""
+    if not found:
+        return []
+    lines = [
+        "## Verdicts",
+        "",
+        "Each claim decided from the records: the difference run − baseline, paired by seed, and its seed"
+        " spread (half the range) against the claim's tolerance; one seed is never enough. Details under"
+        " each panel.",
+        "",
+    ]
+    for v in found:
+        where = f"{v.task}: " if v.task is not None else ""
+        note = f" ({v.note})" if v.note else ""
+        lines.append(f"- {where}{v.claim}: **{v.verdict}**{note}")
+    return lines + [""]
+
+
 def build(ctx: Context) -> Page:
     paper: dict[str, Any] = ctx.experiment.paper
     tasks = task_groups(ctx)
     metrics = {task: group_metric(ctx, task) for task in tasks}
     labels = {task: METRIC_LABELS.get(m, m) for task, m in metrics.items()}
     lines = header(ctx)
+    lines += verdict_section(verdicts(ctx))
     lines += [
         f"The paper publishes {paper.get('published', 'curves only')}. Each table: our final number on held-out"
         " data (`valid` split, the run's last evaluation) and its difference to the panel's baseline run"
@@ -90,21 +226,15 @@ def build(ctx: Context) -> Page:
             body, previous = [], None
             baseline = panel.get("baseline")
             for run in runs:
-                r = ctx.record(step_name(task, run))
-                ours = final_value(r, metric)
                 ref_name = previous if baseline == "previous" else baseline
-                ref = final_value(ctx.record(step_name(task, ref_name)), metric) if ref_name else None
-                if run == ref_name or ref_name is None or ours is None or ref is None:
-                    diff = "-"
-                else:
-                    diff = f"{fmt_signed(ours - ref, 3)} vs {ref_name}"
-                steps = f"{r['steps']:,}" if r and isinstance(r.get("steps"), int) else "-"
-                body.append([run, steps, fmt(ours, 3), "curve only", diff])
-                if r and r.get("curve"):
+                body.append(panel_row(ctx, task, run, ref_name, metric))
+                if any(r.get("curve") for r in seed_records(ctx, step_name(task, run)).values()):
                     has_curves = True
                 previous = run
             lines += table(["run", "steps", f"ours: final {label}", "paper", "difference (ours)"], body)
             lines += ["", f"The paper: {' '.join(str(panel.get('claim', '-')).split())}", ""]
+            for v in panel_verdicts(ctx, task, panel):  # a paragraph each
+                lines += [verdict_line(v), ""]
     values = paper.get("values") or {}
     if values:
         metric = paper.get("values_metric") or metrics[tasks[0]]
@@ -143,9 +273,26 @@ def curve(record: dict | None, metric: str) -> dict[int, float]:
     return {int(p["step"]): float(p[metric]) for p in (record or {}).get("curve", []) if p.get(metric) is not None}
 
 
+def seed_curves(ctx: Context, name: str, metric: str) -> dict[int | None, dict[int, float]]:
+    """{seed: {step: value}} of a train step's records (seed None without seeds)."""
+    return {seed: curve(r, metric) for seed, r in seed_records(ctx, name).items()}
+
+
+def paired_curve(run: dict, baseline: dict) -> dict[int, float]:
+    """{step: mean over the seeds both have of run - baseline at that step} (each {seed: curve})."""
+    out = {}
+    for x in sorted({x for c in run.values() for x in c}):
+        differences = [run[s][x] - baseline[s][x] for s in run if s in baseline and x in run[s] and x in baseline[s]]
+        if differences:
+            out[x] = mean(differences)
+    return out
+
+
 def plot(ctx: Context, metrics: dict, labels: dict, path: Path) -> None:
-    """Per task and panel: the held-out curves (top) and each run's difference to the panel's
-    baseline run at the same steps (below), where curves that lie on top of each other part."""
+    """Per task and panel: the held-out curves (top; with seeds, every seed's curve in the run's
+    colour, extra seeds thinner) and each run's difference to the panel's baseline run at the same
+    steps (below; with seeds, the mean of the per-seed differences), where curves that lie on top
+    of each other part."""
     from .plots import legend_outside, mark_empty, new_figure, save, style, title
 
     tasks = task_groups(ctx)
@@ -156,17 +303,23 @@ def plot(ctx: Context, metrics: dict, labels: dict, path: Path) -> None:
         for j, panel in enumerate(panels):
             top, bottom = axes[2 * i][j], axes[2 * i + 1][j]
             runs = panel_runs(ctx, panel)
-            curves = {run: curve(ctx.record(step_name(task, run)), metric) for run in runs}
+            curves = {run: seed_curves(ctx, step_name(task, run), metric) for run in runs}
             baseline = panel.get("baseline")
             baseline = runs[0] if baseline == "previous" or baseline not in runs else baseline
             for k, run in enumerate(runs):
-                if curves[run]:
-                    xs = sorted(curves[run])
-                    top.plot(xs, [curves[run][x] for x in xs], markersize=3, linewidth=1.2, label=run, **style(k))
-                common = sorted(set(curves[run]) & set(curves[baseline]))
-                if run != baseline and common:
-                    bottom.plot(common, [curves[run][x] - curves[baseline][x] for x in common], markersize=3,
-                                linewidth=1.2, label=f"{run} - {baseline}", **style(k))
+                drawn = [c for c in curves[run].values() if c]
+                seeded = is_seeded(curves[run])
+                legend = f"{run} {seeds_text(len(drawn))}" if seeded else run
+                for n, points in enumerate(drawn):  # every seed: the same colour, extra seeds thinner
+                    xs = sorted(points)
+                    top.plot(xs, [points[x] for x in xs], markersize=3 if n == 0 else 2,
+                             linewidth=1.2 if n == 0 else 0.6, label=None if n else legend, **style(k))
+                differences = paired_curve(curves[run], curves[baseline])
+                if run != baseline and differences:
+                    common = sorted(differences)
+                    mean_of = " (mean over seeds)" if seeded else ""
+                    bottom.plot(common, [differences[x] for x in common], markersize=3,
+                                linewidth=1.2, label=f"{run} - {baseline}{mean_of}", **style(k))
             if ctx.comparable:  # a number the paper states, on the same axis, where it is the same quantity
                 for entry in (ctx.experiment.paper.get("values") or {}).values():
                     if ctx.experiment.paper.get("values_metric", metric) == metric:

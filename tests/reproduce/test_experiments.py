@@ -228,3 +228,71 @@ def test_every_training_run_names_its_attention():
     for name, profile, step in STEPS:
         if step.kind == "train":
             assert any(a.startswith("attention=") for a in step.args), (name, profile, step.name)
+
+
+SEEDED = """
+title: x
+layout: curves
+paper:
+  panels:
+    - title: p
+      runs: [a, b]
+      baseline: a
+      checks:
+        - {claim: "b is not worse than a", run: b, baseline: a, expect: not_worse, tolerance: 0.02}
+profiles:
+  smoke:
+    about: a
+    comparable: false
+    seeds: [0, 3]
+    tasks: {t1: [task.seq_len=8]}
+    train:
+      common: [model=tiny]
+      runs: {a: [attention=full], b: [attention=lsh]}
+    eval:
+      of: [b]
+      runs: {e: [max_batches=1]}
+"""
+
+
+def test_seeds_expand_every_train_run_once_per_seed(tmp_path):
+    steps = load_experiment(write(tmp_path / "x.yaml", SEEDED)).profile("smoke").steps
+    assert [(s.kind, s.name) for s in steps] == [
+        ("train", "t1.a@s0"), ("train", "t1.a@s3"), ("train", "t1.b@s0"), ("eval", "t1.b@s0__e"),
+        ("train", "t1.b@s3"), ("eval", "t1.b@s3__e"),
+    ]
+    assert steps[4].args == ["run", "task.seq_len=8", "model=tiny", "attention=lsh", "seed=3"]
+    assert steps[4].labels == {"run": "b", "task_key": "t1", "seed": 3}
+    assert steps[5].evaluates == "t1.b@s3" and steps[5].labels["seed"] == 3
+    # without seeds: the same names, arguments and labels as before (committed records stay valid)
+    plain = load_experiment(write(tmp_path / "y.yaml", SEEDED.replace("    seeds: [0, 3]\n", ""))).profile("smoke").steps
+    assert [s.name for s in plain] == ["t1.a", "t1.b", "t1.b__e"]
+    assert plain[0].args == ["run", "task.seq_len=8", "model=tiny", "attention=full"]
+    assert plain[1].labels == {"run": "b", "task_key": "t1"}
+
+
+def test_seed_is_the_run_configs_top_level_seed():
+    assert compose_run(["seed=7"]).seed == 7
+
+
+def test_seeds_and_checks_mistakes_are_one_line_errors(tmp_path):
+    check = '{claim: "b is not worse than a", run: b, baseline: a, expect: not_worse, tolerance: 0.02}'
+    cases = {
+        SEEDED.replace("[0, 3]", "[0, 0]"): "seeds must be a non-empty list of distinct non-negative integers",
+        SEEDED.replace("[0, 3]", "[]"): "seeds must be a non-empty list",
+        SEEDED.replace("[0, 3]", "[-1]"): "seeds must be a non-empty list",
+        SEEDED.replace("layout: curves", "layout: matrix"): "seeds is for the curves layout only",
+        SEEDED.replace("[attention=lsh]", "[attention=lsh, seed=4]"): "train run(s) b set seed= themselves",
+        SEEDED.replace("{a: [attention", "{a@x: [attention"): "'a@x' is not a usable name",
+        SEEDED.replace(check, check.replace("tolerance:", "tolerence:")): "checks[0]: unknown key(s) tolerence",
+        SEEDED.replace(check, check.replace("run: b", "run: c")): "checks[0].run: 'c' is not a run of the panel",
+        SEEDED.replace(check, check.replace("baseline: a", "baseline: b")): "run and baseline are both 'b'",
+        SEEDED.replace(check, check.replace("not_worse", "similar")): "checks[0].expect: 'similar' is not one of",
+        SEEDED.replace(check, check.replace("0.02", "-1")): "checks[0].tolerance must be a number >= 0",
+        SEEDED.replace(check, check.replace('claim: "b is not worse than a", ', "")): "checks[0]: claim required",
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        path = write(tmp_path / f"e{i}.yaml", text)
+        with pytest.raises(ConfigError, match=re.escape(message)) as info:
+            load_experiment(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value)

@@ -223,3 +223,67 @@ def test_usage_errors_are_one_line(tmp_path):
     assert out.returncode == 2 and "unknown experiment(s) table9" in out.stderr and out.stderr.count("\n") == 1
     listing = run_cli(["reproduce", "--profile", "quick", "--only", "table2", "--list"], tmp_path)
     assert listing.returncode == 0 and "full__lsh-8" in listing.stdout and not (tmp_path / "outputs").exists()
+
+
+SEEDED = """
+title: seeded
+layout: curves
+paper:
+  panels:
+    - title: p
+      runs: [a, b]
+      baseline: a
+      checks:
+        - {claim: "b is not worse than a", run: b, baseline: a, expect: not_worse, tolerance: 0.02}
+profiles:
+  quick:
+    about: two runs of a tiny duplication task, two seeds each
+    comparable: true
+    env: {OMP_NUM_THREADS: "1"}
+    seeds: [0, 1]
+    train:
+      common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=16, model=tiny,
+               model.n_layers=1, trainer.batch_size=8, trainer.max_steps=6, trainer.log_every=3,
+               trainer.eval_every=3, trainer.eval_batches=1, trainer.ckpt_every=100000, trainer.device=cpu,
+               logger=none]
+      runs:
+        a: [attention=full]
+        b: [attention=full, attention.shared_qk=true]
+    eval:
+      of: [b]
+      common: [split=test, device=cpu]
+      runs:
+        test: [attention=full]
+"""
+
+
+def test_seeded_steps_run_are_recorded_and_grouped_by_the_table(tmp_path):
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "seeded.yaml").write_text(SEEDED)
+    listing = reproduce(tmp_path, "--list")
+    assert listing.returncode == 0, listing.stderr
+    names = [line.split()[0] for line in listing.stdout.splitlines() if line.startswith("    ")]
+    assert names == ["a@s0", "a@s1", "b@s0", "b@s0__test", "b@s1", "b@s1__test"]
+    out = reproduce(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    folder = tmp_path / "results" / "runs" / "quick" / "seeded"
+    assert sorted(p.name for p in folder.glob("*.json")) == [
+        "a@s0.json", "a@s1.json", "b@s0.json", "b@s0__test.json", "b@s1.json", "b@s1__test.json"]
+    records = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    for seed in (0, 1):
+        record = records[f"a@s{seed}"]
+        assert record["seed"] == seed and record["labels"] == {"run": "a", "seed": seed}
+        assert record["definition"][-1] == f"seed={seed}"
+        assert (tmp_path / "out" / "quick" / "seeded" / f"a@s{seed}" / "summary.json").is_file()
+    assert records["b@s1__test"]["labels"]["evaluates"] == "b@s1"
+    assert records["a@s0"]["final"] != records["a@s1"]["final"]  # the seed reaches training
+    # run again: every step is done, nothing reruns
+    again = reproduce(tmp_path)
+    assert again.returncode == 0 and len(lines(again.stdout, "already")) == 6, again.stdout
+    # the table groups the seed records of each run: a mean over 2 seeds, a verdict from 2 paired seeds
+    table = run_cli(["table", "--runs", "results/runs", "--out", "pages", "--experiments", "defs", "--no-plots"], tmp_path)
+    assert table.returncode == 0, table.stderr
+    page = (tmp_path / "pages" / "seeded.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
+    assert len(rows) == 2 and all("(2 seeds)" in row for row in rows), page
+    assert "b − a:" in page and "(2 seeds), tolerance 0.02: **" in page, page

@@ -1,0 +1,146 @@
+"""Verdicts of the curves pages: the arithmetic against hand-computed cases for each outcome, and
+a page built from records of two seeds (means, spreads, paired differences, verdict lines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reformer_cli.reproduce.experiments import load_experiment
+from reformer_cli.table import experiment_verdicts
+from reformer_cli.table.verdicts import FAILS, HOLDS, INCONCLUSIVE, MISSING, decide, paired_differences, spread, verdict
+
+from ..conftest import run_cli
+
+NOT_WORSE = {"claim": "b is not worse than a", "run": "b", "baseline": "a", "expect": "not_worse", "tolerance": 0.25}
+BETTER = {"claim": "b is better than a", "run": "b", "baseline": "a", "expect": "better"}
+
+
+def test_paired_differences_and_spread():
+    # seed 2 has no baseline: not paired; d = [0.5, 0.0]
+    assert paired_differences({0: 2.5, 1: 2.0, 2: 9.0}, {1: 2.0, 0: 2.0}) == [0.5, 0.0]
+    assert spread([0.5, 0.0]) == 0.25 and spread([0.5]) == 0.0
+    assert paired_differences({None: 3.0}, {None: 2.5}) == [0.5]  # records without seeds pair with each other
+    assert paired_differences({0: 3.0}, {None: 2.5}) == []
+
+
+@pytest.mark.parametrize("differences, expected", [
+    ([0.0, 0.25], HOLDS),           # m 0.125 + spread 0.125 = 0.25 <= 0.25
+    ([0.5, 1.0], FAILS),            # m 0.75 - spread 0.25 = 0.5 > 0.25
+    ([0.0, 0.5], INCONCLUSIVE),     # m + s = 0.5 > 0.25, m - s = 0 <= 0.25
+    ([-1.0, -0.5], HOLDS),          # well below: better is also not worse
+    ([0.125], INCONCLUSIVE),        # one seed: never a verdict
+    ([], MISSING),
+])
+def test_not_worse(differences, expected):
+    assert decide(differences, "not_worse", 0.25, "bpc") == expected
+
+
+@pytest.mark.parametrize("differences, tolerance, expected", [
+    ([-0.5, -0.25], 0.0, HOLDS),          # m -0.375 + s 0.125 = -0.25 < 0
+    ([-0.5, -0.25], 0.25, INCONCLUSIVE),  # -0.25 is not < -0.25
+    ([-0.5, -0.25], 0.125, HOLDS),
+    ([0.0, 0.5], 0.0, FAILS),             # m 0.25 - s 0.25 = 0 >= 0
+    ([-0.25, 0.5], 0.0, INCONCLUSIVE),    # m 0.125 - s 0.375 < 0 and m + s > 0
+    ([-1.0], 0.0, INCONCLUSIVE),
+])
+def test_better(differences, tolerance, expected):
+    assert decide(differences, "better", tolerance, "bpc") == expected
+
+
+def test_accuracy_is_higher_is_better():
+    # run - baseline +0.5 and +0.75 accuracy: better, so not worse; -0.5, -0.75: worse
+    assert decide([0.5, 0.75], "better", 0.0, "accuracy") == HOLDS
+    assert decide([0.5, 0.75], "not_worse", 0.0, "accuracy") == HOLDS
+    assert decide([-0.5, -0.75], "not_worse", 0.25, "accuracy") == FAILS
+    assert decide([-0.5, -0.75], "better", 0.0, "accuracy") == FAILS
+    assert decide([0.5, 0.75], "better", 0.0, "bpc") == FAILS
+
+
+def test_a_verdict_keeps_the_measured_difference_and_counts_the_paired_seeds():
+    v = verdict(NOT_WORSE, {0: 2.0, 1: 2.5}, {0: 2.0, 1: 2.0}, "bpc", page="x.md")
+    assert (v.verdict, v.difference, v.spread, v.seeds, v.note) == (INCONCLUSIVE, 0.25, 0.25, 2, "")
+    one = verdict(BETTER, {0: 1.0}, {0: 2.0, 1: 2.0}, "bpc")
+    assert (one.verdict, one.difference, one.seeds, one.tolerance) == (INCONCLUSIVE, -1.0, 1, 0.0)
+    assert one.note == "one seed: a verdict needs two"
+    none = verdict(BETTER, {}, {0: 2.0}, "bpc")
+    assert (none.verdict, none.difference, none.spread, none.seeds) == (MISSING, None, None, 0)
+
+
+DEFINITION = """
+title: "A test figure"
+layout: curves
+paper:
+  source: a test
+  published: curves only
+  panels:
+    - title: "a panel"
+      runs: [a, b, c]
+      baseline: a
+      claim: the paper's words
+      checks:
+        - {claim: "b is not worse than a", run: b, baseline: a, expect: not_worse, tolerance: 0.02}
+        - {claim: "c is better than a", run: c, baseline: a, expect: better}
+profiles:
+  quick:
+    about: two seeds
+    comparable: true
+    seeds: [0, 1]
+    train:
+      common: [model=tiny]
+      runs: {a: [attention=full], b: [attention=lsh], c: [layer=reversible]}
+"""
+# final bpc per run and seed; c has seed 0 only
+FINALS = {("a", 0): 4.0, ("a", 1): 4.02, ("b", 0): 4.01, ("b", 1): 4.026, ("c", 0): 3.5}
+
+
+def record(run: str, seed: int, value: float) -> dict:
+    return {
+        "schema": 1, "experiment": "fig9", "profile": "quick", "step": f"{run}@s{seed}", "kind": "train",
+        "labels": {"run": run, "seed": seed}, "device": "fixture", "date": "2026-01-03T09:00:00+00:00",
+        "status": "completed", "metric": "bpc", "steps": 100, "final": {"valid": {"bpc": value}},
+        "curve": [{"step": 50, "bpc": value + 1.0}, {"step": 100, "bpc": value}],
+    }
+
+
+@pytest.fixture
+def seeded(tmp_path) -> Path:
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "fig9.yaml").write_text(DEFINITION)
+    folder = tmp_path / "runs" / "quick" / "fig9"
+    folder.mkdir(parents=True)
+    for (run, seed), value in FINALS.items():
+        (folder / f"{run}@s{seed}.json").write_text(json.dumps(record(run, seed, value)))
+    return tmp_path
+
+
+def test_a_page_from_two_seeds(seeded):
+    out = run_cli(["table", "--runs", "runs", "--out", "out", "--experiments", "defs"], seeded)
+    assert out.returncode == 0, out.stderr
+    page = (seeded / "out" / "fig9.md").read_text()
+    # b - a per seed: +0.010, +0.006: mean +0.008, spread 0.002; + 0.010 <= 0.02: holds
+    assert "| a | 100 | 4.010 ± 0.010 (2 seeds) | curve only | - |" in page
+    assert "| b | 100 | 4.018 ± 0.008 (2 seeds) | curve only | +0.008 ± 0.002 vs a (2 seeds) |" in page
+    assert "| c | 100 | 3.500 (1 seed) | curve only | -0.500 vs a (1 seed) |" in page
+    assert ("Verdict: b is not worse than a — b − a: +0.008 bpc, seeds ±0.002 (2 seeds), tolerance 0.02:"
+            " **holds**\n") in page
+    assert ("Verdict: c is better than a — c − a: -0.500 bpc (1 seed), tolerance 0: **inconclusive at this scale**"
+            " (one seed: a verdict needs two)\n") in page
+    verdicts_at = page.index("## Verdicts")
+    assert page.index("| reproduce |") < verdicts_at < page.index("## a panel")
+    assert "- b is not worse than a: **holds**\n" in page
+    assert "- c is better than a: **inconclusive at this scale** (one seed: a verdict needs two)\n" in page
+    png = (seeded / "out" / "fig9.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verdicts_as_data(seeded):
+    experiment = load_experiment(seeded / "defs" / "fig9.yaml")
+    found = experiment_verdicts(experiment, seeded / "runs")
+    assert [(v["claim"], v["verdict"], v["seeds"], v["page"]) for v in found] == [
+        ("b is not worse than a", HOLDS, 2, "fig9.md"), ("c is better than a", INCONCLUSIVE, 1, "fig9.md")]
+    assert found[0]["difference"] == pytest.approx(0.008) and found[0]["spread"] == pytest.approx(0.002)
+    (seeded / "runs" / "quick" / "fig9" / "c@s0.json").unlink()
+    assert experiment_verdicts(experiment, seeded / "runs")[1]["verdict"] == MISSING
