@@ -169,11 +169,26 @@ class MetricsLog:
         line = json.dumps(strict_record(record), allow_nan=False) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
+            with open_for_append(self.path) as f:
                 f.write(line)
                 f.flush()
         except OSError as exc:
             raise write_error(self.path, exc) from None
+
+
+def open_for_append(path: Path) -> Any:
+    """`path` opened for appending text, never through a symbolic link (O_NOFOLLOW): a link planted
+    in a run folder would otherwise make a run append to a file elsewhere. A link is one line."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(
+                f"{path} is a symbolic link: a run folder's records are never written through links; remove it"
+            ) from None
+        raise
+    return os.fdopen(fd, "a")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
