@@ -221,12 +221,54 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Pa
     return path
 
 
-def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
+class OversizedCheckpoint(UserError):
+    """A checkpoint whose contents would unpack to more memory than it can legitimately need."""
+
+    def __init__(self, path: Path, total: int, limit: int):
+        self.why = (f"it unpacks to {total / 2**20:.0f} MiB, more than a checkpoint of this model holds,"
+                    f" at most {limit / 2**20:.0f} MiB")
+        super().__init__(f"checkpoint {path}: {self.why}")
+
+
+UNPACK_SLACK = 16 << 20  # bytes beyond the limits below: the pickled config, counters, zip headers
+
+
+def unpacked_size(path: Path) -> int | None:
+    """The bytes a checkpoint's entries unpack to, read from its zip central directory alone (no
+    entry is decompressed); None for a file that is not a zip (torch.load then says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def check_unpacked_size(path: Path, limit: int | None = None) -> None:
+    """OversizedCheckpoint unless `path` unpacks to at most `limit` bytes (a limit derived from the
+    model) and to at most twice its own size (torch.save stores entries uncompressed, so a genuine
+    checkpoint never unpacks to more than its file). Guards against a small file that decompresses
+    to gigabytes (a zip bomb) being read into memory by torch.load."""
+    total = unpacked_size(path)
+    if total is None:
+        return
+    limits = [2 * Path(path).stat().st_size + UNPACK_SLACK]
+    if limit is not None:
+        limits.append(limit)
+    if total > min(limits):
+        raise OversizedCheckpoint(path, total, min(limits))
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu", max_unpacked: int | None = None) -> dict:
+    """A checkpoint's contents (tensors and plain values only), after `check_unpacked_size` with
+    `max_unpacked` (bytes, from the model when it is known)."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    check_unpacked_size(path, max_unpacked)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, corrupted or not a checkpoint

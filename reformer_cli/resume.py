@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .records import find_checkpoint, list_checkpoints, load_checkpoint
+from .records import UNPACK_SLACK, OversizedCheckpoint, find_checkpoint, list_checkpoints, load_checkpoint
 
 OUTPUTS = Path("outputs")
 
@@ -155,13 +155,26 @@ def checkpoint_problem(saved: Any) -> str | None:
     return None
 
 
-def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu") -> tuple[Path, dict, list[tuple[Path, str]]]:
+def checkpoint_limit(model: Any) -> int:
+    """The most bytes a checkpoint of `model` can unpack to: its weights and an optimizer state of
+    at most twice their size (Adam), doubled for safety, and `UNPACK_SLACK` for the rest."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    return 4 * weights * 2 + UNPACK_SLACK
+
+
+def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu", max_unpacked: int | None = None
+                           ) -> tuple[Path, dict, list[tuple[Path, str]]]:
     """(path, contents, skipped) of the first of `paths` (newest first) that loads and holds only
-    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable."""
+    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable.
+    `max_unpacked` (bytes; `checkpoint_limit`): a larger checkpoint is skipped unread."""
     skipped: list[tuple[Path, str]] = []
     for path in paths:
         try:
-            saved = load_checkpoint(path, map_location=map_location)
+            saved = load_checkpoint(path, map_location=map_location, max_unpacked=max_unpacked)
+        except OversizedCheckpoint as exc:
+            skipped.append((path, exc.why))
+            continue
         except UserError:
             skipped.append((path, "it cannot be read: truncated or corrupted"))
             continue

@@ -47,7 +47,7 @@ from .records import (
     write_json_atomic,
     write_text_atomic,
 )
-from .resume import checkpoint_candidates, load_usable_checkpoint
+from .resume import checkpoint_candidates, checkpoint_limit, load_usable_checkpoint
 from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
 from .tasks import build_task
 from .tasks.base import Batch
@@ -183,7 +183,7 @@ class Trainer:
             if self.is_main:
                 self.metrics.truncate_after(0)
             return
-        checkpoint, saved, skipped = load_usable_checkpoint(candidates, self.device)
+        checkpoint, saved, skipped = load_usable_checkpoint(candidates, self.device, checkpoint_limit(self.model))
         for path, why in skipped:
             log.info("resume: skipping %s (%s)", path, why)
         if skipped:

@@ -8,8 +8,12 @@ go in-process; nothing here allocates more than a few hundred MB.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import resource
 import shutil
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -117,3 +121,119 @@ def test_a_checkpoints_file_is_refused_before_anything_is_written(tmp_path, monk
     assert code == 2
     assert one_error_line(err) == "error: run/checkpoints is not a folder: checkpoints cannot be written there; remove it"
     assert snapshot(run) == before
+
+
+# ------------------------------------------------------------------------------ 2. checkpoints
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A run folder with checkpoints at steps 2 and 4 (adamw)."""
+    from reformer_cli.cli import main
+
+    root = tmp_path_factory.mktemp("trained")
+    assert main(["run", *BASE, "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.log_every=1",
+                 f"hydra.run.dir={root / 'run'}"]) == 0
+    return root / "run"
+
+
+BOMB_MIB = 300
+
+
+@pytest.fixture(scope="module")
+def bomb(trained, tmp_path_factory) -> Path:
+    """The step-4 checkpoint rewritten with deflated entries, its first tensor record followed by
+    BOMB_MIB MiB of zeros: a file of about 1 MB that torch.load would decompress whole."""
+    out = tmp_path_factory.mktemp("bomb") / "step-00000004.pt"
+    source = zipfile.ZipFile(trained / "checkpoints" / "step-00000004.pt")
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for info in source.infolist():
+            with archive.open(info.filename, "w", force_zip64=True) as f:
+                f.write(source.read(info.filename))
+                if info.filename.endswith("/data/0"):
+                    chunk = bytes(1 << 20)
+                    for _ in range(BOMB_MIB):
+                        f.write(chunk)
+    assert out.stat().st_size < 4 << 20
+    return out
+
+
+def in_child(work) -> dict:
+    """`work()` in a forked child: {"seconds", "extra_mib" (peak resident memory above the child's
+    start), "result" (repr) or "error"}; the child's peak starts at its resident size at the fork."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read)
+            page = os.sysconf("SC_PAGE_SIZE")
+            start = int(Path("/proc/self/statm").read_text().split()[1]) * page
+            began = time.perf_counter()
+            try:
+                out = {"result": repr(work())}
+            except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                out = {"error": f"{type(exc).__name__}: {exc}"}
+            out["seconds"] = time.perf_counter() - began
+            out["extra_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - start) / 2**20
+            os.write(write, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc")
+def test_a_zip_bomb_checkpoint_is_skipped_unread(trained, bomb):
+    from reformer_cli.resume import load_usable_checkpoint
+
+    older = trained / "checkpoints" / "step-00000002.pt"
+
+    def resume():
+        path, saved, skipped = load_usable_checkpoint([bomb, older], "cpu", max_unpacked=None)
+        return path.name, saved["state"]["step"], [(p.name, why) for p, why in skipped]
+
+    out = in_child(resume)
+    assert "error" not in out, out
+    limit = (2 * bomb.stat().st_size + (16 << 20)) / 2**20  # no model given: twice the file's size + 16 MiB
+    assert out["result"] == repr(("step-00000002.pt", 2, [(
+        "step-00000004.pt",
+        f"it unpacks to {BOMB_MIB + 1} MiB, more than a checkpoint of this model holds, at most {limit:.0f} MiB",
+    )]))
+    assert out["seconds"] < 2
+    assert out["extra_mib"] < 100, out
+
+
+def test_resume_skips_a_zip_bomb_like_a_truncated_checkpoint(trained, bomb, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    shutil.copy(bomb, run / "checkpoints" / "step-00000004.pt")
+    reference = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    code, err = in_process(["run", *BASE, "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.log_every=1",
+                            "resume=auto", f"hydra.run.dir={run}"], capsys)
+    assert code in (0, None), err
+    log = (run / "reformer.log").read_text()
+    # the model's limit: 85,120 float32 parameters (0.32 MiB) x 4 x 2 + 16 MiB
+    assert (f"resume: skipping {run / 'checkpoints' / 'step-00000004.pt'} (it unpacks to {BOMB_MIB + 1} MiB, more"
+            " than a checkpoint of this model holds, at most 19 MiB)") in log
+    assert (run / "checkpoints" / "step-00000004.pt.unusable").is_file()
+    steps = [r["step"] for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())]
+    assert steps == [r["step"] for r in reference]
+
+
+def test_a_checkpoint_larger_than_its_model_needs_is_refused_unread(trained, tmp_path):
+    """An uncompressed checkpoint (as torch.save writes) whose entries exceed what the model's
+    weights and optimizer state can take: refused by the model's limit, not by its file size."""
+    from reformer_cli.records import OversizedCheckpoint, load_checkpoint
+
+    big = tmp_path / "step-00000006.pt"
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_STORED) as archive:
+        with archive.open("archive/data/0", "w", force_zip64=True) as f:
+            for _ in range(24):
+                f.write(bytes(1 << 20))
+    with pytest.raises(OversizedCheckpoint, match=f"^checkpoint {big}: it unpacks to 24 MiB, more than a"
+                                                  " checkpoint of this model holds, at most 18 MiB$"):
+        load_checkpoint(big, max_unpacked=18 << 20)
