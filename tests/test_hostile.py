@@ -237,3 +237,32 @@ def test_a_checkpoint_larger_than_its_model_needs_is_refused_unread(trained, tmp
     with pytest.raises(OversizedCheckpoint, match=f"^checkpoint {big}: it unpacks to 24 MiB, more than a"
                                                   " checkpoint of this model holds, at most 18 MiB$"):
         load_checkpoint(big, max_unpacked=18 << 20)
+
+
+def test_eval_refuses_a_config_edited_to_a_huge_vocabulary_before_building_the_model(trained, tmp_path, monkeypatch,
+                                                                                     capsys):
+    import torch
+
+    from reformer_cli.model import reformer
+
+    build_model = reformer.build_model
+
+    def guarded(cfg, vocab_size):  # so that this test cannot allocate 256 GB even when the check is gone
+        if vocab_size > 10**6 and torch.get_default_device().type != "meta":
+            raise AssertionError("the model was built from the edited config")
+        return build_model(cfg, vocab_size)
+
+    monkeypatch.setattr(reformer, "build_model", guarded)
+    monkeypatch.chdir(tmp_path)
+    saved = torch.load(trained / "checkpoints" / "step-00000004.pt", weights_only=True)
+    saved["config"]["task"]["vocab_size"] = 10**9
+    edited = tmp_path / "edited.pt"
+    torch.save(saved, edited)
+    before = snapshot(tmp_path)
+    began = time.perf_counter()
+    code, err = in_process(["eval", f"checkpoint={edited}", "output=eval.json", "progress=none"], capsys)
+    assert code == 2
+    assert one_error_line(err) == (f"error: checkpoint {edited} does not fit its own config (embed.weight: [128, 64]"
+                                   " stored, [1000000000, 64] by the config): it was edited or damaged")
+    assert time.perf_counter() - began < 5
+    assert snapshot(tmp_path) == before
