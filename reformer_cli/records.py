@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import os
 import re
@@ -143,26 +144,77 @@ def write_text_atomic(path: Path, text: str) -> None:
     _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def parse_metrics_line(raw: bytes) -> dict | None:
+    """The metrics record on one line of metrics.jsonl, or None when the line is not one: not
+    UTF-8, not JSON, not an object, or its `step` is not an integer (`[1, 2]`, `{"step": "four"}`)."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        return None
+    if not isinstance(record, dict):
+        return None
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None
+    return record
+
+
 class MetricsLog:
-    """metrics.jsonl: appended line by line, flushed each time (readable while the run goes on)."""
+    """metrics.jsonl: appended line by line, flushed each time (readable while the run goes on).
+    Read tolerantly: a byte-order mark is ignored, and a line that is not a metrics record (cut by
+    a crash, edited by hand) never makes the lines around it disappear; when the file is rewritten
+    such lines are kept in metrics.rejected.jsonl beside it, and a log line says so."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def read(self) -> list[dict]:
+    @property
+    def rejected_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.rejected.jsonl")
+
+    def parse(self) -> tuple[list[dict], list[bytes]]:
+        """(the metrics records, the lines that are not one), in file order; blank lines are neither."""
         if not self.path.exists():
-            return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash mid-write
-                break
-        return records
+            return [], []
+        data = self.path.read_bytes()
+        if data.startswith(BOM):
+            data = data[len(BOM):]
+        records, rejected = [], []
+        for raw in data.splitlines():
+            if not raw.strip():
+                continue
+            record = parse_metrics_line(raw)
+            if record is None:
+                rejected.append(raw)
+            else:
+                records.append(record)
+        return records, rejected
+
+    def read(self) -> list[dict]:
+        return self.parse()[0]
+
+    def set_aside(self, lines: list[bytes]) -> None:
+        """Append `lines` to metrics.rejected.jsonl (never lost with the rewrite) and log one line."""
+        try:
+            with open_for_append(self.rejected_path, binary=True) as f:
+                f.write(b"".join(line + b"\n" for line in lines))
+        except OSError as exc:
+            raise write_error(self.rejected_path, exc) from None
+        logging.getLogger("reformer").warning(
+            "%s: %d line(s) that are not metrics records (not JSON objects with an integer step) were kept in %s",
+            self.path, len(lines), self.rejected_path,
+        )
 
     def truncate_after(self, step: int) -> None:
-        """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint)."""
-        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint); the
+        lines that are not metrics records go to metrics.rejected.jsonl first."""
+        records, rejected = self.parse()
+        if rejected:
+            self.set_aside(rejected)
+        kept = [r for r in records if r["step"] <= step]
         write_text_atomic(self.path, "".join(json.dumps(strict_record(r), allow_nan=False) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
@@ -176,8 +228,8 @@ class MetricsLog:
             raise write_error(self.path, exc) from None
 
 
-def open_for_append(path: Path) -> Any:
-    """`path` opened for appending text, never through a symbolic link (O_NOFOLLOW): a link planted
+def open_for_append(path: Path, binary: bool = False) -> Any:
+    """`path` opened for appending (text, or bytes with `binary`), never through a symbolic link (O_NOFOLLOW): a link planted
     in a run folder would otherwise make a run append to a file elsewhere. A link is one line."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -188,7 +240,7 @@ def open_for_append(path: Path) -> Any:
                 f"{path} is a symbolic link: a run folder's records are never written through links; remove it"
             ) from None
         raise
-    return os.fdopen(fd, "a")
+    return os.fdopen(fd, "ab" if binary else "a")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

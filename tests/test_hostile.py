@@ -266,3 +266,40 @@ def test_eval_refuses_a_config_edited_to_a_huge_vocabulary_before_building_the_m
                                    " stored, [1000000000, 64] by the config): it was edited or damaged")
     assert time.perf_counter() - began < 5
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------ 3. history
+
+
+GARBAGE = [b"{not json", b"[1, 2]", b'{"step": "four", "split": "train"}', b"\xff\xfe not utf-8"]
+
+
+def test_metrics_are_read_tolerantly_and_bad_lines_are_set_aside(tmp_path, caplog):
+    from reformer_cli.records import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    good = [b'{"step": 1, "split": "train"}', b'{"step": 2, "split": "train"}', b'{"step": 3, "split": "train"}']
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join([good[0], *GARBAGE, good[1], b"", good[2]]) + b"\n")
+    log = MetricsLog(path)
+    assert [r["step"] for r in log.read()] == [1, 2, 3]
+    with caplog.at_level("WARNING", logger="reformer"):
+        log.truncate_after(2)
+    assert path.read_bytes() == b"".join(line + b"\n" for line in good[:2])
+    assert (tmp_path / "metrics.rejected.jsonl").read_bytes() == b"".join(line + b"\n" for line in GARBAGE)
+    assert caplog.messages == [f"{path}: 4 line(s) that are not metrics records (not JSON objects with an integer"
+                               f" step) were kept in {tmp_path / 'metrics.rejected.jsonl'}"]
+
+
+def test_resume_keeps_every_line_around_a_malformed_one(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    lines = (trained / "metrics.jsonl").read_bytes().splitlines()
+    assert len(lines) >= 4
+    (run / "metrics.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join([lines[0], *GARBAGE, *lines[1:]]) + b"\n")
+    code, err = in_process(["run", *BASE, "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.log_every=1",
+                            "resume=auto", f"hydra.run.dir={run}"], capsys)
+    assert code in (0, None), err
+    assert (run / "metrics.jsonl").read_bytes().splitlines() == lines  # resumed at step 4: every line kept
+    assert (run / "metrics.rejected.jsonl").read_bytes().splitlines() == GARBAGE
+    assert "4 line(s) that are not metrics records" in (run / "reformer.log").read_text()
