@@ -122,6 +122,7 @@ def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:
                 f"run folder {run_dir} already holds checkpoints: pass resume=auto to continue it,"
                 " or choose a new folder"
             )
+        check_no_records(run_dir)
         return []
     if cfg.resume == "auto":
         return checkpoint_candidates(run_dir)
@@ -129,6 +130,20 @@ def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:
     if not found:
         raise UserError(f"resume={cfg.resume}: no checkpoint found in that run folder")
     return found
+
+
+RUN_RECORDS = ("config.yaml", "metrics.jsonl", "summary.json")
+
+
+def check_no_records(run_dir: Path) -> None:
+    """UserError (one line) when a new run (resume=null) would start in a folder holding another
+    run's records but no checkpoint: it would overwrite them, maybe with another config."""
+    found = [name for name in RUN_RECORDS if (Path(run_dir) / name).exists()]
+    if found:
+        raise UserError(
+            f"run folder {run_dir} already holds a run's records ({', '.join(found)}): pass resume=auto to"
+            " continue it, or choose a new folder"
+        )
 
 
 def check_attention_device(attention: Any, device: torch.device) -> None:

@@ -303,3 +303,18 @@ def test_resume_keeps_every_line_around_a_malformed_one(trained, tmp_path, monke
     assert (run / "metrics.jsonl").read_bytes().splitlines() == lines  # resumed at step 4: every line kept
     assert (run / "metrics.rejected.jsonl").read_bytes().splitlines() == GARBAGE
     assert "4 line(s) that are not metrics records" in (run / "reformer.log").read_text()
+
+
+def test_a_new_run_into_a_folder_with_records_but_no_checkpoint_is_refused(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    shutil.rmtree(run / "checkpoints")
+    records = {name: (run / name).read_bytes() for name in ("config.yaml", "metrics.jsonl", "summary.json")}
+    code, err = in_process(["run", *BASE, "trainer.max_steps=2", "trainer.lr=0.01", f"hydra.run.dir={run}"], capsys)
+    assert code == 2
+    assert one_error_line(err) == (f"error: run folder {run} already holds a run's records (config.yaml,"
+                                   " metrics.jsonl, summary.json): pass resume=auto to continue it, or choose a"
+                                   " new folder")
+    assert {name: (run / name).read_bytes() for name in records} == records
+    assert not (run / "checkpoints").exists()
