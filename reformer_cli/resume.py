@@ -150,6 +150,10 @@ def checkpoint_problem(saved: Any) -> str | None:
 
     if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
         return "not a training checkpoint"
+    step = saved["state"].get("step") if isinstance(saved["state"], dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        # a resumed run would cut metrics.jsonl back to it and name its checkpoints step--N.pt
+        return f"its step is not a positive integer ({step!r})"
     if not all_finite([saved["model"], saved["optimizer"]]):
         return "it holds non-finite values"
     return None

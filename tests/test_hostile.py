@@ -318,3 +318,39 @@ def test_a_new_run_into_a_folder_with_records_but_no_checkpoint_is_refused(train
                                    " new folder")
     assert {name: (run / name).read_bytes() for name in records} == records
     assert not (run / "checkpoints").exists()
+
+
+def negative_step_checkpoint(trained: Path, where: Path) -> None:
+    """The step-4 checkpoint with its step edited to -5, written to `where`."""
+    import torch
+
+    saved = torch.load(trained / "checkpoints" / "step-00000004.pt", weights_only=True)
+    saved["state"]["step"] = -5
+    torch.save(saved, where)
+
+
+def test_a_checkpoint_with_a_negative_step_is_skipped(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    newest = run / "checkpoints" / "step-00000004.pt"
+    negative_step_checkpoint(trained, newest)
+    reference = [json.loads(line)["step"] for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    code, err = in_process(["run", *BASE, "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.log_every=1",
+                            "resume=auto", f"hydra.run.dir={run}"], capsys)
+    assert code in (0, None), err
+    assert f"resume: skipping {newest} (its step is not a positive integer (-5))" in (run / "reformer.log").read_text()
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == reference
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000002.pt", "step-00000004.pt", "step-00000004.pt.unusable"]
+
+
+def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    edited = tmp_path / "edited.pt"
+    negative_step_checkpoint(trained, edited)
+    code, err = in_process(["run", *BASE, "trainer.max_steps=4", f"resume={edited}", "hydra.run.dir=run"], capsys)
+    assert code == 2
+    assert one_error_line(err) == ("error: no usable checkpoint to resume from (edited.pt: its step is not a positive"
+                                   " integer (-5)); delete them to start over")
+    assert not list((tmp_path / "run").rglob("step-*"))
