@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,39 @@ def write_error(path: Path, exc: BaseException, free: int | None = None) -> User
     return None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux:
+    /proc/self/status); elsewhere set and restored at once, under a lock."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def _temp_beside(path: Path) -> tuple[int, str]:
     """(fd, name) of a new temp file in `path`'s folder (created if needed), named so that
-    run_folder.remove_orphaned_temps finds it; a refusal is one line (`write_error`)."""
+    run_folder.remove_orphaned_temps finds it; a refusal is one line (`write_error`). Its mode is
+    that of a file the user creates (0o666 less the umask, 0644 usually), not mkstemp's 0600, so
+    records are as readable as .hydra/ and the log beside them."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise write_error(path, exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except OSError:
+        pass  # a file system without modes (some network shares): mkstemp's own mode stays
+    return fd, name
 
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:

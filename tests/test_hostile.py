@@ -354,3 +354,33 @@ def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, tmp_path
     assert one_error_line(err) == ("error: no usable checkpoint to resume from (edited.pt: its step is not a positive"
                                    " integer (-5)); delete them to start over")
     assert not list((tmp_path / "run").rglob("step-*"))
+
+
+# ------------------------------------------------------------------------------ 4. permissions
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_records_are_as_readable_as_the_umask_allows(umask, mode, tmp_path):
+    import torch
+
+    from reformer_cli.records import MetricsLog, save_checkpoint, write_json_atomic, write_text_atomic
+
+    previous = os.umask(umask)
+    try:
+        write_text_atomic(tmp_path / "config.yaml", "a: 1\n")
+        write_json_atomic(tmp_path / "summary.json", {"a": 1})
+        MetricsLog(tmp_path / "metrics.jsonl").append({"step": 1, "split": "train"})
+        MetricsLog(tmp_path / "metrics.jsonl").truncate_after(1)  # rewritten atomically
+        save_checkpoint(tmp_path, 1, {"w": torch.zeros(2)}, keep_last=1)
+    finally:
+        os.umask(previous)
+    written = ["config.yaml", "summary.json", "metrics.jsonl", "checkpoints/step-00000001.pt"]
+    assert {name: oct((tmp_path / name).stat().st_mode & 0o777) for name in written} == {
+        name: oct(mode) for name in written}
+
+
+def test_a_run_folder_s_files_share_one_mode(trained):
+    """A real run under the test's umask (usually 022): records, .hydra/ and the log alike."""
+    names = ["config.yaml", "metrics.jsonl", "summary.json", "reformer.log", ".hydra/config.yaml",
+             "checkpoints/step-00000004.pt"]
+    assert len({(trained / name).stat().st_mode & 0o777 for name in names}) == 1
