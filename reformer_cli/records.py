@@ -10,7 +10,10 @@ Every write that a later reader trusts is atomic: a crash leaves the previous ve
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
 them (docs/runner.md, "Checkpoints"). JSON is strict: a non-finite number is written as `null`
 (a metrics line lists such keys under `nonfinite`), never as `NaN` or `Infinity`. A write that the disk
-refuses (full, read-only, no permission) is one line (`UserError`), never a traceback.
+refuses (full, read-only, no permission) is one line (`UserError`), never a traceback. Files get
+the mode the umask gives a new file (0644 usually); appends never follow a symbolic link, and a
+rename replaces a link instead of writing through it. metrics.jsonl is read tolerantly: a line
+that is not a metrics record is set aside in metrics.rejected.jsonl, never dropped.
 """
 
 from __future__ import annotations

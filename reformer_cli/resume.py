@@ -12,7 +12,9 @@ silently start over: it names that run and the differing keys, and the user choo
 resume per job inside a fixed `hydra.sweep.dir`.
 
 Inside a folder the newest checkpoint that loads and holds only finite values is used
-(`load_usable_checkpoint`); a truncated or non-finite newer one is skipped with a message.
+(`load_usable_checkpoint`); a truncated or non-finite newer one is skipped with a message, and so
+is one that would unpack to more than the model can need (read from its zip directory, unread) or
+whose step is not a positive integer.
 """
 
 from __future__ import annotations
