@@ -137,6 +137,14 @@ def trained(tmp_path_factory) -> Path:
     return root / "run"
 
 
+@pytest.fixture
+def untouched(trained):
+    """Asserts at the end of a test that the run folder it copied (outside its own) is unchanged."""
+    before = snapshot(trained)
+    yield
+    assert snapshot(trained) == before
+
+
 BOMB_MIB = 300
 
 
@@ -206,7 +214,7 @@ def test_a_zip_bomb_checkpoint_is_skipped_unread(trained, bomb):
     assert out["extra_mib"] < 100, out
 
 
-def test_resume_skips_a_zip_bomb_like_a_truncated_checkpoint(trained, bomb, tmp_path, monkeypatch, capsys):
+def test_resume_skips_a_zip_bomb_like_a_truncated_checkpoint(trained, untouched, bomb, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -290,7 +298,7 @@ def test_metrics_are_read_tolerantly_and_bad_lines_are_set_aside(tmp_path, caplo
                                f" step) were kept in {tmp_path / 'metrics.rejected.jsonl'}"]
 
 
-def test_resume_keeps_every_line_around_a_malformed_one(trained, tmp_path, monkeypatch, capsys):
+def test_resume_keeps_every_line_around_a_malformed_one(trained, untouched, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -305,7 +313,8 @@ def test_resume_keeps_every_line_around_a_malformed_one(trained, tmp_path, monke
     assert "4 line(s) that are not metrics records" in (run / "reformer.log").read_text()
 
 
-def test_a_new_run_into_a_folder_with_records_but_no_checkpoint_is_refused(trained, tmp_path, monkeypatch, capsys):
+def test_a_new_run_into_a_folder_with_records_but_no_checkpoint_is_refused(trained, untouched, tmp_path, monkeypatch,
+                                                                          capsys):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -329,7 +338,7 @@ def negative_step_checkpoint(trained: Path, where: Path) -> None:
     torch.save(saved, where)
 
 
-def test_a_checkpoint_with_a_negative_step_is_skipped(trained, tmp_path, monkeypatch, capsys):
+def test_a_checkpoint_with_a_negative_step_is_skipped(trained, untouched, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -345,7 +354,7 @@ def test_a_checkpoint_with_a_negative_step_is_skipped(trained, tmp_path, monkeyp
         "step-00000002.pt", "step-00000004.pt", "step-00000004.pt.unusable"]
 
 
-def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, tmp_path, monkeypatch, capsys):
+def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, untouched, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     edited = tmp_path / "edited.pt"
     negative_step_checkpoint(trained, edited)
