@@ -57,6 +57,30 @@ def load_trained(checkpoint: str) -> tuple[Path, dict]:
     return path, _loaded[path]
 
 
+def check_config_fits_weights(path: Path, run_cfg: Any, vocab_size: int, weights: dict) -> None:
+    """UserError (one line) unless the model a checkpoint's stored config describes has exactly the
+    stored weights' names and shapes. The model is laid out on the meta device (no memory), so an
+    edited config (a vocabulary of 10**9) is refused before it makes building the model allocate
+    hundreds of GB."""
+    from .model.reformer import build_model
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_model(run_cfg, vocab_size).state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
+    names = sorted(set(expected) ^ set(stored)) or sorted(k for k in expected if expected[k] != stored[k])
+    if not names:
+        return
+    name = names[0]
+
+    def shown(shapes: dict) -> str:
+        return f"[{', '.join(map(str, shapes[name]))}]" if name in shapes else "absent"
+
+    raise UserError(
+        f"checkpoint {path} does not fit its own config ({name}: {shown(stored)} stored, {shown(expected)} by"
+        " the config): it was edited or damaged"
+    )
+
+
 def explicit_attention_keys(overrides: list[str]) -> set[str]:
     """The attention keys a user set on the command line (`attention.n_rounds=8` -> n_rounds)."""
     return {m.group(1) for m in map(_ATTENTION_KEY.match, overrides) if m}
@@ -142,6 +166,7 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: 
     precision = resolve_precision(cfg.precision, device)
     task = build_task(run_cfg.task, int(run_cfg.seed))
     task.check_data()
+    check_config_fits_weights(path, run_cfg, task.vocab_size, saved["model"])
     model = build_model(run_cfg, task.vocab_size)
     try:
         model.load_state_dict(saved["model"])

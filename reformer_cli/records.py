@@ -10,19 +10,24 @@ Every write that a later reader trusts is atomic: a crash leaves the previous ve
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
 them (docs/runner.md, "Checkpoints"). JSON is strict: a non-finite number is written as `null`
 (a metrics line lists such keys under `nonfinite`), never as `NaN` or `Infinity`. A write that the disk
-refuses (full, read-only, no permission) is one line (`UserError`), never a traceback.
+refuses (full, read-only, no permission) is one line (`UserError`), never a traceback. Files get
+the mode the umask gives a new file (0644 usually); appends never follow a symbolic link, and a
+rename replaces a link instead of writing through it. metrics.jsonl is read tolerantly: a line
+that is not a metrics record is set aside in metrics.rejected.jsonl, never dropped.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +79,39 @@ def write_error(path: Path, exc: BaseException, free: int | None = None) -> User
     return None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux:
+    /proc/self/status); elsewhere set and restored at once, under a lock."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def _temp_beside(path: Path) -> tuple[int, str]:
     """(fd, name) of a new temp file in `path`'s folder (created if needed), named so that
-    run_folder.remove_orphaned_temps finds it; a refusal is one line (`write_error`)."""
+    run_folder.remove_orphaned_temps finds it; a refusal is one line (`write_error`). Its mode is
+    that of a file the user creates (0o666 less the umask, 0644 usually), not mkstemp's 0600, so
+    records are as readable as .hydra/ and the log beside them."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise write_error(path, exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except OSError:
+        pass  # a file system without modes (some network shares): mkstemp's own mode stays
+    return fd, name
 
 
 def _atomic_write_bytes(path: Path, write: Any) -> None:
@@ -143,37 +173,103 @@ def write_text_atomic(path: Path, text: str) -> None:
     _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def parse_metrics_line(raw: bytes) -> dict | None:
+    """The metrics record on one line of metrics.jsonl, or None when the line is not one: not
+    UTF-8, not JSON, not an object, or its `step` is not an integer (`[1, 2]`, `{"step": "four"}`)."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        return None
+    if not isinstance(record, dict):
+        return None
+    step = record.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return None
+    return record
+
+
 class MetricsLog:
-    """metrics.jsonl: appended line by line, flushed each time (readable while the run goes on)."""
+    """metrics.jsonl: appended line by line, flushed each time (readable while the run goes on).
+    Read tolerantly: a byte-order mark is ignored, and a line that is not a metrics record (cut by
+    a crash, edited by hand) never makes the lines around it disappear; when the file is rewritten
+    such lines are kept in metrics.rejected.jsonl beside it, and a log line says so."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def read(self) -> list[dict]:
+    @property
+    def rejected_path(self) -> Path:
+        return self.path.with_name(f"{self.path.stem}.rejected.jsonl")
+
+    def parse(self) -> tuple[list[dict], list[bytes]]:
+        """(the metrics records, the lines that are not one), in file order; blank lines are neither."""
         if not self.path.exists():
-            return []
-        records = []
-        for line in self.path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash mid-write
-                break
-        return records
+            return [], []
+        data = self.path.read_bytes()
+        if data.startswith(BOM):
+            data = data[len(BOM):]
+        records, rejected = [], []
+        for raw in data.splitlines():
+            if not raw.strip():
+                continue
+            record = parse_metrics_line(raw)
+            if record is None:
+                rejected.append(raw)
+            else:
+                records.append(record)
+        return records, rejected
+
+    def read(self) -> list[dict]:
+        return self.parse()[0]
+
+    def set_aside(self, lines: list[bytes]) -> None:
+        """Append `lines` to metrics.rejected.jsonl (never lost with the rewrite) and log one line."""
+        try:
+            with open_for_append(self.rejected_path, binary=True) as f:
+                f.write(b"".join(line + b"\n" for line in lines))
+        except OSError as exc:
+            raise write_error(self.rejected_path, exc) from None
+        logging.getLogger("reformer").warning(
+            "%s: %d line(s) that are not metrics records (not JSON objects with an integer step) were kept in %s",
+            self.path, len(lines), self.rejected_path,
+        )
 
     def truncate_after(self, step: int) -> None:
-        """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint)."""
-        kept = [r for r in self.read() if r.get("step", 0) <= step]
+        """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint); the
+        lines that are not metrics records go to metrics.rejected.jsonl first."""
+        records, rejected = self.parse()
+        if rejected:
+            self.set_aside(rejected)
+        kept = [r for r in records if r["step"] <= step]
         write_text_atomic(self.path, "".join(json.dumps(strict_record(r), allow_nan=False) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
         line = json.dumps(strict_record(record), allow_nan=False) + "\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
+            with open_for_append(self.path) as f:
                 f.write(line)
                 f.flush()
         except OSError as exc:
             raise write_error(self.path, exc) from None
+
+
+def open_for_append(path: Path, binary: bool = False) -> Any:
+    """`path` opened for appending (text, or bytes with `binary`), never through a symbolic link (O_NOFOLLOW): a link planted
+    in a run folder would otherwise make a run append to a file elsewhere. A link is one line."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(
+                f"{path} is a symbolic link: a run folder's records are never written through links; remove it"
+            ) from None
+        raise
+    return os.fdopen(fd, "ab" if binary else "a")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -206,12 +302,54 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Pa
     return path
 
 
-def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
+class OversizedCheckpoint(UserError):
+    """A checkpoint whose contents would unpack to more memory than it can legitimately need."""
+
+    def __init__(self, path: Path, total: int, limit: int):
+        self.why = (f"it unpacks to {total / 2**20:.0f} MiB, more than a checkpoint of this model holds,"
+                    f" at most {limit / 2**20:.0f} MiB")
+        super().__init__(f"checkpoint {path}: {self.why}")
+
+
+UNPACK_SLACK = 16 << 20  # bytes beyond the limits below: the pickled config, counters, zip headers
+
+
+def unpacked_size(path: Path) -> int | None:
+    """The bytes a checkpoint's entries unpack to, read from its zip central directory alone (no
+    entry is decompressed); None for a file that is not a zip (torch.load then says why)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+
+
+def check_unpacked_size(path: Path, limit: int | None = None) -> None:
+    """OversizedCheckpoint unless `path` unpacks to at most `limit` bytes (a limit derived from the
+    model) and to at most twice its own size (torch.save stores entries uncompressed, so a genuine
+    checkpoint never unpacks to more than its file). Guards against a small file that decompresses
+    to gigabytes (a zip bomb) being read into memory by torch.load."""
+    total = unpacked_size(path)
+    if total is None:
+        return
+    limits = [2 * Path(path).stat().st_size + UNPACK_SLACK]
+    if limit is not None:
+        limits.append(limit)
+    if total > min(limits):
+        raise OversizedCheckpoint(path, total, min(limits))
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu", max_unpacked: int | None = None) -> dict:
+    """A checkpoint's contents (tensors and plain values only), after `check_unpacked_size` with
+    `max_unpacked` (bytes, from the model when it is known)."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    check_unpacked_size(path, max_unpacked)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated, corrupted or not a checkpoint

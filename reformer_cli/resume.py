@@ -12,7 +12,9 @@ silently start over: it names that run and the differing keys, and the user choo
 resume per job inside a fixed `hydra.sweep.dir`.
 
 Inside a folder the newest checkpoint that loads and holds only finite values is used
-(`load_usable_checkpoint`); a truncated or non-finite newer one is skipped with a message.
+(`load_usable_checkpoint`); a truncated or non-finite newer one is skipped with a message, and so
+is one that would unpack to more than the model can need (read from its zip directory, unread) or
+whose step is not a positive integer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .records import find_checkpoint, list_checkpoints, load_checkpoint
+from .records import UNPACK_SLACK, OversizedCheckpoint, find_checkpoint, list_checkpoints, load_checkpoint
 
 OUTPUTS = Path("outputs")
 
@@ -150,18 +152,35 @@ def checkpoint_problem(saved: Any) -> str | None:
 
     if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
         return "not a training checkpoint"
+    step = saved["state"].get("step") if isinstance(saved["state"], dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        # a resumed run would cut metrics.jsonl back to it and name its checkpoints step--N.pt
+        return f"its step is not a positive integer ({step!r})"
     if not all_finite([saved["model"], saved["optimizer"]]):
         return "it holds non-finite values"
     return None
 
 
-def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu") -> tuple[Path, dict, list[tuple[Path, str]]]:
+def checkpoint_limit(model: Any) -> int:
+    """The most bytes a checkpoint of `model` can unpack to: its weights and an optimizer state of
+    at most twice their size (Adam), doubled for safety, and `UNPACK_SLACK` for the rest."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    return 4 * weights * 2 + UNPACK_SLACK
+
+
+def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu", max_unpacked: int | None = None
+                           ) -> tuple[Path, dict, list[tuple[Path, str]]]:
     """(path, contents, skipped) of the first of `paths` (newest first) that loads and holds only
-    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable."""
+    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable.
+    `max_unpacked` (bytes; `checkpoint_limit`): a larger checkpoint is skipped unread."""
     skipped: list[tuple[Path, str]] = []
     for path in paths:
         try:
-            saved = load_checkpoint(path, map_location=map_location)
+            saved = load_checkpoint(path, map_location=map_location, max_unpacked=max_unpacked)
+        except OversizedCheckpoint as exc:
+            skipped.append((path, exc.why))
+            continue
         except UserError:
             skipped.append((path, "it cannot be read: truncated or corrupted"))
             continue

@@ -10,6 +10,9 @@
 * `remove_orphaned_temps(folder)`: the temp files of atomic writes a killed run left behind.
 * `holds_records(folder)`: whether a run wrote anything of its own there (a rejected config's
   folder holds none and is removed).
+* `check_paths(folder)`: before anything is written, a folder where a path the run or Hydra writes
+  is a symbolic link (or `checkpoints` is not a folder) is refused in one line: a link there would
+  make a run overwrite a file elsewhere (`ln -s ~/notes.txt run/.lock`).
 
 Locks are advisory `flock`s (Linux, macOS); the lock file itself stays, empty of meaning once
 its holder is gone. Nothing here imports torch.
@@ -30,6 +33,12 @@ from .records import CHECKPOINT_DIR
 LOCK_FILE = ".lock"
 # what a run (or a sweep, an evaluation) writes itself; Hydra's .hydra/ and reformer.log are not records
 RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", CHECKPOINT_DIR, "eval.json", "sweep.json", "sweep.md")
+
+# every path a run, an evaluation or Hydra writes inside a run folder
+WRITTEN = (
+    LOCK_FILE, "reformer.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",
+    *RECORDS, "metrics.rejected.jsonl", "job.json",
+)
 
 try:
     import fcntl
@@ -129,18 +138,55 @@ def _holder_pid(fd: int) -> str:
     return "unknown"
 
 
+def check_paths(folder: Path) -> None:
+    """UserError (one line) when a path a run writes in `folder` is a symbolic link, or when
+    `checkpoints` is there but is not a folder. Guards against writes through a link clobbering a
+    file outside the folder (Hydra and the log follow links), and against a run that would record
+    its first steps and only then fail to save a checkpoint."""
+    folder = Path(folder)
+    for name in WRITTEN:
+        path = folder / name
+        if path.is_symlink():
+            raise UserError(
+                f"{path} is a symbolic link: a run folder's records are never written through links; remove it"
+            )
+    checkpoints = folder / CHECKPOINT_DIR
+    if checkpoints.exists() and not checkpoints.is_dir():
+        raise UserError(f"{checkpoints} is not a folder: checkpoints cannot be written there; remove it")
+
+
+def _open_lock(folder: Path, what: str) -> int:
+    """A descriptor on `folder`'s lock file, never through a link (O_NOFOLLOW) and never on a file
+    that is not a lock file of its own (another name for it: a hard link; not a regular file)."""
+    import stat
+
+    path = folder / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(
+                f"{path} is a symbolic link: a run folder's records are never written through links; remove it"
+            ) from None
+        raise folder_error(folder, exc, f"write to {what}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        raise UserError(f"{path} is not a lock file of its own (a hard link or not a regular file); remove it")
+    return fd
+
+
 def acquire(folder: Path, what: str = "run folder") -> None:
-    """Take the lock of `folder` (reentrant within this process); FolderInUse if another holds it."""
+    """Take the lock of `folder` (reentrant within this process); FolderInUse if another holds it.
+    A folder whose paths are links is refused first (`check_paths`)."""
     folder = Path(folder)
     key = _key(folder)
     if key in _held:
         _held[key][1] += 1
         return
     make_folder(folder)
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise folder_error(folder, exc, f"write to {what}") from None
+    check_paths(folder)
+    fd = _open_lock(folder, what)
     if fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

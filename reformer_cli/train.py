@@ -47,7 +47,7 @@ from .records import (
     write_json_atomic,
     write_text_atomic,
 )
-from .resume import checkpoint_candidates, load_usable_checkpoint
+from .resume import checkpoint_candidates, checkpoint_limit, load_usable_checkpoint
 from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
 from .tasks import build_task
 from .tasks.base import Batch
@@ -122,6 +122,7 @@ def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:
                 f"run folder {run_dir} already holds checkpoints: pass resume=auto to continue it,"
                 " or choose a new folder"
             )
+        check_no_records(run_dir)
         return []
     if cfg.resume == "auto":
         return checkpoint_candidates(run_dir)
@@ -129,6 +130,20 @@ def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:
     if not found:
         raise UserError(f"resume={cfg.resume}: no checkpoint found in that run folder")
     return found
+
+
+RUN_RECORDS = ("config.yaml", "metrics.jsonl", "summary.json")
+
+
+def check_no_records(run_dir: Path) -> None:
+    """UserError (one line) when a new run (resume=null) would start in a folder holding another
+    run's records but no checkpoint: it would overwrite them, maybe with another config."""
+    found = [name for name in RUN_RECORDS if (Path(run_dir) / name).exists()]
+    if found:
+        raise UserError(
+            f"run folder {run_dir} already holds a run's records ({', '.join(found)}): pass resume=auto to"
+            " continue it, or choose a new folder"
+        )
 
 
 def check_attention_device(attention: Any, device: torch.device) -> None:
@@ -183,7 +198,7 @@ class Trainer:
             if self.is_main:
                 self.metrics.truncate_after(0)
             return
-        checkpoint, saved, skipped = load_usable_checkpoint(candidates, self.device)
+        checkpoint, saved, skipped = load_usable_checkpoint(candidates, self.device, checkpoint_limit(self.model))
         for path, why in skipped:
             log.info("resume: skipping %s (%s)", path, why)
         if skipped:
