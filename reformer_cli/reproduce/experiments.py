@@ -19,7 +19,7 @@ reproduce it:
         estimate: about 2 minutes on 2 CPU cores
         recipe: why these settings (optional, shown under the table)
         env: {OMP_NUM_THREADS: "1"}  # environment of every step's process (optional)
-        prepare: [[task=text, task.path=<experiments>/data/smoke_corpus.txt, ...]]
+        prepare: [[task=text, task.path=<experiments>/data/smoke_corpus.txt, ...]]  # or task.sha256=...
         tasks: {enwik8: [task=enwik8, ...]}        # optional: every run once per task
         train:
           common: [overrides for every run]
@@ -31,7 +31,8 @@ reproduce it:
         bench: {memory: [memory, --depths, "2,4"]}
 
 Steps and their names (each name is also its record's file name):
-    prepare   `reformer data prepare <overrides>` (only committed local corpora; never a download)
+    prepare   `reformer data prepare <overrides>` (a local text file, committed or named by its sha256;
+              never a download)
     train     `reformer run <task overrides> <common> <run>`          name `<run>` or `<task>.<run>`
               with `seeds`: once per seed, `seed=<s>` appended,    name `<run>@s<s>` or `<task>.<run>@s<s>`
     eval      `reformer eval checkpoint=<train folder> <common> <as>` name `<train step>__<as>`
@@ -187,9 +188,12 @@ def expand_steps(experiment: str, profile: str, spec: dict, path: Path) -> list[
     steps: list[Step] = []
     for i, overrides in enumerate(spec.get("prepare") or []):
         args = _strings(path, f"profiles.{profile}.prepare[{i}]", overrides)
-        if "task=text" not in args or not any(a.startswith("task.path=<experiments>/") for a in args):
-            _fail(path, f"profiles.{profile}.prepare[{i}]: prepare is only for a corpus committed under experiments/"
-                        " (task=text task.path=<experiments>/...); real datasets are prepared by the user")
+        committed = any(a.startswith("task.path=<experiments>/") for a in args)
+        named = any(a.startswith("task.sha256=") for a in args)  # a local file checked by its sha256
+        if "task=text" not in args or not (committed or named):
+            _fail(path, f"profiles.{profile}.prepare[{i}]: prepare is only for a text corpus committed under"
+                        " experiments/ (task=text task.path=<experiments>/...) or named by task.sha256; real"
+                        " datasets are prepared by the user")
         steps.append(Step(experiment, profile, f"prepare-{i + 1}", "prepare", ["data", "prepare", *args]))
 
     tasks = _named_lists(path, f"profiles.{profile}.tasks", spec.get("tasks")) or {None: []}

@@ -74,7 +74,9 @@ def test_every_command_composes_to_a_valid_config(experiment, profile, tmp_path)
             parser().parse_args([*args[2:], "--json", "x.json"])  # an unknown option exits (one line)
         elif step.kind == "prepare":
             assert args[:2] == ["data", "prepare"]
-            assert any(a.startswith("task.path=") and "experiments" in a for a in args), "prepare only committed corpora"
+            committed = any(a.startswith("task.path=") and "experiments" in a for a in args)
+            named = any(a.startswith("task.sha256=") for a in args)
+            assert committed or named, "prepare only committed corpora, or local files named by their sha256"
 
 
 def test_table2_definitions_fill_every_cell_of_the_paper_table():
@@ -163,7 +165,7 @@ def test_definition_mistakes_are_one_line_errors(tmp_path):
         base + "    train:\n      runs:\n        a: []\n    eval:\n      of: [b]\n      runs:\n        x: []\n": "eval.of names b",
         base + "    train:\n      runs:\n        a: oops\n": "must be a list of command-line arguments",
         "title: [unclosed\n": "cannot read the definition",
-        base + "    prepare: [[task=enwik8]]\n": "prepare is only for a corpus committed under experiments/",
+        base + "    prepare: [[task=enwik8]]\n": "prepare is only for a text corpus committed under",
         base.replace("matrix", "curves") + "beyond_paper: {rows: [x]}\n": "beyond_paper is for the matrix layout only",
         base + "beyond_paper: {rowz: [x]}\n": "beyond_paper: unknown key(s) rowz",
     }

@@ -90,7 +90,9 @@ def test_readme_block_shows_gpu_numbers_only(workdir):
     out = run_cli(["table", "--runs", "runs", "--out", "out", "--no-plots", "--readme", "README.md"], workdir)
     assert out.returncode == 0, out.stderr
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- reformer table: table2 begin -->\nAccuracy % on the `test` split, **ours / paper / difference**")
+    # a quick profile is scaled down: its label comes first
+    assert text.startswith("intro\n<!-- reformer table: table2 begin -->\n**quick profile: ")
+    assert "\nAccuracy % on the `test` split, **ours / paper / difference**" in text
     assert "| LSH-4 | 2.1 / 0.8 / +1.3 |" in text and text.endswith("<!-- reformer table: table2 end -->\nrest\n")
     # with smoke records only, the block keeps the paper's table and says it has not run on a GPU
     shutil.rmtree(workdir / "runs" / "quick" / "table2")
