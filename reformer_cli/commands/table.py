@@ -62,8 +62,8 @@ def main(args: list[str]) -> int:
             table2 = next((c for c in contexts if c.experiment.name == "table2"), None)
             if table2 is None:
                 raise UserError("--readme fills in Table 2: include table2 in --only")
-            changed = update_readme(opts.readme, table2, f"{opts.out}/table2.md")
-            sys.stdout.write(f"{opts.readme}: Table 2 block {'updated' if changed else 'unchanged'}\n")
+            changed = update_readme(opts.readme, table2, f"{opts.out}/table2.md", contexts, str(opts.out))
+            sys.stdout.write(f"{opts.readme}: Table 2 and verdict blocks {'updated' if changed else 'unchanged'}\n")
         sys.stdout.write(f"{len(written)} files written in {opts.out}\n")
     except UserError as exc:
         report_and_exit(str(exc))

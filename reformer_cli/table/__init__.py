@@ -23,6 +23,9 @@ BUILDERS = {"matrix": matrix.build, "curves": curves.build, "speed": speed.build
 PREFERENCE = ("paper", "quick", "cpu", "smoke")
 README_BEGIN = "<!-- reformer table: table2 begin -->"
 README_END = "<!-- reformer table: table2 end -->"
+# optional: the claims and their verdicts, one line per check of every curves page
+VERDICTS_BEGIN = "<!-- reformer table: verdicts begin -->"
+VERDICTS_END = "<!-- reformer table: verdicts end -->"
 
 
 def shown(path: Path) -> str:
@@ -66,16 +69,45 @@ def index(contexts: list[Context]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, ctx: Context, page: str) -> bool:
-    """Replace the Table 2 block of the README; True if it changed."""
+def replace_block(text: str, begin: str, end: str, body: str) -> str:
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{begin}\n{body}\n{end}{after}"
+
+
+def verdicts_block(contexts: list[Context], out: str) -> str:
+    """The README's table of claims: each check of every curves page with its verdict, the
+    measured difference and the page, so that the README says 'holds' only where a page does."""
+    body = []
+    for ctx in contexts:
+        if ctx.experiment.layout != "curves":
+            continue
+        for v in curves.verdicts(ctx):
+            unit = curves.METRIC_UNITS.get(v.metric, v.metric)
+            if v.difference is None:
+                measured = "-"
+            else:
+                measured = f"{v.difference:+.3f} {unit}" + (f" ± {v.spread:.3f}" if v.seeds > 1 else "")
+            seeds = f"{v.seeds} seed{'s' if v.seeds != 1 else ''}" if v.seeds else "-"
+            body.append([v.claim, f"[{ctx.experiment.name}]({out}/{ctx.experiment.name}.md)", ctx.profile or "-",
+                         f"{v.run} − {v.baseline}: {measured}", seeds, f"**{v.verdict}**"])
+    if not body:
+        return "No claim has records yet."
+    return "\n".join(table(["claim", "page", "profile", "measured (run − baseline)", "seeds", "verdict"], body))
+
+
+def update_readme(readme: Path, ctx: Context, page: str, contexts: list[Context] | None = None,
+                  out: str = "results") -> bool:
+    """Replace the Table 2 block of the README, and its verdicts block when it has one (built from
+    `contexts`); True if it changed."""
     from ..records import write_text_atomic
 
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
         raise UserError(f"{readme} has no '{README_BEGIN}' ... '{README_END}' block to fill in")
-    before, rest = text.split(README_BEGIN, 1)
-    _, after = rest.split(README_END, 1)
-    new = f"{before}{README_BEGIN}\n{matrix.readme_block(ctx, page)}\n{README_END}{after}"
+    new = replace_block(text, README_BEGIN, README_END, matrix.readme_block(ctx, page))
+    if contexts is not None and VERDICTS_BEGIN in new and VERDICTS_END in new:
+        new = replace_block(new, VERDICTS_BEGIN, VERDICTS_END, verdicts_block(contexts, out))
     if new != text:
         write_text_atomic(readme, new)
     return new != text

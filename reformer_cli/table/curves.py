@@ -136,13 +136,20 @@ def panel_row(ctx: Context, task: str | None, run: str, ref_name: str | None, me
     refs = final_values(seed_records(ctx, step_name(task, ref_name)), metric) if ref_name else {}
     differences = paired_differences(values, refs) if ref_name and run != ref_name else []
     if is_seeded(records):
-        return [run, steps_cell(records), mean_cell(list(values.values())), "curve only",
+        return [run, steps_cell(records), parameters_cell(records), mean_cell(list(values.values())), "curve only",
                 difference_cell(differences, str(ref_name))]
     r = records.get(None)
     ours = values.get(None)
     diff = f"{fmt_signed(differences[0], 3)} vs {ref_name}" if differences else "-"
     steps = f"{r['steps']:,}" if r and isinstance(r.get("steps"), int) else "-"
-    return [run, steps, fmt(ours, 3), "curve only", diff]
+    return [run, steps, parameters_cell(records), fmt(ours, 3), "curve only", diff]
+
+
+def parameters_cell(records: dict) -> str:
+    """The run's parameter count, from its records (the same for every seed): compared runs show
+    whether they are the same size, which the paper's Figure 3 claims for reversible layers."""
+    counts = sorted({int(r["n_parameters"]) for r in records.values() if isinstance(r.get("n_parameters"), int)})
+    return ", ".join(f"{c:,}" for c in counts) if counts else "-"
 
 
 def panel_verdicts(ctx: Context, task: str | None, panel: dict) -> list[Verdict]:
@@ -231,7 +238,7 @@ def build(ctx: Context) -> Page:
                 if any(r.get("curve") for r in seed_records(ctx, step_name(task, run)).values()):
                     has_curves = True
                 previous = run
-            lines += table(["run", "steps", f"ours: final {label}", "paper", "difference (ours)"], body)
+            lines += table(["run", "steps", "parameters", f"ours: final {label}", "paper", "difference (ours)"], body)
             lines += ["", f"The paper: {' '.join(str(panel.get('claim', '-')).split())}", ""]
             for v in panel_verdicts(ctx, task, panel):  # a paragraph each
                 lines += [verdict_line(v), ""]

@@ -104,6 +104,22 @@ def test_readme_block_shows_gpu_numbers_only(workdir):
     assert out.returncode == 2 and out.stderr.startswith("error: README.md has no") and out.stderr.count("\n") == 1
 
 
+def test_readme_verdicts_block_lists_every_claim_of_the_curves_pages(workdir):
+    readme = workdir / "README.md"
+    readme.write_text("<!-- reformer table: table2 begin -->\n<!-- reformer table: table2 end -->\n"
+                      "<!-- reformer table: verdicts begin -->\nold\n<!-- reformer table: verdicts end -->\n")
+    out = run_cli(["table", "--runs", "runs", "--out", "out", "--no-plots", "--readme", "README.md"], workdir)
+    assert out.returncode == 0, out.stderr
+    block = readme.read_text().split("<!-- reformer table: verdicts begin -->\n", 1)[1].split("\n<!--", 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    pages = {line.split("](")[0].split("[")[-1] for line in rows}
+    assert "fig3" in pages, block
+    # the fixture records have one seed per run: nothing may read "holds"
+    assert rows and all("**holds**" not in line for line in rows), block
+    assert all(("1 seed" in line and "inconclusive" in line) or "**missing**" in line for line in rows), block
+    assert "old" not in block
+
+
 def test_table_imports_no_torch(workdir):
     code = (
         "import sys; from reformer_cli.cli import main; rc = main(['table', '--runs', 'runs', '--out', 'out']);"

@@ -121,9 +121,9 @@ def test_a_page_from_two_seeds(seeded):
     assert out.returncode == 0, out.stderr
     page = (seeded / "out" / "fig9.md").read_text()
     # b - a per seed: +0.010, +0.006: mean +0.008, spread 0.002; + 0.010 <= 0.02: holds
-    assert "| a | 100 | 4.010 ± 0.010 (2 seeds) | curve only | - |" in page
-    assert "| b | 100 | 4.018 ± 0.008 (2 seeds) | curve only | +0.008 ± 0.002 vs a (2 seeds) |" in page
-    assert "| c | 100 | 3.500 (1 seed) | curve only | -0.500 vs a (1 seed) |" in page
+    assert "| a | 100 | - | 4.010 ± 0.010 (2 seeds) | curve only | - |" in page
+    assert "| b | 100 | - | 4.018 ± 0.008 (2 seeds) | curve only | +0.008 ± 0.002 vs a (2 seeds) |" in page
+    assert "| c | 100 | - | 3.500 (1 seed) | curve only | -0.500 vs a (1 seed) |" in page
     assert ("Verdict: b is not worse than a — b − a: +0.008 bpc, seeds ±0.002 (2 seeds), tolerance 0.02:"
             " **holds**\n") in page
     assert ("Verdict: c is better than a — c − a: -0.500 bpc (1 seed), tolerance 0: **inconclusive at this scale**"
