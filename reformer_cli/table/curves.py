@@ -222,6 +222,9 @@ def build(ctx: Context) -> Page:
         " (ours - baseline), beside what the paper says. `missing`: no record.",
         "",
     ]
+    semantics = lsh_semantics(ctx)
+    if semantics:
+        lines += [f"LSH in these records: {semantics}.", ""]
     has_curves = False
     for task in tasks:
         metric, label = metrics[task], labels[task]
@@ -260,6 +263,27 @@ def build(ctx: Context) -> Page:
         plots[png] = lambda path: plot(ctx, metrics, labels, path)
     lines += recipe(ctx)
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
+
+
+def lsh_semantics(ctx: Context) -> str:
+    """Which LSH the training records computed, read from their stored configs: the paper's rule
+    (a query attends only keys of its own bucket) or attention across buckets, with or without the
+    duplicate correction. A record from before the rule existed has no `attend_across_buckets`
+    key: it attended across buckets. '' when no record trained LSH."""
+    found = []
+    for r in ctx.records.values():
+        attention = ((r.get("config") or {}).get("attention") or {}) if r.get("kind") == "train" else {}
+        if attention.get("name") != "lsh":
+            continue
+        across = attention.get("attend_across_buckets", True)
+        legacy = "attend_across_buckets" not in attention
+        text = ("across buckets" if across else "the paper's same-bucket rule") + (
+            ", with the duplicate correction" if attention.get("dedup") else ", without the duplicate correction")
+        if legacy:
+            text += " (trained before the paper's rule was the default)"
+        if text not in found:
+            found.append(text)
+    return "; ".join(found)
 
 
 def data_note(ctx: Context) -> str:

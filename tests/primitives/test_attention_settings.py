@@ -1,6 +1,6 @@
 """One source for every attention default: `LSHSettings` (and SELF_MASK_VALUE) in
 primitives/attention_settings.py. The config schemas, the composed `attention=` options, the
-function forms (reference and fast), the model's core and the README's key table must all agree
+function forms (reference and fast), the model's core and the documented key table must all agree
 with it; a default written a second time somewhere and changed there fails here."""
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def test_the_core_reads_its_settings_from_the_config():
     assert LSHAttentionCore(cfg).settings == LSHSettings(chunk_length=8, dedup=False)
 
 
-def test_the_readme_table_shows_the_defaults():
-    """README's "Keys, with defaults" table of LSH attention shows what the schema gives."""
+def test_the_documented_table_shows_the_defaults():
+    """docs/lsh-attention.md's "Options and defaults" table shows what the schema gives."""
     composed = OmegaConf.to_container(compose(["attention=lsh"]).attention)
-    text = (REPO / "README.md").read_text().split("Keys, with defaults:", 1)[1].split("\n\n", 2)[1]
-    rows = dict(re.findall(r"^\| `attention\.([a-z_]+)` \| ([^|]+?) \|", text, flags=re.M))
+    text = (REPO / "docs" / "lsh-attention.md").read_text().split("\n## Options and defaults\n", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([^|]+?) \|", text, flags=re.M))
     assert set(rows) == set(composed) - {"name"}
     for key, shown in rows.items():
         assert shown == yaml.safe_dump(composed[key]).strip().removesuffix("...").strip(), key

@@ -144,3 +144,23 @@ def test_verdicts_as_data(seeded):
     assert found[0]["difference"] == pytest.approx(0.008) and found[0]["spread"] == pytest.approx(0.002)
     (seeded / "runs" / "quick" / "fig9" / "c@s0.json").unlink()
     assert experiment_verdicts(experiment, seeded / "runs")[1]["verdict"] == MISSING
+
+
+def test_curves_pages_say_which_lsh_their_records_computed():
+    """A page built from records of the old across-bucket LSH says so (fig4's smoke records predate
+    the paper's same-bucket rule); records of the paper's LSH say that instead."""
+    from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR
+    from reformer_cli.table.common import Context
+    from reformer_cli.table.curves import lsh_semantics
+
+    fig4 = load_experiment(EXPERIMENTS_DIR / "fig4.yaml")
+
+    def train(attention: dict) -> dict:
+        return {"kind": "train", "config": {"attention": attention}}
+
+    legacy = Context(fig4, "smoke", {"full": train({"name": "full"}), "lsh-2": train({"name": "lsh", "dedup": False})}, "runs")
+    assert lsh_semantics(legacy) == ("across buckets, without the duplicate correction"
+                                     " (trained before the paper's rule was the default)")
+    paper = Context(fig4, "cpu", {"lsh-2": train({"name": "lsh", "attend_across_buckets": False, "dedup": True})}, "runs")
+    assert lsh_semantics(paper) == "the paper's same-bucket rule, with the duplicate correction"
+    assert lsh_semantics(Context(fig4, "cpu", {"full": train({"name": "full"})}, "runs")) == ""
