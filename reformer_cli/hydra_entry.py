@@ -212,14 +212,24 @@ def _composed_with_folder(config_name: str, overrides: list[str], key: str) -> t
     return cfg, folder
 
 
+def _run_name(cfg: Any) -> str:
+    """The run's name as the trainer logs it (`run_name`, else `synthetic-lsh-4-standard-seed0`)."""
+    if cfg.get("run_name"):
+        return str(cfg.run_name)
+    from .train import default_run_name
+
+    return default_run_name(cfg)
+
+
 @contextlib.contextmanager
 def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], None] | None = None
                    ) -> Iterator[list[str]]:
     """Before Hydra starts: create the run folder (a sweep: the sweep folder) and take its lock,
     before anything is written into it. A folder left to Hydra's pattern
     (`outputs/<task>/<date>_<time>`) is found by composing the config, which is `check`ed first
-    (one line and no folder when it is rejected), and gets a fresh name (`...-2` when that one
-    exists), passed on as `hydra.run.dir`; a folder given as `hydra.run.dir=` is taken as it is.
+    (one line and no folder when it is rejected), gets the run's name appended
+    (`<date>_<time>_synthetic-lsh-4-standard-seed0`, so a folder says which run it holds) and a
+    fresh name (`...-2` when that one exists), passed on as `hydra.run.dir`; a folder given as `hydra.run.dir=` is taken as it is.
     If the command fails and the folder, created here, holds no record of a run, it is removed
     (a config rejected inside the job leaves nothing either). Yields the arguments to give Hydra.
     Commands that write no run (`--cfg`, `--help`, ...) and command lines this cannot compose are
@@ -248,6 +258,8 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
         if explicit is not None:
             created = run_folder.make_folder(folder)
         else:
+            if not multirun:
+                folder = folder.with_name(f"{folder.name}_{run_folder.folder_label(_run_name(cfg))}")
             folder, created = run_folder.claim_unique(folder)
             args = [*args, f"{key}={folder}"]
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the shared folder
