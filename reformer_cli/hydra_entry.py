@@ -216,7 +216,7 @@ def _run_name(cfg: Any) -> str:
     """The run's name as the trainer logs it (`run_name`, else `synthetic-lsh-4-standard-seed0`)."""
     if cfg.get("run_name"):
         return str(cfg.run_name)
-    from .train import default_run_name
+    from .naming import default_run_name
 
     return default_run_name(cfg)
 

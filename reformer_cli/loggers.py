@@ -24,7 +24,7 @@ log = logging.getLogger("reformer")
 class RunIdentity:
     """How a run is named in the console, its records and W&B."""
 
-    name: str | None = None  # None: the default (train.default_run_name)
+    name: str | None = None  # None: the default (naming.default_run_name)
     group: str | None = None  # the W&B group: the sweep, for a sweep's jobs
     tags: list[str] = field(default_factory=list)
 
