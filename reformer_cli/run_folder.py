@@ -38,7 +38,7 @@ RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", CHECKPOINT_DIR, "eval
 # every path a run, an evaluation or Hydra writes inside a run folder
 WRITTEN = (
     LOCK_FILE, "reformer.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",
-    *RECORDS, "metrics.rejected.jsonl", "job.json",
+    *RECORDS, "metrics.rejected.jsonl", "job.json", "metrics.csv", "tensorboard",
 )
 
 try:
