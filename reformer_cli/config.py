@@ -237,6 +237,8 @@ class RunConfig:
     # null: start fresh. auto: continue the latest checkpoint of this run (or of an earlier run
     # of the same config under outputs/). A path: a run folder or a checkpoint file.
     resume: Optional[str] = None
+    # the final valid metric a run returns to a sweeper that optimises (conf/hparams_search/)
+    optimized_metric: Optional[str] = None
 
 
 @dataclass

@@ -44,6 +44,8 @@ def describe_hydra_error(exc: BaseException) -> str:
         missing = getattr(exc, "missing_cfg_file", None) or ""
         options = sorted(getattr(exc, "options", None) or [])
         group, _, option = missing.rpartition("/")
+        if group == "hydra/sweeper" and option == "optuna":
+            return "hparams_search needs the Optuna sweeper: pip install 'reformer-cli[optuna]'"
         if group and options:
             return f"unknown {group} '{option}' (available: {', '.join(options)})"
         if group:
@@ -155,8 +157,12 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     job = exit_on_user_error(task_function, full_error)
 
     def task(cfg: Any) -> Any:
+        from .objective import check_objective, objective, sweeper_direction
+
         started.append(True)
-        return job(cfg)
+        metric = cfg.get("optimized_metric")
+        check_objective(metric, sweeper_direction())
+        return objective(metric, job(cfg))  # a sweeper that optimises gets the metric (sweep.json the summary)
 
     task.__name__, task.__module__ = job.__name__, job.__module__
     main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
