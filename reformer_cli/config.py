@@ -200,20 +200,26 @@ class TrainerConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms
 
 
+LOGGERS = ("wandb", "tensorboard", "csv")
+
+
 @dataclass
-class WandbLoggerConfig:
-    name: str = "wandb"
+class LoggerConfig:
+    """The `logger` group: where the curves go besides metrics.jsonl. One schema for every option,
+    each of which switches its own writer on, so that a list of options (`logger=[wandb,csv]`),
+    whose nodes Hydra merges, switches on several (loggers.py)."""
+
+    name: str = "none"  # the option chosen (the last of a list)
+    wandb: bool = False  # Weights & Biases (offline unless logged in)
+    tensorboard: bool = False  # event files in <run>/tensorboard/ (pip install 'reformer-cli[tensorboard]')
+    csv: bool = False  # <run>/metrics.csv: step, metric, value
+    # W&B's settings
     project: str = "reformer"
     entity: Optional[str] = None
     # auto: online when an API key is configured, offline otherwise. WANDB_MODE overrides it.
     mode: str = "auto"
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
-
-
-@dataclass
-class NoLoggerConfig:
-    name: str = "none"
 
 
 @dataclass
@@ -225,12 +231,14 @@ class RunConfig:
     layer: Any = None
     task: Any = None
     trainer: Any = None
-    logger: Any = None
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     run_name: Optional[str] = None  # default: built from the task and attention settings
     # null: start fresh. auto: continue the latest checkpoint of this run (or of an earlier run
     # of the same config under outputs/). A path: a run folder or a checkpoint file.
     resume: Optional[str] = None
+    # the final valid metric a run returns to a sweeper that optimises (conf/hparams_search/)
+    optimized_metric: Optional[str] = None
 
 
 @dataclass
@@ -262,8 +270,7 @@ SCHEMAS = {
     ("task", "text"): TextTaskConfig,
     ("task", "imagenet64"): ImageNet64TaskConfig,
     ("trainer", "trainer"): TrainerConfig,
-    ("logger", "wandb"): WandbLoggerConfig,
-    ("logger", "none"): NoLoggerConfig,
+    ("logger", "logger"): LoggerConfig,
 }
 
 
@@ -527,7 +534,7 @@ def validate_task(task: Any) -> None:
 
 
 def validate_logger(logger: Any) -> None:
-    if logger.name == "wandb":
+    if logger.wandb:
         _choice("logger.mode", logger.mode, WANDB_MODES)
 
 

@@ -31,6 +31,7 @@ from .config import EvalConfig
 from .distributed import World, all_reduce_sum
 from .errors import UserError
 from .model.reformer import ReformerLM
+from .naming import attention_label  # noqa: F401  (the label's home is naming.py, without torch)
 from .primitives.context import derive_seed
 from .runtime import autocast
 from .tasks.base import Task
@@ -101,31 +102,6 @@ def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> d
     for key in explicit:
         merged[key] = chosen[key]
     return merged
-
-
-def attention_label(attention: Any) -> str:
-    """A short name for tables: `lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2
-    / HF), `full` (separate Q and K), `full-sharedqk`, and for shared-QK diagnostics the parts that
-    differ: `-raw` (keys q/sqrt(d)), `-noself` (self logit kept), `-self32` (self logit -32)."""
-    if attention["name"] == "lsh":
-        label = f"lsh-{attention['n_rounds']}"
-        if attention.get("attend_across_buckets", False):
-            label += "-across"
-        if not attention.get("dedup", True):
-            label += "-nodedup"
-        return label
-    if not attention.get("shared_qk"):
-        return "full"
-    label = "full-sharedqk"
-    if attention.get("shared_qk_keys", "unit") != "unit":
-        label += f"-{attention['shared_qk_keys']}"
-    if not attention.get("self_mask", True):
-        label += "-noself"
-    elif attention.get("self_mask_mode", "replace") == "add":
-        label += f"-selfadd{float(attention['self_mask_value']):g}"
-    elif float(attention.get("self_mask_value", -1e5)) != -1e5:
-        label += f"-self{float(attention['self_mask_value']):g}"
-    return label
 
 
 def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: Path | None = None) -> dict:

@@ -44,6 +44,8 @@ def describe_hydra_error(exc: BaseException) -> str:
         missing = getattr(exc, "missing_cfg_file", None) or ""
         options = sorted(getattr(exc, "options", None) or [])
         group, _, option = missing.rpartition("/")
+        if group == "hydra/sweeper" and option == "optuna":
+            return "hparams_search needs the Optuna sweeper: pip install 'reformer-cli[optuna]'"
         if group and options:
             return f"unknown {group} '{option}' (available: {', '.join(options)})"
         if group:
@@ -155,8 +157,12 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     job = exit_on_user_error(task_function, full_error)
 
     def task(cfg: Any) -> Any:
+        from .objective import check_objective, objective, sweeper_direction
+
         started.append(True)
-        return job(cfg)
+        metric = cfg.get("optimized_metric")
+        check_objective(metric, sweeper_direction())
+        return objective(metric, job(cfg))  # a sweeper that optimises gets the metric (sweep.json the summary)
 
     task.__name__, task.__module__ = job.__name__, job.__module__
     main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
@@ -212,14 +218,24 @@ def _composed_with_folder(config_name: str, overrides: list[str], key: str) -> t
     return cfg, folder
 
 
+def _run_name(cfg: Any) -> str:
+    """The run's name as the trainer logs it (`run_name`, else `synthetic-lsh-4-standard-seed0`)."""
+    if cfg.get("run_name"):
+        return str(cfg.run_name)
+    from .naming import default_run_name
+
+    return default_run_name(cfg)
+
+
 @contextlib.contextmanager
 def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], None] | None = None
                    ) -> Iterator[list[str]]:
     """Before Hydra starts: create the run folder (a sweep: the sweep folder) and take its lock,
     before anything is written into it. A folder left to Hydra's pattern
     (`outputs/<task>/<date>_<time>`) is found by composing the config, which is `check`ed first
-    (one line and no folder when it is rejected), and gets a fresh name (`...-2` when that one
-    exists), passed on as `hydra.run.dir`; a folder given as `hydra.run.dir=` is taken as it is.
+    (one line and no folder when it is rejected), gets the run's name appended
+    (`<date>_<time>_synthetic-lsh-4-standard-seed0`, so a folder says which run it holds) and a
+    fresh name (`...-2` when that one exists), passed on as `hydra.run.dir`; a folder given as `hydra.run.dir=` is taken as it is.
     If the command fails and the folder, created here, holds no record of a run, it is removed
     (a config rejected inside the job leaves nothing either). Yields the arguments to give Hydra.
     Commands that write no run (`--cfg`, `--help`, ...) and command lines this cannot compose are
@@ -248,6 +264,8 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
         if explicit is not None:
             created = run_folder.make_folder(folder)
         else:
+            if not multirun:
+                folder = folder.with_name(f"{folder.name}_{run_folder.folder_label(_run_name(cfg))}")
             folder, created = run_folder.claim_unique(folder)
             args = [*args, f"{key}={folder}"]
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the shared folder

@@ -1,4 +1,5 @@
-"""Experiment loggers: Weights & Biases (offline unless logged in) or none.
+"""Experiment loggers: Weights & Biases (offline unless logged in), TensorBoard, a CSV file, any
+of them together (`logger=[wandb,tensorboard]`: a `CompositeLogger`), or none.
 
 The run folder's metrics.jsonl is the source of truth; W&B gets the same curves. One W&B run per
 Hydra job, always finished (also on errors and interruptions), so a multirun sweep never leaks a
@@ -24,7 +25,7 @@ log = logging.getLogger("reformer")
 class RunIdentity:
     """How a run is named in the console, its records and W&B."""
 
-    name: str | None = None  # None: the default (train.default_run_name)
+    name: str | None = None  # None: the default (naming.default_run_name)
     group: str | None = None  # the W&B group: the sweep, for a sweep's jobs
     tags: list[str] = field(default_factory=list)
 
@@ -100,8 +101,48 @@ class WandbLogger:
         self._run.finish(exit_code=exit_code)
 
 
+class CompositeLogger:
+    """Several loggers as one: each value goes to all; all are finished, even when one fails to."""
+
+    def __init__(self, loggers: list[Any]):
+        self.loggers = loggers
+        self.run_id = next((lg.run_id for lg in loggers if lg.run_id), None)  # W&B's, for resuming it
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        for logger in self.loggers:
+            logger.log(metrics, step)
+
+    def finish(self, exit_code: int = 0) -> None:
+        errors = []
+        for logger in self.loggers:
+            try:
+                logger.finish(exit_code)
+            except Exception as exc:  # the others still finish
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
 def build_logger(cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None,
                  identity: RunIdentity | None = None):
-    if cfg.name == "none":
+    """The loggers `cfg` (the `logger` node) switches on: one, a CompositeLogger of several, or a
+    NullLogger. A logger that cannot start (a missing package) stops the ones started before it."""
+    from .file_loggers import CsvLogger, TensorboardLogger
+
+    makers = []
+    if cfg.get("wandb", cfg.get("name") == "wandb"):
+        makers.append(lambda: WandbLogger(cfg, run_dir, config, run_name, resume_id, identity))
+    if cfg.get("tensorboard", False):
+        makers.append(lambda: TensorboardLogger(run_dir))
+    if cfg.get("csv", False):
+        makers.append(lambda: CsvLogger(run_dir))
+    loggers: list[Any] = []
+    try:
+        for make in makers:
+            loggers.append(make())
+    except BaseException:
+        CompositeLogger(loggers).finish(1)
+        raise
+    if not loggers:
         return NullLogger()
-    return WandbLogger(cfg, run_dir, config, run_name, resume_id, identity)
+    return loggers[0] if len(loggers) == 1 else CompositeLogger(loggers)

@@ -31,7 +31,7 @@ OUTPUTS = Path("outputs")
 
 # Options that do not change the weights a run computes: a run differing only in these continues.
 INERT = (
-    "resume", "run_name", "logger",
+    "resume", "run_name", "logger", "optimized_metric",
     "trainer.progress", "trainer.log_every", "trainer.ckpt_every", "trainer.keep_last",
     "trainer.eval_every", "trainer.eval_batches", "trainer.eval_batch_size",
     "trainer.final_eval_batches", "trainer.final_splits",

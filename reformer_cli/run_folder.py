@@ -7,6 +7,7 @@
   trainer again around training.
 * `claim_unique(base)`: a new folder named `base`, or `base-2`, `base-3`, ... when that exists
   (created with an exclusive mkdir: two runs started in the same second get two folders).
+* `folder_label(name)`: a run's name made safe as part of a folder name.
 * `remove_orphaned_temps(folder)`: the temp files of atomic writes a killed run left behind.
 * `holds_records(folder)`: whether a run wrote anything of its own there (a rejected config's
   folder holds none and is removed).
@@ -37,7 +38,7 @@ RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", CHECKPOINT_DIR, "eval
 # every path a run, an evaluation or Hydra writes inside a run folder
 WRITTEN = (
     LOCK_FILE, "reformer.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",
-    *RECORDS, "metrics.rejected.jsonl", "job.json",
+    *RECORDS, "metrics.rejected.jsonl", "job.json", "metrics.csv", "tensorboard",
 )
 
 try:
@@ -86,6 +87,19 @@ def make_folder(folder: Path) -> Path | None:
     except OSError as exc:
         raise folder_error(folder, exc) from None
     return missing
+
+
+LABEL_LENGTH = 80  # the most characters of a run's name a folder name carries
+
+
+def folder_label(name: str) -> str:
+    """`name` as part of a folder name: characters other than letters, digits and `.,=+-` become
+    `-` (a user's `run_name=a/b c` must not make sub-folders or need quoting), at most
+    LABEL_LENGTH characters, never empty and never starting with a dot (a hidden folder)."""
+    import re
+
+    label = re.sub(r"[^A-Za-z0-9.,=+-]+", "-", str(name)).strip("-.")[:LABEL_LENGTH].rstrip("-.")
+    return label or "run"
 
 
 def claim_unique(base: Path) -> tuple[Path, Path]:

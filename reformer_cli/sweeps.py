@@ -67,12 +67,33 @@ def swept_keys(args: list[str]) -> list[str]:
     return keys
 
 
+def searched_keys(args: list[str]) -> list[str]:
+    """The keys a `hparams_search=<name>` preset (conf/hparams_search/) searches, and those given as
+    `hydra.sweeper.params.<key>=...`: a search's trials are named by their values too."""
+    import yaml
+
+    from . import shipped
+
+    keys: list[str] = []
+    for arg in args:
+        if arg.startswith("hparams_search="):
+            try:
+                preset = yaml.safe_load((shipped("conf") / "hparams_search" / f"{arg.split('=', 1)[1]}.yaml").read_text())
+                keys += list(((preset.get("hydra") or {}).get("sweeper") or {}).get("params") or {})
+            except (OSError, AttributeError, yaml.YAMLError):
+                continue  # Hydra reports an unknown preset
+        elif arg.startswith("hydra.sweeper.params.") and "=" in arg:
+            keys.append(arg.split("=", 1)[0][len("hydra.sweeper.params."):])
+    return keys
+
+
 def note_sweep(args: list[str]) -> None:
     """Before a `-m` command line reaches Hydra: record the swept keys for the jobs."""
     global _last_report
     _last_report = None
     if is_multirun(args):
-        os.environ[SWEEP_KEYS_ENV] = json.dumps(swept_keys(args))
+        keys = swept_keys(args)
+        os.environ[SWEEP_KEYS_ENV] = json.dumps(keys + [k for k in searched_keys(args) if k not in keys])
 
 
 # ------------------------------------------------------------------------------------ in a job

@@ -31,10 +31,11 @@ from . import run_folder
 from .config import RunConfig
 from .distributed import any_rank, init_world, wrap_model
 from .errors import Interrupted, UserError
-from .evaluation import attention_label, eval_seed_of, evaluate
+from .evaluation import eval_seed_of, evaluate
 from .finite import Diverged, FiniteWatch, all_finite
 from .loggers import NullLogger, RunIdentity, build_logger
 from .model.reformer import build_model, count_parameters
+from .naming import default_run_name  # noqa: F401  (also imported from here)
 from .optimization import apply_settings, build_optimizer, lr_at, train_step
 from .primitives.context import derive_seed
 from .progress import make_progress
@@ -107,11 +108,6 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal is not None
-
-
-def default_run_name(cfg: RunConfig) -> str:
-    """`<task>-<attention label>-<layer>-seed<seed>`, e.g. `synthetic-lsh-4-standard-seed0`."""
-    return f"{cfg.task.name}-{attention_label(cfg.attention)}-{cfg.layer.name}-seed{cfg.seed}"
 
 
 def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:

@@ -11,7 +11,7 @@ Layer rules, checked twice: in fresh interpreters (what importing a module reall
 
 And the blocks that used to be repeated have one home each: config composition (hydra_entry),
 the optimizer (optimization.py), the OOM check (bench/common.py), `bucket_factors`
-(primitives/attention_settings.py), the run label (evaluation.attention_label). The LSH keywords
+(primitives/attention_settings.py), the run label (naming.attention_label). The LSH keywords
 have theirs in tests/primitives/test_attention_settings.py.
 """
 
@@ -184,7 +184,7 @@ def calls_under(prefix: str) -> dict[str, list[str]]:
     ("train_step", "reformer_cli.optimization"),
     ("is_oom", "reformer_cli.bench.common"),
     ("compose", "reformer_cli.hydra_entry"),
-    ("attention_label", "reformer_cli.evaluation"),
+    ("attention_label", "reformer_cli.naming"),
     ("derive_seed", "reformer_cli.primitives.context"),
 ])
 def test_one_definition(function, home):

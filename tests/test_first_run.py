@@ -27,6 +27,7 @@ def test_the_headline_command_trains_the_papers_lsh_4(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 2
     assert summary["run_name"] == "synthetic-lsh-4-standard-seed0"
+    assert run_dir.name.endswith("_synthetic-lsh-4-standard-seed0")  # the folder says which run it holds
 
 
 def readme_first_run() -> tuple[list[str], float]:

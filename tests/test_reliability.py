@@ -92,7 +92,8 @@ def test_two_writers_into_one_folder_one_proceeds_the_other_gets_one_line(tmp_pa
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch, capsys):
     """Hydra's folder pattern `outputs/<task>/<date>_<time>` gives two runs of one second the same
-    name; the second is given `<date>_<time>-2` (created exclusively, before anything is written)."""
+    name; the second is given `<date>_<time>_<run name>-2` (created exclusively, before anything is
+    written)."""
     from datetime import datetime
 
     import hydra.core.utils
@@ -107,7 +108,8 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     for _ in range(2):
         assert in_process(["run", *BASE, "trainer.max_steps=3"], capsys)[0] in (0, None)
     folders = sorted(p.name for p in (tmp_path / "outputs" / "synthetic").iterdir())
-    assert folders == ["2030-01-02_03-04-05", "2030-01-02_03-04-05-2"]
+    name = "2030-01-02_03-04-05_synthetic-full-standard-seed0"  # the run's name after the time
+    assert folders == [name, f"{name}-2"]
     for name in folders:
         steps = [r["step"] for r in strict_lines(tmp_path / "outputs" / "synthetic" / name / "metrics.jsonl")]
         assert steps == [3, 3]  # one train and one valid line each, never interleaved

@@ -61,3 +61,36 @@ def test_leftovers(tmp_path):
     (run / "checkpoints").rmdir()
     run_folder.remove_unused(run, outermost)  # only Hydra's files: removed with the parents made for it
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("name, label", [
+    ("synthetic-lsh-4-standard-seed0", "synthetic-lsh-4-standard-seed0"),
+    ("lr=3e-3,seed=1", "lr=3e-3,seed=1"),
+    ("my run/../x", "my-run-..-x"),
+    ("../..", "run"),
+    ("", "run"),
+])
+def test_a_run_name_becomes_a_safe_folder_label(name, label):
+    assert run_folder.folder_label(name) == label
+    assert len(run_folder.folder_label("x" * 500)) == run_folder.LABEL_LENGTH
+
+
+def test_resume_auto_finds_runs_in_old_and_new_folder_names(tmp_path):
+    """Folders named `<date>_<time>` (before runs carried their name) and `<date>_<time>_<name>`
+    are both candidates, the newest by time first."""
+    from omegaconf import OmegaConf
+
+    from reformer_cli.resume import find_previous_run
+
+    from .conftest import TINY, compose
+
+    cfg = OmegaConf.to_container(compose(TINY), resolve=True)
+    task = tmp_path / "outputs" / "synthetic"
+    old, new = task / "2030-01-02_03-04-05", task / "2030-01-02_03-04-06_synthetic-full-standard-seed0"
+    for folder in (old, new):
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "step-00000003.pt").write_bytes(b"")
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    assert find_previous_run(cfg, tmp_path / "outputs") == new
+    (new / "config.yaml").write_text(OmegaConf.to_yaml({**cfg, "seed": 7}))  # another config
+    assert find_previous_run(cfg, tmp_path / "outputs") == old
