@@ -187,15 +187,30 @@ class Reproduction:
         its records are cheap, and running is its point (a check that the pipeline works here)."""
         if step.profile == "smoke":
             return False
-        try:
-            record = json.loads(record_path(self.results, step).read_text())
-        except (OSError, json.JSONDecodeError):
-            return False
-        if record.get("definition") != step.args:
+        record = self.current_record(step)
+        if record is None:
             return False
         if step.kind == "train":
             return all(self.is_done(e) for e in self.evaluations_of(step))
+        if step.kind == "eval":
+            # an evaluation of an earlier training run (one whose definition has since changed, or
+            # that was trained again) is not an evaluation of this one
+            trained = self.current_record(self.trained_by(step))
+            return trained is not None and str(record.get("date") or "") >= str(trained.get("date") or "~")
         return True
+
+    def current_record(self, step: Step) -> dict | None:
+        """The curated record of `step` if it was made by this very definition, else None."""
+        try:
+            record = json.loads(record_path(self.results, step).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return record if isinstance(record, dict) and record.get("definition") == step.args else None
+
+    def trained_by(self, step: Step) -> Step:
+        """The training step an evaluation step evaluates."""
+        experiment = next(e for e in self.experiments if e.name == step.experiment)
+        return next(s for s in experiment.profile(step.profile).steps if s.kind == "train" and s.name == step.evaluates)
 
     def is_done(self, step: Step) -> bool:
         if step.kind == "prepare":

@@ -175,6 +175,18 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     shutil.copy(third / "results" / "runs" / "quick" / "tiny" / "full__full.json", record)
     assert not Reproduction("smoke", [quick], results=third / "results").record_done(smoke_step)
 
+    # 9. an evaluation recorded before its training run was made again, or of a training run of
+    # another definition, is not an evaluation of the current one
+    train_path = third / "results" / "runs" / "quick" / "tiny" / "full.json"
+    trained = json.loads(train_path.read_text())
+    later = {**trained, "date": "9999-01-01T00:00:00+00:00"}
+    train_path.write_text(json.dumps(later))
+    assert not Reproduction("quick", [quick], results=third / "results").record_done(step)
+    train_path.write_text(json.dumps({**trained, "definition": [*trained["definition"], "trainer.max_steps=9"]}))
+    assert not Reproduction("quick", [quick], results=third / "results").record_done(step)
+    train_path.write_text(json.dumps(trained))
+    assert Reproduction("quick", [quick], results=third / "results").record_done(step)
+
 
 QUICK = """
 title: {name}
