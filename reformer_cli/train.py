@@ -197,8 +197,9 @@ class Trainer:
         self.watch = FiniteWatch(self.device)
         self.last_checkpoint: Path | None = None
         # what each evaluation covers (eval_plan.py): the periodic one's name and size, the final one's
-        self.periodic_total = covered(self.t.eval_batches, self.task.eval_batch_count("valid", self.eval_batch_size))
-        self.periodic_split = periodic_split(self.t.eval_batches, self.task.eval_batch_count("valid", self.eval_batch_size))
+        valid_total = self.task.eval_batch_count("valid", self.eval_batch_size)
+        self.periodic_total = covered(self.t.eval_batches, valid_total)
+        self.periodic_split = periodic_split(self.t.eval_batches, valid_total)
         self.final_max, self.final_capped = final_batches(self.t.final_eval_batches, self.t.max_steps)
         self.split_totals = {split: self.task.eval_batch_count(split, self.eval_batch_size) for split in self.t.final_splits}
         self.final_totals = {split: covered(self.final_max, total) for split, total in self.split_totals.items()}
