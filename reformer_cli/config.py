@@ -168,6 +168,14 @@ class ImageNet64TaskConfig:
 
 
 @dataclass
+class EarlyStopConfig:
+    """Stop training when the periodic evaluation stops improving (off while patience is 0)."""
+
+    patience: int = 0  # periodic evaluations without an improvement before stopping; 0 = never stop early
+    min_delta: float = 0.0  # an improvement must beat the best so far by more than this
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = 1000
     batch_size: int = 8
@@ -187,14 +195,22 @@ class TrainerConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     eval_every: int = 500
-    eval_batches: int = 8  # batches per periodic evaluation; 0 = the whole split
+    # batches per periodic evaluation; 0 = the whole split. Fewer batches than the split has make
+    # an estimate, recorded as `valid_estimate` (metrics.jsonl, W&B, summary.json's best)
+    eval_batches: int = 8
     eval_batch_size: Optional[int] = None  # default: batch_size
-    final_eval_batches: int = 0  # batches for the final evaluation; 0 = the whole split
+    # batches for the final evaluation, recorded as `valid` (summary.json's final, the done line);
+    # 0 = the whole split; null (the default) = the whole split, or 64 batches for a short run
+    # (max_steps <= 100), which says so in one log line
+    final_eval_batches: Optional[int] = None
     # splits evaluated at the end into summary.json (the paper reports enwik8 on test)
     final_splits: List[str] = field(default_factory=lambda: ["valid"])
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 3
+    # also keep the checkpoint of the best periodic evaluation as checkpoints/best.pt (never pruned)
+    keep_best: bool = False
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     progress: str = "auto"  # auto (a bar on a terminal, plain lines otherwise) | bar | plain | none
     compile: bool = False  # torch.compile the blocks
     deterministic: bool = False  # torch.use_deterministic_algorithms
@@ -484,8 +500,10 @@ def validate_trainer(trainer: Any) -> None:
         _positive(f"trainer.{key}", trainer[key])
     if trainer.eval_batch_size is not None:
         _positive("trainer.eval_batch_size", trainer.eval_batch_size)
-    if trainer.eval_batches < 0 or trainer.final_eval_batches < 0:
+    if trainer.eval_batches < 0 or (trainer.final_eval_batches or 0) < 0:
         raise ConfigError("trainer.eval_batches and trainer.final_eval_batches must be >= 0")
+    _at_least("trainer.early_stop.patience", trainer.early_stop.patience, 0)
+    _at_least("trainer.early_stop.min_delta", trainer.early_stop.min_delta, 0)
     for split in trainer.final_splits:
         _choice("trainer.final_splits", split, ("valid", "test"))
     if trainer.warmup_steps is not None and trainer.warmup_steps < 0:

@@ -6,7 +6,9 @@ Hydra job, always finished (also on errors and interruptions), so a multirun swe
 run into the next job. A run is named, grouped and tagged by its `RunIdentity` (a sweep job: by
 the overrides it sweeps, grouped by the sweep; reformer_cli/sweeps.py); `logger.group` and
 `logger.tags` add to that. The validation metrics are declared with their direction, so W&B's run
-summary holds the best value (`valid/accuracy.max`, `valid/loss.min`) besides the last.
+summary holds the best value (`valid/accuracy.max`, `valid/loss.min`) besides the last, and so
+are the periodic estimates (`valid_estimate/...`, eval_plan.py). `summarize` writes the run's final
+numbers into the summary (`final/valid/accuracy`), the same numbers as summary.json's `final`.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class NullLogger:
     run_id: str | None = None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
+        pass
+
+    def summarize(self, values: dict[str, Any]) -> None:
         pass
 
     def finish(self, exit_code: int = 0) -> None:
@@ -87,15 +92,19 @@ class WandbLogger:
             settings=wandb.Settings(console="off", silent=True),
         )
         self.run_id = self._run.id
-        for name in HIGHER_IS_BETTER:
-            self._run.define_metric(f"valid/{name}", summary="max,last")
-        for name in LOWER_IS_BETTER:
-            self._run.define_metric(f"valid/{name}", summary="min,last")
+        for split in ("valid", "valid_estimate"):
+            for name in HIGHER_IS_BETTER:
+                self._run.define_metric(f"{split}/{name}", summary="max,last")
+            for name in LOWER_IS_BETTER:
+                self._run.define_metric(f"{split}/{name}", summary="min,last")
         if mode == "offline":
             log.info("W&B offline run in %s (upload with: wandb sync %s)", self._run.dir, Path(self._run.dir).parent)
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         self._run.log(metrics, step=step)
+
+    def summarize(self, values: dict[str, Any]) -> None:
+        self._run.summary.update(values)
 
     def finish(self, exit_code: int = 0) -> None:
         self._run.finish(exit_code=exit_code)

@@ -5,7 +5,10 @@ rich shows only the final state of a live display when output is not a terminal
 
 A plain line carries everything a log reader needs: `step 120/300  loss 4.85  accuracy 0.0081
 tokens/s 12,345  elapsed 0:42  eta 1:03` (elapsed: since this process started training; eta: the
-remaining steps at the rate so far, evaluations included). The bar shows the same from step 0;
+remaining steps at the rate so far, periodic evaluations included, plus the final evaluation's
+estimated time once `set_tail` gives it). A long evaluation shows its own count (`evaluation`):
+plain mode logs `final evaluation on valid: 12/64 batches  elapsed 0:05  eta 0:21` when it starts,
+every EVAL_LINE_SECONDS and when it ends; the bar shows a second bar. The bar shows the same from step 0;
 while it is on screen, log messages (a stop request, a W&B note, validation lines) are printed
 above it, never onto its line, and `finish` takes the bar down before the last message.
 """
@@ -18,6 +21,8 @@ import time
 from typing import Any
 
 log = logging.getLogger("reformer")
+
+EVAL_LINE_SECONDS = 5.0  # plain mode: seconds between an evaluation's progress lines
 
 
 def _fmt_value(value: Any) -> str:
@@ -47,6 +52,7 @@ class PlainProgress:
         self.total, self.description = total, description
         self._start_time: float | None = None
         self._start_step = 0
+        self._tail: float | None = None
 
     def start(self, initial: int) -> None:
         self._start_time, self._start_step = time.perf_counter(), initial
@@ -59,7 +65,17 @@ class PlainProgress:
         elapsed = time.perf_counter() - self._start_time
         done = step - self._start_step
         eta = elapsed / done * (self.total - step) if done > 0 else None
+        if eta is not None and self._tail:
+            eta += self._tail
         return elapsed, eta
+
+    def set_tail(self, seconds: float | None) -> None:
+        """The estimated seconds of work after the last step (the final evaluation), added to the eta."""
+        self._tail = seconds
+
+    def evaluation(self, label: str, total: int | None) -> "PlainCount":
+        """The progress of one evaluation of `total` batches (None: unknown)."""
+        return PlainCount(label, total)
 
     def advance(self, step: int) -> None:
         pass
@@ -78,6 +94,31 @@ class PlainProgress:
 
     def stop(self) -> None:
         pass
+
+
+class PlainCount:
+    """Batches of an evaluation done, as log lines: at the start, every EVAL_LINE_SECONDS, at the end."""
+
+    def __init__(self, label: str, total: int | None):
+        self.label, self.total = label, total
+        self._start = self._last = time.perf_counter()
+        self.done = 0
+        self._line()
+
+    def _line(self) -> None:
+        elapsed = time.perf_counter() - self._start
+        eta = elapsed / self.done * (self.total - self.done) if self.done and self.total else None
+        log.info("%s: %d/%s batches  elapsed %s  eta %s", self.label, self.done,
+                 "?" if self.total is None else self.total, clock(elapsed), clock(eta))
+
+    def advance(self, done: int) -> None:
+        self.done = done
+        if time.perf_counter() - self._last >= EVAL_LINE_SECONDS:
+            self._last = time.perf_counter()
+            self._line()
+
+    def finish(self) -> None:
+        self._line()
 
 
 class _ConsoleStream:
@@ -118,7 +159,15 @@ class BarProgress(PlainProgress):
             def get_renderables(self):  # the bar, then each task's metrics on a line of their own
                 yield self.make_tasks_table(self.tasks)
                 for task in self.tasks:
-                    yield Text("  " + task.fields.get("metrics", ""), overflow="ellipsis", no_wrap=True)
+                    if task.fields.get("metrics"):
+                        yield Text("  " + task.fields["metrics"], overflow="ellipsis", no_wrap=True)
+
+        class RemainingWithTail(TimeRemainingColumn):
+            def render(self, task):  # rich's estimate plus the work after the last step (set_tail)
+                remaining = task.time_remaining
+                if remaining is None or not task.fields.get("tail"):
+                    return super().render(task)
+                return Text(clock(remaining + task.fields["tail"]), style="progress.remaining")
 
         self._progress = TwoLines(
             TextColumn("[bold]{task.description}", table_column=Column(max_width=32, no_wrap=True, overflow="ellipsis")),
@@ -126,7 +175,7 @@ class BarProgress(PlainProgress):
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
-            TimeRemainingColumn(),
+            RemainingWithTail(),
             console=console or Console(stderr=True),
             transient=False,
         )
@@ -159,6 +208,16 @@ class BarProgress(PlainProgress):
     def advance(self, step: int) -> None:
         self._progress.update(self._task, completed=step)
 
+    def set_tail(self, seconds: float | None) -> None:
+        super().set_tail(seconds)
+        if self._task is not None:
+            self._progress.update(self._task, tail=seconds)
+
+    def evaluation(self, label: str, total: int | None) -> "BarCount":
+        if not self._live:
+            return super().evaluation(label, total)
+        return BarCount(self._progress, label, total)
+
     def report(self, step: int, fields: dict[str, Any]) -> None:
         self._progress.update(self._task, completed=step, metrics=_fmt(fields))
 
@@ -169,12 +228,37 @@ class BarProgress(PlainProgress):
             self._restore_logging()
 
 
+class BarCount:
+    """An evaluation's batches as a second bar under the training bar, removed when it ends."""
+
+    def __init__(self, progress: Any, label: str, total: int | None):
+        self._progress = progress
+        self._task = progress.add_task(label, total=total, metrics="")
+
+    def advance(self, done: int) -> None:
+        self._progress.update(self._task, completed=done)
+
+    def finish(self) -> None:
+        self._progress.remove_task(self._task)
+
+
+class SilentCount:
+    def advance(self, done: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 class NoProgress(PlainProgress):
     def start(self, initial: int) -> None:
         pass
 
     def report(self, step: int, fields: dict[str, Any]) -> None:
         pass
+
+    def evaluation(self, label: str, total: int | None) -> SilentCount:
+        return SilentCount()
 
 
 def make_progress(mode: str, total: int, description: str) -> PlainProgress:

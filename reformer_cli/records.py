@@ -5,6 +5,7 @@ Layout of a run folder:
     metrics.jsonl             one JSON object per log or evaluation step
     summary.json              final and best metrics, versions, device, timing (atomic)
     checkpoints/step-N.pt     the last `trainer.keep_last` checkpoints (atomic: temp file + rename)
+    checkpoints/best.pt       with trainer.keep_best: the best periodic evaluation's (never pruned)
 
 Every write that a later reader trusts is atomic: a crash leaves the previous version or nothing.
 Checkpoints hold only tensors and plain Python values, so `torch.load(weights_only=True)` reads
@@ -238,12 +239,13 @@ class MetricsLog:
         )
 
     def truncate_after(self, step: int) -> None:
-        """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint); the
-        lines that are not metrics records go to metrics.rejected.jsonl first."""
+        """Keep the lines up to `step` (a resumed run re-logs what came after its checkpoint) except
+        final evaluations (`"final": true`: a resumed run evaluates again at its end, so a final line
+        is never written twice); the lines that are not metrics records go to metrics.rejected.jsonl first."""
         records, rejected = self.parse()
         if rejected:
             self.set_aside(rejected)
-        kept = [r for r in records if r["step"] <= step]
+        kept = [r for r in records if r["step"] <= step and r.get("final") is not True]
         write_text_atomic(self.path, "".join(json.dumps(strict_record(r), allow_nan=False) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
@@ -299,6 +301,16 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Pa
     _atomic_write_bytes(path, lambda f: torch.save(state, f))
     for _, old in list_checkpoints(run_dir)[:-keep_last]:
         old.unlink(missing_ok=True)
+    return path
+
+
+def save_named_checkpoint(run_dir: Path, name: str, state: dict) -> Path:
+    """Write `state` as checkpoints/<name> (e.g. best.pt) atomically. Not a `step-N.pt` name, so it
+    is never pruned and never taken for the newest checkpoint (resumption, `reformer eval <run>`)."""
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT_DIR / name
+    _atomic_write_bytes(path, lambda f: torch.save(state, f))
     return path
 
 

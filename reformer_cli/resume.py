@@ -32,7 +32,7 @@ OUTPUTS = Path("outputs")
 # Options that do not change the weights a run computes: a run differing only in these continues.
 INERT = (
     "resume", "run_name", "logger", "optimized_metric",
-    "trainer.progress", "trainer.log_every", "trainer.ckpt_every", "trainer.keep_last",
+    "trainer.progress", "trainer.log_every", "trainer.ckpt_every", "trainer.keep_last", "trainer.keep_best",
     "trainer.eval_every", "trainer.eval_batches", "trainer.eval_batch_size",
     "trainer.final_eval_batches", "trainer.final_splits",
 )
@@ -90,7 +90,8 @@ def candidates(cfg: dict, root: Path = OUTPUTS) -> list[Candidate]:
             continue
         keys = differing_keys(previous, cfg)
         try:
-            completed = json.loads((run_dir / "summary.json").read_text()).get("status") == "completed"
+            status = json.loads((run_dir / "summary.json").read_text()).get("status")
+            completed = status in ("completed", "early_stopped")  # finished, either way
         except (OSError, ValueError):
             completed = False
         found.append(Candidate(run_dir, previous, [k for k in keys if not is_inert(k)],

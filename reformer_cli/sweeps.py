@@ -254,14 +254,16 @@ def _time(seconds: Any) -> str:
 
 def train_rows(jobs: list[dict]) -> tuple[list[str], list[list[str]]]:
     metric = next((j["result"]["metric"] for j in jobs if (j.get("result") or {}).get("metric")), "metric")
-    header = ["job", "name", "status", "steps", f"final valid {metric}", f"best valid {metric} (step)",
+    header = ["job", "name", "status", "steps", f"final valid {metric}", f"best periodic valid {metric} (step)",
               "final valid loss", "time"]
     rows = []
     for j in jobs:
         r = j.get("result") or {}
         valid = (r.get("final") or {}).get("valid") or {}
         best = r.get("best") or {}
-        best_text = f"{_num(best.get(metric))} ({best.get('step')})" if best.get(metric) is not None else "-"
+        # the best periodic evaluation, marked when it is an estimate (part of the split; eval_plan.py)
+        estimate = ", estimate" if best.get("split") == "valid_estimate" else ""
+        best_text = f"{_num(best.get(metric))} ({best.get('step')}{estimate})" if best.get(metric) is not None else "-"
         status = j.get("status", "?") if j.get("status") != "ok" else (r.get("status") or "ok")
         rows.append([str(j.get("num")), str(j.get("name")), status, _num(r.get("steps")), _num(valid.get(metric)),
                      best_text, _num(valid.get("loss")), _time(r.get("wall_seconds"))])

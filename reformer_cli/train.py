@@ -9,13 +9,17 @@ gradient that stops being finite is caught at the step it happens (finite.py), n
 stops the run naming the last finite checkpoint; resuming takes the newest intact, finite
 checkpoint. SIGINT / SIGTERM finish the current step, save a checkpoint and exit (code 130 /
 143); a second Ctrl-C stops at once (one line, code 130).
+
+Evaluations: the periodic one (`valid_estimate`, or `valid` when it covers the whole split) decides
+`best`, `trainer.keep_best` (checkpoints/best.pt) and `trainer.early_stop`; the final one, shown
+with its own progress and counted in the ETA, is the run's `valid` number everywhere it is shown
+(eval_plan.py, best.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import signal
 import threading
 import time
@@ -28,9 +32,11 @@ import torch
 from omegaconf import OmegaConf
 
 from . import run_folder
+from .best import improves, stop_reason
 from .config import RunConfig
 from .distributed import any_rank, init_world, wrap_model
 from .errors import Interrupted, UserError
+from .eval_plan import ESTIMATE, SHORT_RUN_STEPS, covered, final_batches, periodic_split
 from .evaluation import eval_seed_of, evaluate
 from .finite import Diverged, FiniteWatch, all_finite
 from .loggers import NullLogger, RunIdentity, build_logger
@@ -45,6 +51,7 @@ from .records import (
     code_version,
     list_checkpoints,
     save_checkpoint,
+    save_named_checkpoint,
     write_json_atomic,
     write_text_atomic,
 )
@@ -68,6 +75,7 @@ class TrainState:
     train_seconds: float = 0.0  # time spent in training steps (evaluation excluded)
     wall_seconds: float = 0.0  # everything, across resumptions
     best: dict = field(default_factory=dict)
+    evals_since_best: int = 0  # periodic evaluations since the last improvement by early_stop.min_delta
     wandb_run_id: str | None = None
 
     def as_dict(self) -> dict:
@@ -77,6 +85,7 @@ class TrainState:
             "train_seconds": self.train_seconds,
             "wall_seconds": self.wall_seconds,
             "best": self.best,
+            "evals_since_best": self.evals_since_best,
             "wandb_run_id": self.wandb_run_id,
         }
 
@@ -183,6 +192,13 @@ class Trainer:
         self.window = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.watch = FiniteWatch(self.device)
         self.last_checkpoint: Path | None = None
+        # what each evaluation covers (eval_plan.py): the periodic one's name and size, the final one's
+        valid_total = self.task.eval_batch_count("valid", self.eval_batch_size)
+        self.periodic_total = covered(self.t.eval_batches, valid_total)
+        self.periodic_split = periodic_split(self.t.eval_batches, valid_total)
+        self.final_max, self.final_capped = final_batches(self.t.final_eval_batches, self.t.max_steps)
+        self.split_totals = {split: self.task.eval_batch_count(split, self.eval_batch_size) for split in self.t.final_splits}
+        self.final_totals = {split: covered(self.final_max, total) for split, total in self.split_totals.items()}
 
     # --- state in and out
 
@@ -222,6 +238,7 @@ class Trainer:
         self.state = TrainState(
             step=s["step"], tokens=s["tokens"], train_seconds=s["train_seconds"],
             wall_seconds=s["wall_seconds"], best=s["best"], wandb_run_id=s["wandb_run_id"],
+            evals_since_best=int(s.get("evals_since_best", 0)),
         )
         window = saved.get("window") or {}
         if window:
@@ -242,6 +259,22 @@ class Trainer:
 
     def save(self) -> Path | None:
         """Write a checkpoint, never with a non-finite value (Diverged instead)."""
+        state = self.checkpoint_state()
+        if state is None:
+            return None
+        self.last_checkpoint = save_checkpoint(self.run_dir, self.state.step, state, self.t.keep_last)
+        return self.last_checkpoint
+
+    def save_best(self) -> None:
+        """checkpoints/best.pt: this step's checkpoint, kept beside the last ones and never pruned
+        (trainer.keep_best); resumption and `reformer eval <run folder>` still take the newest step."""
+        state = self.checkpoint_state()
+        if state is not None:
+            save_named_checkpoint(self.run_dir, "best.pt", state)
+
+    def checkpoint_state(self) -> dict | None:
+        """What a checkpoint holds now (None on the processes that write nothing); Diverged on a
+        non-finite value."""
         self.check_finite()
         if not self.is_main:
             return None
@@ -255,8 +288,7 @@ class Trainer:
         }
         if not all_finite([state["model"], state["optimizer"]]):
             raise self.diverged(self.state.step, "the weights or optimizer state hold non-finite values")
-        self.last_checkpoint = save_checkpoint(self.run_dir, self.state.step, state, self.t.keep_last)
-        return self.last_checkpoint
+        return state
 
     def check_finite(self) -> None:
         """Diverged if any step so far had a non-finite loss or gradient norm (one device sync)."""
@@ -295,18 +327,21 @@ class Trainer:
             no_sync=self.ddp.no_sync if self.world.distributed else None,
         )
 
-    def evaluate(self, split: str, max_batches: int) -> dict[str, float]:
+    def evaluate(self, split: str, max_batches: int, on_batch: Any = None) -> dict[str, float]:
         return evaluate(
             self.model, self.task, split=split, batch_size=self.eval_batch_size, max_batches=max_batches,
             device=self.device, precision=self.precision, seed=eval_seed_of(self.cfg.attention), world=self.world,
+            on_batch=on_batch,
         )
 
     def record(self, record: dict, logger: Any) -> None:
+        """A metrics line to metrics.jsonl and the same metrics to the logger, under `<split>/`."""
         if not self.is_main:
             return
         self.metrics.append(record)
         split = record["split"]
-        logger.log({f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split")}, record["step"])
+        logger.log({f"{split}/{k}": v for k, v in record.items() if k not in ("step", "split", "final", "batches")},
+                   record["step"])
 
     def run(self) -> dict:
         """Train, holding the run folder's lock (rank 0, the one process that writes it)."""
@@ -348,8 +383,9 @@ class Trainer:
                     f" (hydra.run.dir={self.run_dir})"
                 )
                 raise SystemExit(exit_code)
-            final = self.final_evaluation(progress)
-            summary = self.write_summary("completed", final, wall_start, wall_before)
+            final = self.final_evaluation(progress, logger)
+            status = "early_stopped" if self.early_stop_due() else "completed"
+            summary = self.write_summary(status, final, wall_start, wall_before)
             progress.finish(done_line(summary, self.run_dir))
             return summary
         except Diverged:
@@ -382,7 +418,7 @@ class Trainer:
         window_start, timed_steps = time.perf_counter(), 0  # this process's part of the log window
         self.model.train()
         stopped = False
-        while self.state.step < t.max_steps and not stopped:
+        while self.state.step < t.max_steps and not stopped and not self.early_stop_due():
             step = self.state.step + 1
             step_start = time.perf_counter()
             sums, grad_norm = self.step(step)
@@ -412,14 +448,10 @@ class Trainer:
                 self.state.train_seconds += time.perf_counter() - step_start
                 progress.advance(step)
             if step % t.eval_every == 0 or step == t.max_steps:
-                self.check_finite()
-                metrics = self.evaluate("valid", t.eval_batches)
-                self.update_best(metrics)
-                self.record({"step": step, "split": "valid", **metrics}, logger)
-                progress.message(f"step {step}: valid " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+                self.periodic_evaluation(step, progress, logger)
                 window_start, timed_steps = time.perf_counter(), 0
             stopped = self.stop_requested(stop)
-            if step % t.ckpt_every == 0 or step == t.max_steps or stopped:
+            if step % t.ckpt_every == 0 or step == t.max_steps or stopped or self.early_stop_due():
                 self.state.wall_seconds = wall_before + time.perf_counter() - wall_start
                 self.save()
         return stopped
@@ -434,24 +466,70 @@ class Trainer:
             stop.signal = signal.SIGTERM
         return agreed
 
-    def update_best(self, metrics: dict[str, float]) -> None:
+    def periodic_evaluation(self, step: int, progress: Any, logger: Any) -> None:
+        """Evaluate on `trainer.eval_batches` of valid; record it under its name (eval_plan.py), update
+        the best (and best.pt), count towards early stopping, re-estimate the final evaluation's time."""
+        self.check_finite()
+        started = time.perf_counter()
+        metrics = self.evaluate("valid", self.t.eval_batches)
+        seconds = time.perf_counter() - started
+        improved = self.update_best(metrics)
+        split, batches = self.periodic_split, self.periodic_total
+        self.record({"step": step, "split": split, **metrics, "batches": batches}, logger)
+        what = f"valid estimate ({batches} batches)" if split == ESTIMATE else f"valid ({batches or 'all'} batches)"
+        progress.message(f"step {step}: {what} " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+        if improved and self.t.keep_best:
+            self.save_best()
+        final = list(self.final_totals.values())
+        if batches and all(n is not None for n in final):
+            progress.set_tail(seconds / batches * sum(final))
+
+    def update_best(self, metrics: dict[str, float]) -> bool:
+        """Keep the best periodic evaluation in the task's metric direction (one kind only: a best of
+        another kind, from a resumed run evaluated otherwise, is replaced); count the evaluations
+        since the last improvement by early_stop.min_delta. True when this one is the new best."""
         key = self.task.metric
         value = metrics.get(key)
-        if value is None:
-            return
-        better = value > self.state.best.get(key, -math.inf) if key == "accuracy" else value < self.state.best.get(key, math.inf)
-        if better:
-            self.state.best = {key: value, "step": self.state.step}
+        kind = {"split": self.periodic_split, "batches": self.periodic_total}
+        best = self.state.best
+        same_kind = best.get("split", kind["split"]) == kind["split"] and best.get("batches", kind["batches"]) == kind["batches"]
+        previous = best.get(key) if same_kind else None
+        if improves(key, value, previous, self.t.early_stop.min_delta):
+            self.state.evals_since_best = 0
+        else:
+            self.state.evals_since_best += 1
+        if improves(key, value, previous):
+            self.state.best = {key: value, "step": self.state.step, **kind}
+            return True
+        return False
 
-    def final_evaluation(self, progress: Any) -> dict[str, dict[str, float]]:
+    def early_stop_due(self) -> bool:
+        """Whether `trainer.early_stop.patience` evaluations in a row have not improved (never when 0)."""
+        patience = self.t.early_stop.patience
+        return bool(patience) and self.state.evals_since_best >= patience
+
+    def final_evaluation(self, progress: Any, logger: Any) -> dict[str, dict[str, float]]:
+        """Evaluate `trainer.final_splits` with visible progress; each split's numbers go to
+        metrics.jsonl (`"final": true`), the logger's history and its run summary (`final/<split>/...`)."""
         final = {}
+        capped = {s: n for s, n in self.split_totals.items() if self.final_capped and (n is None or n > self.final_max)}
+        if capped:
+            sizes = ", ".join(f"{'?' if n is None else n} in {split}" for split, n in capped.items())
+            progress.message(
+                f"final evaluation: {self.final_max} batches per split (of {sizes}): a short run (trainer.max_steps"
+                f" <= {SHORT_RUN_STEPS}) caps it; trainer.final_eval_batches=0 evaluates the whole split"
+            )
         for split in self.t.final_splits:
-            batches = self.task.eval_batch_count(split, self.eval_batch_size)
-            if batches and self.t.final_eval_batches:
-                batches = min(batches, self.t.final_eval_batches)
-            progress.message(f"final evaluation on {split}: {batches or 'all'} batches of {self.eval_batch_size}")
-            final[split] = self.evaluate(split, self.t.final_eval_batches)
-            progress.message(f"final {split} " + "  ".join(f"{k} {v:.4g}" for k, v in final[split].items()))
+            total = self.final_totals[split]
+            count = progress.evaluation(f"final evaluation on {split}", total)
+            final[split] = self.evaluate(split, self.final_max, on_batch=count.advance)
+            count.finish()
+            batches = total if total is not None else count.done
+            self.record({"step": self.state.step, "split": split, "final": True, **final[split], "batches": batches},
+                        logger)
+            progress.message(f"final {split} ({batches} batches) " + "  ".join(f"{k} {v:.4g}" for k, v in final[split].items()))
+        if self.is_main:
+            logger.summarize({f"final/{split}/{k}": v for split, metrics in final.items() for k, v in metrics.items()})
         return final
 
     def write_summary(self, status: str, final: dict, wall_start: float, wall_before: float) -> dict:
@@ -462,8 +540,9 @@ class Trainer:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "task": self.task.describe(),
             "metric": self.task.metric,
-            "final": final,
-            "best": self.state.best,
+            "final": final,  # the final evaluation (valid: the run's number), {split: metrics}
+            "final_batches": {split: self.final_totals.get(split) for split in final},
+            "best": self.state.best,  # the best periodic evaluation; its `split` says its kind
             "steps": self.state.step,
             "tokens": self.state.tokens,
             "train_seconds": self.state.train_seconds,
@@ -481,6 +560,10 @@ class Trainer:
             "wandb_run_id": self.state.wandb_run_id,
             "config": self.config_dict,
         }
+        if status == "early_stopped":
+            es = self.t.early_stop
+            summary["stop_reason"] = stop_reason(self.task.metric, self.periodic_split, es.patience, es.min_delta,
+                                                 self.state.best)
         if self.is_main:
             write_json_atomic(self.run_dir / "summary.json", summary)
         return summary
@@ -488,13 +571,16 @@ class Trainer:
 
 def done_line(summary: dict, run_dir: Path) -> str:
     """`done in 0:21: valid accuracy 0.953, loss 0.166; <run>/summary.json` (the final evaluation),
-    with the best periodic evaluation when it came before the last step (`best 0.96 at step 800`)."""
+    with the best periodic evaluation when it came before the last step (`best estimate 0.96 at
+    step 800`, `best` alone when the periodic evaluations cover the whole split) and why a run
+    stopped early (`done in 0:21 (stopped early: ...)`)."""
     metric = summary["metric"]
     valid = (summary.get("final") or {}).get("valid") or {}
     best = summary.get("best") or {}
     result = f"valid {metric} {valid[metric]:.4g}" if valid.get(metric) is not None else "no validation result"
     if best.get(metric) is not None and best.get("step", summary["steps"]) < summary["steps"]:
-        result += f" (best {best[metric]:.4g} at step {best.get('step')})"
+        kind = "best estimate" if best.get("split") == ESTIMATE else "best"
+        result += f" ({kind} {best[metric]:.4g} at step {best.get('step')})"
     if valid.get("loss") is not None:
         result += f", loss {valid['loss']:.4g}"
     m, s = divmod(int(round(summary["wall_seconds"])), 60)
@@ -502,7 +588,8 @@ def done_line(summary: dict, run_dir: Path) -> str:
         shown = Path(run_dir).resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         shown = Path(run_dir)
-    return f"done in {m}:{s:02d}: {result}; {shown / 'summary.json'}"
+    why = f" ({summary['stop_reason']})" if summary.get("stop_reason") else ""
+    return f"done in {m}:{s:02d}{why}: {result}; {shown / 'summary.json'}"
 
 
 def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:

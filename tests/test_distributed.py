@@ -51,7 +51,9 @@ def test_two_processes_equal_one_process_on_the_same_global_batch(tmp_path, laye
     runs = [p.name for p in tmp_path.iterdir() if p.is_dir()]
     assert sorted(runs) == ["ddp", "single"]
     lines = [json.loads(x) for x in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["split"]) for r in lines] == [(1, "train"), (2, "train"), (2, "valid")]
+    # the periodic evaluation covers the whole split (valid), then the final evaluation's line
+    assert [(r["step"], r["split"], r.get("final")) for r in lines] == [
+        (1, "train", None), (2, "train", None), (2, "valid", None), (2, "valid", True)]
     summary = json.loads((tmp_path / "ddp/summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "completed"
     single_lines = [json.loads(x) for x in (tmp_path / "single/metrics.jsonl").read_text().splitlines()]

@@ -19,6 +19,6 @@ def test_reversible_chunked_axial_run_trains(tmp_path):
     assert (run_dir / "checkpoints" / "step-00000060.pt").is_file()
     records = metrics_of(run_dir)
     train = [r["loss"] for r in records if r["split"] == "train"]
-    valid = [r["loss"] for r in records if r["split"] == "valid"]
+    valid = [r["loss"] for r in records if r["split"] == "valid" and not r.get("final")]  # periodic, whole split
     assert len(train) == 6 and len(valid) == 2
     assert train[-1] < train[0] and valid[-1] < valid[0]

@@ -64,12 +64,13 @@ def _device(kind_device: str | None, name: str | None) -> str:
 
 def train_payload(run_dir: Path) -> dict:
     """From a finished training run: its summary (config, final and best metrics, timing, device)
-    and the validation curve from metrics.jsonl (every periodic evaluation)."""
+    and the validation curve from metrics.jsonl (every periodic evaluation: `valid`, or
+    `valid_estimate` when it covers part of the split; never the final evaluation's line)."""
     summary = _read_json(run_dir / "summary.json")
     curve = [
         {k: v for k, v in line.items() if k != "split"}
         for line in MetricsLog(run_dir / "metrics.jsonl").read()
-        if line.get("split") == "valid"
+        if line.get("split") in ("valid", "valid_estimate") and line.get("final") is not True
     ]
     payload = {k: summary.get(k) for k in TRAIN_KEYS}
     payload["curve"] = curve

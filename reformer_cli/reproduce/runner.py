@@ -456,10 +456,11 @@ class Reproduction:
 
 
 def train_completed(run_dir: Path) -> bool:
-    """A training folder whose summary says it completed all its steps."""
+    """A training folder whose summary says it completed all its steps (or stopped early, by
+    trainer.early_stop)."""
     try:
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
     except (OSError, json.JSONDecodeError):
         return False
     wanted = (summary.get("config") or {}).get("trainer", {}).get("max_steps")
-    return summary.get("status") == "completed" and summary.get("steps") == wanted
+    return summary.get("status") == "early_stopped" or (summary.get("status") == "completed" and summary.get("steps") == wanted)

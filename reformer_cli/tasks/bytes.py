@@ -100,6 +100,9 @@ class ByteTask(Task):
     def eval_windows(self, split: str) -> int:
         return math.ceil(int(self.manifest["splits"][split]["bytes"]) / self.seq_len)
 
+    def eval_batch_count(self, split: str, batch_size: int) -> int:
+        return math.ceil(self.eval_windows(split) / batch_size)
+
     def eval_batches(self, split: str, batch_size: int, max_batches: int = 0) -> Iterator[Batch]:
         data = self.split(split)
         n, length = len(data), self.seq_len

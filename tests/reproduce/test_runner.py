@@ -110,7 +110,9 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     train = json.loads((records / "full.json").read_text())
     assert (train["schema"], train["kind"], train["experiment"], train["profile"], train["step"]) == (1, "train", "tiny", "quick", "full")
     assert train["status"] == "completed" and train["steps"] == 1500 and train["device"].endswith("(cpu)")
-    assert train["curve"] == [{k: v for k, v in m.items() if k != "split"} for m in metrics if m["split"] == "valid"]
+    # the curve: every periodic evaluation (valid, or valid_estimate when partial), never the final line
+    periodic = [m for m in metrics if m["split"] in ("valid", "valid_estimate") and not m.get("final")]
+    assert periodic and train["curve"] == [{k: v for k, v in m.items() if k != "split"} for m in periodic]
     assert train["command"].startswith("reformer run task=synthetic ")
     assert train["command"].endswith("hydra.run.dir=out/quick/tiny/full resume=auto trainer.progress=plain")
     assert train["definition"][:2] == ["run", "task=synthetic"] and "hydra.run.dir" not in " ".join(train["definition"])
