@@ -50,6 +50,9 @@ class TensorboardLogger:
             self._writer.add_scalar(key, value, global_step=step)
         self._writer.flush()
 
+    def summarize(self, values: dict[str, Any]) -> None:
+        """TensorBoard has no run summary: the final evaluation is already in the history (log)."""
+
     def finish(self, exit_code: int = 0) -> None:
         self._writer.close()
 
@@ -87,6 +90,9 @@ class CsvLogger:
         rows = [[step, key, repr(value)] for key, value in _numbers(metrics).items()]
         with open_for_append(self.path) as f:
             f.write(self._text(rows))
+
+    def summarize(self, values: dict[str, Any]) -> None:
+        """A CSV has no summary: the final evaluation is already one of its rows (log)."""
 
     def finish(self, exit_code: int = 0) -> None:
         pass

@@ -264,7 +264,7 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
         if explicit is not None:
             created = run_folder.make_folder(folder)
         else:
-            if not multirun:
+            if not multirun and config_name == "config":  # a training run; an evaluation has no run name
                 folder = folder.with_name(f"{folder.name}_{run_folder.folder_label(_run_name(cfg))}")
             folder, created = run_folder.claim_unique(folder)
             args = [*args, f"{key}={folder}"]

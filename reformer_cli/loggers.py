@@ -121,6 +121,10 @@ class CompositeLogger:
         for logger in self.loggers:
             logger.log(metrics, step)
 
+    def summarize(self, values: dict[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.summarize(values)
+
     def finish(self, exit_code: int = 0) -> None:
         errors = []
         for logger in self.loggers:

@@ -111,8 +111,10 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     name = "2030-01-02_03-04-05_synthetic-full-standard-seed0"  # the run's name after the time
     assert folders == [name, f"{name}-2"]
     for name in folders:
-        steps = [r["step"] for r in strict_lines(tmp_path / "outputs" / "synthetic" / name / "metrics.jsonl")]
-        assert steps == [3, 3]  # one train and one valid line each, never interleaved
+        records = strict_lines(tmp_path / "outputs" / "synthetic" / name / "metrics.jsonl")
+        assert all(r["step"] == 3 for r in records)  # each folder holds its own run's lines only
+        assert [r["split"] for r in records if r["split"] == "train"] == ["train"]
+        assert [r["split"] for r in records if r.get("final")] == ["valid"]
 
 
 def test_reproduce_refuses_a_step_folder_in_use(tmp_path):
