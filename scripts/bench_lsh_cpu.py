@@ -21,19 +21,26 @@ import importlib.util
 import os
 import statistics
 import subprocess
+import sys
 import time
 
-import torch
+from pathlib import Path
 
-import reformer_cli.attention.lsh as new_lsh
-from reformer_cli.attention.lsh import rotations_shape
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's reformer_cli, not an installed one
 
+import torch  # noqa: E402
+
+import reformer_cli.attention.lsh as new_lsh  # noqa: E402
+from reformer_cli.attention.lsh import rotations_shape  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 PATH = "reformer_cli/attention/lsh.py"
 
 
 def load_old(commit: str):
     """`reformer_cli/attention/lsh.py` at `commit`, as the module `reformer_cli.attention._lsh_old`."""
-    source = subprocess.run(["git", "show", f"{commit}:{PATH}"], check=True, capture_output=True, text=True).stdout
+    source = subprocess.run(["git", "show", f"{commit}:{PATH}"], check=True, capture_output=True, text=True,
+                            cwd=ROOT).stdout
     spec = importlib.util.spec_from_loader("reformer_cli.attention._lsh_old", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "reformer_cli.attention"
@@ -66,7 +73,7 @@ def main() -> None:
     old = load_old(args.old)
     peer = dict(attend_across_buckets=True, dedup=False)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average {os.getloadavg()}")
-    print(f"old = {args.old[:12]}:{PATH}; new = working tree; fp32, fwd+bwd, {args.repeats} repeats")
+    print(f"old = {args.old[:12]}:{PATH}; new = {new_lsh.__file__}; fp32, fwd+bwd, {args.repeats} repeats")
     print("| shape | batch | length | chunk | rounds | old/new median (min-max) | new paper / new peers median"
           " (min-max) | old s | new s | peers s |")
     print("|---|---|---|---|---|---|---|---|---|---|")

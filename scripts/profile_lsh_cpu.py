@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from torch.profiler import ProfilerActivity, profile
+import sys
+from pathlib import Path
 
-from reformer_cli.attention.lsh import lsh_attention, rotations_shape
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's reformer_cli, not an installed one
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from reformer_cli.attention.lsh import lsh_attention, rotations_shape  # noqa: E402
 
 SHAPES = {"table2-cpu L256 c8": (32, 256, 8), "L4096 c64": (1, 4096, 64)}
 

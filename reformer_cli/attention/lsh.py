@@ -176,54 +176,56 @@ def sort_by_bucket(buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return perm, inverse
 
 
-class _PermuteRows(torch.autograd.Function):
-    """`x[index]` (rows of a 2-D x) whose backward is a gather too, `grad[back_index]`, instead of a
-    scatter-add. `fold = (groups, copies, rows)`: x has `groups * rows` rows, every one visited
-    `copies` times, and back_index lists for each group, copy and row of x the output row holding
-    it; the copies' gradients are summed."""
+class _SelectRows(torch.autograd.Function):
+    """`x.index_select(dim, index)` whose backward is a gather too, `grad.index_select(dim, back)`,
+    instead of a scatter-add into zeros. `fold = (groups, copies, rows)`: x has `groups * rows`
+    entries along dim, each selected `copies` times; back lists for every group, copy and entry of
+    x (in that order) the selected entry holding it, and the copies' gradients are summed."""
 
     @staticmethod
-    def forward(ctx, x, index, back_index, fold):
-        ctx.save_for_backward(back_index)
-        ctx.fold = fold
-        return x.index_select(0, index)
+    def forward(ctx, x, dim, index, back, fold):
+        ctx.save_for_backward(back)
+        ctx.dim, ctx.fold = dim, fold
+        return x.index_select(dim, index)
 
     @staticmethod
     def backward(ctx, grad):
-        (back_index,) = ctx.saved_tensors
-        groups, copies, rows = ctx.fold
-        grad_x = grad.index_select(0, back_index)
-        if copies > 1:
-            grad_x = grad_x.view(groups, copies, rows, -1).sum(dim=1).view(groups * rows, -1)
-        return grad_x, None, None, None
+        (back,) = ctx.saved_tensors
+        dim, (groups, copies, rows) = ctx.dim, ctx.fold
+        grad_x = grad.index_select(dim, back)
+        if copies > 1:  # a few streaming adds (a reduction over a short middle dim is slow on the CPU)
+            first, *rest = grad_x.unflatten(dim, (groups, copies, rows)).unbind(dim + 1)
+            grad_x = first + rest[0]
+            for part in rest[1:]:
+                grad_x.add_(part)
+            grad_x = grad_x.flatten(dim, dim + 1)
+        return grad_x, None, None, None, None
 
 
-def round_rows(perm: torch.Tensor) -> torch.Tensor:
-    """`[b, h, R, 1]`: the first row of each (example, head, round) in `[b * h * R * L', ...]`."""
-    b, h, rounds, padded = perm.shape
-    first = torch.arange(b * h * rounds, device=perm.device) * padded
-    return first.view(b, h, rounds, 1)
+class SortedOrder:
+    """Every round's sorted order as row indices, computed once per call: `sort` gathers any
+    `[b, h, L', D]` tensor into `[b, h, R, L', D]` (slot s of round r holds position perm[r, s]),
+    `unsort` takes `[b, h, R, L', D]` back to original positions (position p of round r is slot
+    inverse[r, p]). Both are one row gather forward and one backward, for all rounds together."""
 
+    def __init__(self, perm: torch.Tensor, inverse: torch.Tensor):
+        b, h, self.rounds, self.padded = perm.shape
+        self.bh = b * h
+        heads = torch.arange(self.bh, device=perm.device).view(b, h, 1, 1) * self.padded
+        rounds = torch.arange(self.bh * self.rounds, device=perm.device).view(b, h, self.rounds, 1) * self.padded
+        self.sort_index, self.sort_back = (perm + heads).reshape(-1), (inverse + rounds).reshape(-1)
+        self.unsort_index, self.unsort_back = self.sort_back, (perm + rounds).reshape(-1)
+        self.shape = (b, h, self.rounds, self.padded)
 
-def sort_rows(x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Every round's sorted order of x `[b, h, L', D]` -> `[b, h, R, L', D]` (slot s of round r holds
-    position perm[r, s]); one row gather forward and one backward, for all rounds together."""
-    b, h, rounds, padded = perm.shape
-    groups = torch.arange(b * h, device=perm.device).view(b, h, 1, 1) * padded
-    index = (perm + groups).reshape(-1)
-    back = (inverse + round_rows(perm)).reshape(-1)
-    rows = _PermuteRows.apply(x.reshape(b * h * padded, -1), index, back, (b * h, rounds, padded))
-    return rows.view(b, h, rounds, padded, -1)
+    def sort(self, x: torch.Tensor) -> torch.Tensor:
+        fold = (self.bh, self.rounds, self.padded)
+        rows = _SelectRows.apply(x.reshape(self.bh * self.padded, -1), 0, self.sort_index, self.sort_back, fold)
+        return rows.view(*self.shape, -1)
 
-
-def unsort_rows(x: torch.Tensor, perm: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """The inverse of `sort_rows` per round: x `[b, h, R, L', D]` in sorted slots -> the same at
-    original positions (row p of round r is slot inverse[r, p])."""
-    b, h, rounds, padded = perm.shape
-    first = round_rows(perm)
-    index, back = (inverse + first).reshape(-1), (perm + first).reshape(-1)
-    rows = _PermuteRows.apply(x.reshape(b * h * rounds * padded, -1), index, back, (1, 1, b * h * rounds * padded))
-    return rows.view(b, h, rounds, padded, -1)
+    def unsort(self, x: torch.Tensor) -> torch.Tensor:
+        fold = (1, 1, self.unsort_index.shape[0])
+        rows = _SelectRows.apply(x.reshape(fold[2], -1), 0, self.unsort_index, self.unsort_back, fold)
+        return rows.view(*self.shape, -1)
 
 
 def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -248,13 +250,18 @@ def look_back(chunks: torch.Tensor, n_chunks_before: int, wrap: bool) -> tuple[t
     rolls over (one round, or with wrap all rounds' M chunks): one index_select builds the window."""
     b, h, rounds, n_chunks, c = chunks.shape[:5]
     tail = chunks.shape[5:]
-    array = chunks.reshape(b, h, rounds * n_chunks, c, *tail) if wrap else chunks
-    axis = 2 if wrap else 3
-    m = array.shape[axis]
+    m = rounds * n_chunks if wrap else n_chunks  # the chunks of the array the look-back rolls over
+    arrays = b * h * rounds * n_chunks // m
     n = torch.arange(m, device=chunks.device)[:, None]
     shifts = torch.arange(n_chunks_before, -1, -1, device=chunks.device)  # block order: farthest first
-    index = (n - shifts).remainder(m).reshape(-1)
-    window = array.index_select(axis, index).reshape(b, h, rounds, n_chunks, -1, *tail)
+    blocks = n_chunks_before + 1
+    first = torch.arange(arrays, device=chunks.device)[:, None] * m
+    index = (first + (n - shifts).remainder(m).reshape(-1)).reshape(-1)
+    # chunk n sits t chunks back in chunk n + t's window, at block nb - t
+    back = (n + shifts.flip(0)).remainder(m) * blocks + shifts
+    back = (first * blocks + back.reshape(-1)).reshape(-1)
+    window = _SelectRows.apply(chunks.reshape(arrays * m, -1), 0, index, back, (arrays * m, blocks, 1))
+    window = window.view(b, h, rounds, n_chunks, blocks * c, *tail)
     if wrap:
         return window, None
     valid = (torch.arange(n_chunks, device=chunks.device)[:, None] - shifts >= 0)
@@ -368,7 +375,7 @@ def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, ca
     if dedup and rounds > 1:
         # every round's code of every position, position-major: [b, h, L', R']
         by_position = packed_codes(buckets.to(itype), (inverse // c).to(itype), stride).transpose(2, 3)
-        at_slots = sort_rows(by_position.contiguous(), perm, inverse)  # [b, h, R, L', R']
+        at_slots = SortedOrder(perm, inverse).sort(by_position)  # [b, h, R, L', R']
         q_all = at_slots.view(b, h, rounds, n_chunks, c, rounds)
         k_all, _ = look_back(q_all, nb, False)
         own = torch.arange(rounds, device=perm.device).view(1, 1, rounds, 1, 1, 1)
@@ -505,12 +512,10 @@ def lsh_attention_from_buckets(
         n_chunks = padded // chunk_length
 
         perm, inverse = sort_by_bucket(buckets)
-        d = qk_.shape[-1]
-        # queries, unit keys and values of every round's sorted slots: one row gather
-        rows = sort_rows(torch.cat([qk_, unit_norm_keys(qk_), v_], dim=-1), perm, inverse)
-        rows = rows.view(b, h, rounds, n_chunks, chunk_length, 3 * d)
-        windows, _ = look_back(rows[..., d:], n_chunks_before, wrap_lookback)  # [b, h, R, n, W, 2d]
-        queries, keys, values = rows[..., :d], windows[..., :d], windows[..., d:]
+        order = SortedOrder(perm, inverse)
+        queries = order.sort(qk_).view(b, h, rounds, n_chunks, chunk_length, -1)
+        keys, _ = look_back(order.sort(unit_norm_keys(qk_)).view_as(queries), n_chunks_before, wrap_lookback)
+        values, _ = look_back(order.sort(v_).view_as(queries), n_chunks_before, wrap_lookback)
 
         masks = wrapped_masks if wrap_lookback else window_masks
         extra = (n_buckets,) if wrap_lookback else ()
@@ -521,9 +526,7 @@ def lsh_attention_from_buckets(
         logits = lsh_logits(queries, keys, self_slots, excluded, log_counts)
         out, lse = attend_per_round(logits, values, probs_dropout)
 
-        unsorted = unsort_rows(torch.cat([out.reshape(b, h, rounds, padded, d), lse.reshape(b, h, rounds, padded, 1)],
-                                         dim=-1), perm, inverse)
-        merged = merge_rounds(unsorted[..., :d], unsorted[..., d])
+        merged = merge_rounds(order.unsort(out), order.unsort(lse)[..., 0])
     return merged[:, :, :length].to(v.dtype)
 
 
