@@ -4,8 +4,14 @@ This module defines what LSH attention computes; every faster implementation (th
 `reformer_cli.attention.fast`) implements `lsh_attention_from_buckets` with the same signature and
 is tested against it. Each step of the paper is one function below, named after it:
 
-    hash_buckets  ->  pad_to_chunks  ->  sort_by_bucket  ->  look_back  ->  lsh_logits
-    (+ duplicate_counts for dedup)  ->  attend_per_round  ->  unsort  ->  merge_rounds
+    hash_buckets  ->  pad_to_chunks  ->  sort_by_bucket (SortedOrder.sort)  ->  look_back
+    ->  window_masks (wrapped_masks with wrap-around; they hold the same-bucket rule and N_ij)
+    ->  lsh_logits  ->  attend_per_round  ->  SortedOrder.unsort  ->  merge_rounds
+
+Kept cheap on the CPU without changing the function: rows are gathered with one index per call
+and gathered back in the backward (no scatter-add); without wrap-around the masks and the counts
+N_ij come from one packed (bucket, chunk) code per slot, never from per-pair positions; the masks
+are written once, in place, on the logits; the softmax and its log-sum-exp share one exp.
 
 `lsh_attention(qk, v, rotations, ...)` = `hash_buckets` + `lsh_attention_from_buckets`. The split
 exists because (a) a fast implementation replaces only the second part, and (b) a reversible
