@@ -344,7 +344,8 @@ def packed_codes(buckets: torch.Tensor, chunks: torch.Tensor, stride: int | None
     return (buckets * 0 + chunks) if stride is None else buckets * stride + chunks
 
 
-def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, causal, across, dedup, dtype):
+def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, causal, across, dedup, n_buckets,
+                 dtype):
     """Masks of the look-back without wrap-around, from packed (bucket, chunk) codes.
 
     Returns (excluded `[b, h, R, n, c, W]`, self_slots `[c, W]`, log_counts or None). A key slot is
@@ -357,7 +358,7 @@ def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, ca
     c, nb = chunk_length, n_chunks_before
     n_chunks = padded // c
     stride = None if across else n_chunks + nb + 1
-    top_code = n_chunks + (stride or 0) * (int(buckets.max()) + 1)  # above every code
+    top_code = n_chunks + (stride or 0) * (n_buckets + 1)  # above every code (padding: bucket n_buckets)
     sentinel = -(top_code + nb + 1)  # code_i - sentinel > nb for every query: in no window
     itype = torch.int64 if 4 * (top_code + nb + 1) >= 2 ** 31 else torch.int32
     slot_chunk = (torch.arange(padded, device=perm.device) // c).to(itype)
@@ -374,8 +375,8 @@ def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, ca
         k_pos, _ = look_back(q_pos, nb, False)
         excluded |= k_pos[..., None, :] > q_pos[..., :, None]
 
-    self_slots = torch.zeros(c, (nb + 1) * c, dtype=torch.bool, device=perm.device)
-    self_slots[:, nb * c:].fill_diagonal_(True)
+    slots = torch.arange(c, device=perm.device)
+    self_slots = torch.arange((nb + 1) * c, device=perm.device) == (nb * c + slots)[:, None]  # [c, W]
 
     log_counts = None
     if dedup and rounds > 1:
@@ -524,10 +525,9 @@ def lsh_attention_from_buckets(
         values, _ = look_back(order.sort(v_).view_as(queries), n_chunks_before, wrap_lookback)
 
         masks = wrapped_masks if wrap_lookback else window_masks
-        extra = (n_buckets,) if wrap_lookback else ()
         excluded, self_slots, log_counts = masks(
             buckets, perm, inverse, real, chunk_length, n_chunks_before, s.causal, s.attend_across_buckets,
-            s.dedup, *extra, dtype,
+            s.dedup, n_buckets, dtype,
         )
         logits = lsh_logits(queries, keys, self_slots, excluded, log_counts)
         out, lse = attend_per_round(logits, values, probs_dropout)
