@@ -4,8 +4,14 @@ This module defines what LSH attention computes; every faster implementation (th
 `reformer_cli.attention.fast`) implements `lsh_attention_from_buckets` with the same signature and
 is tested against it. Each step of the paper is one function below, named after it:
 
-    hash_buckets  ->  pad_to_chunks  ->  sort_by_bucket  ->  look_back  ->  lsh_logits
-    (+ duplicate_counts for dedup)  ->  attend_per_round  ->  unsort  ->  merge_rounds
+    hash_buckets  ->  pad_to_chunks  ->  sort_by_bucket (SortedOrder.sort)  ->  look_back
+    ->  window_masks (wrapped_masks with wrap-around; they hold the same-bucket rule and N_ij)
+    ->  lsh_logits  ->  attend_per_round  ->  SortedOrder.unsort  ->  merge_rounds
+
+Kept cheap on the CPU without changing the function: rows are gathered with one index per call
+and gathered back in the backward (no scatter-add); without wrap-around the masks and the counts
+N_ij come from one packed (bucket, chunk) code per slot, never from per-pair positions; the masks
+are written once, in place, on the logits; the softmax and its log-sum-exp share one exp.
 
 `lsh_attention(qk, v, rotations, ...)` = `hash_buckets` + `lsh_attention_from_buckets`. The split
 exists because (a) a fast implementation replaces only the second part, and (b) a reversible
@@ -110,10 +116,24 @@ def hash_buckets(qk: torch.Tensor, rotations: Rotations) -> torch.Tensor:
     with torch.autocast(qk.device.type, enabled=False):
         for rot in rotation_factors(rotations):
             rotated = torch.einsum("bhld,hdrk->bhrlk", x, rot.to(device=qk.device, dtype=dtype))
-            b = torch.cat([rotated, -rotated], dim=-1).argmax(dim=-1)
+            b = angular_bucket(rotated)
             buckets = b if buckets is None else buckets + stride * b
             stride *= 2 * rot.shape[-1]
     return buckets
+
+
+def angular_bucket(rotated: torch.Tensor) -> torch.Tensor:
+    """`argmax([a ; -a])` over the last dim (first index on ties) without building `[a ; -a]`.
+
+    Proof. Let a have m entries. max([a ; -a]) = max(max a, -min a). If max a >= -min a, the
+    first half holds a maximum, and the first index of the maximum is the first index of max a
+    (`argmax a`). Otherwise every maximum lies in the second half, where -a is largest first at the
+    first index of min a: the answer is m + argmin a. torch.max and torch.min return the first
+    index of a tie. (The shorter "argmax |a|, then its sign" is not the same on a tie |a_k| = |a_l|,
+    k < l, with a_k < 0 < a_l: [a ; -a] picks l, argmax |a| picks m + k.)"""
+    top, top_at = rotated.max(dim=-1)
+    low, low_at = rotated.min(dim=-1)
+    return torch.where(top >= -low, top_at, low_at + rotated.shape[-1])
 
 
 # ---------------------------------------------------------------------------------- 2. pad
@@ -150,15 +170,68 @@ def pad_to_chunks(
 
 @torch.no_grad()
 def sort_by_bucket(buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stable sort of each round by bucket, then position: key `bucket * L + position`.
+    """Stable sort of each round by bucket, then position: key `bucket * L + position` (a stable
+    sort by bucket alone gives the same permutation, since positions are already in order).
 
     buckets `[batch, heads, rounds, L]` -> (perm, inverse): `perm[..., s]` is the original position
     in sorted slot s; `inverse[..., p]` is the sorted slot of position p."""
     length = buckets.shape[-1]
     positions = torch.arange(length, device=buckets.device)
-    perm = torch.argsort(buckets * length + positions, dim=-1, stable=True)
+    perm = torch.argsort(buckets, dim=-1, stable=True)
     inverse = torch.empty_like(perm).scatter_(-1, perm, positions.expand_as(perm))
     return perm, inverse
+
+
+class _SelectRows(torch.autograd.Function):
+    """`x.index_select(dim, index)` whose backward is a gather too, `grad.index_select(dim, back)`,
+    instead of a scatter-add into zeros. `fold = (groups, copies, rows)`: x has `groups * rows`
+    entries along dim, each selected `copies` times; back lists for every group, copy and entry of
+    x (in that order) the selected entry holding it, and the copies' gradients are summed."""
+
+    @staticmethod
+    def forward(ctx, x, dim, index, back, fold):
+        ctx.save_for_backward(back)
+        ctx.dim, ctx.fold = dim, fold
+        return x.index_select(dim, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (back,) = ctx.saved_tensors
+        dim, (groups, copies, rows) = ctx.dim, ctx.fold
+        grad_x = grad.index_select(dim, back)
+        if copies > 1:  # a few streaming adds (a reduction over a short middle dim is slow on the CPU)
+            first, *rest = grad_x.unflatten(dim, (groups, copies, rows)).unbind(dim + 1)
+            grad_x = first + rest[0]
+            for part in rest[1:]:
+                grad_x.add_(part)
+            grad_x = grad_x.flatten(dim, dim + 1)
+        return grad_x, None, None, None, None
+
+
+class SortedOrder:
+    """Every round's sorted order as row indices, computed once per call: `sort` gathers any
+    `[b, h, L', D]` tensor into `[b, h, R, L', D]` (slot s of round r holds position perm[r, s]),
+    `unsort` takes `[b, h, R, L', D]` back to original positions (position p of round r is slot
+    inverse[r, p]). Both are one row gather forward and one backward, for all rounds together."""
+
+    def __init__(self, perm: torch.Tensor, inverse: torch.Tensor):
+        b, h, self.rounds, self.padded = perm.shape
+        self.bh = b * h
+        heads = torch.arange(self.bh, device=perm.device).view(b, h, 1, 1) * self.padded
+        rounds = torch.arange(self.bh * self.rounds, device=perm.device).view(b, h, self.rounds, 1) * self.padded
+        self.sort_index, self.sort_back = (perm + heads).reshape(-1), (inverse + rounds).reshape(-1)
+        self.unsort_index, self.unsort_back = self.sort_back, (perm + rounds).reshape(-1)
+        self.shape = (b, h, self.rounds, self.padded)
+
+    def sort(self, x: torch.Tensor) -> torch.Tensor:
+        fold = (self.bh, self.rounds, self.padded)
+        rows = _SelectRows.apply(x.reshape(self.bh * self.padded, -1), 0, self.sort_index, self.sort_back, fold)
+        return rows.view(*self.shape, -1)
+
+    def unsort(self, x: torch.Tensor) -> torch.Tensor:
+        fold = (1, 1, self.unsort_index.shape[0])
+        rows = _SelectRows.apply(x.reshape(fold[2], -1), 0, self.unsort_index, self.unsort_back, fold)
+        return rows.view(*self.shape, -1)
 
 
 def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -176,19 +249,29 @@ def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def look_back(chunks: torch.Tensor, n_chunks_before: int, wrap: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The window of each chunk: chunks n - n_chunks_before, ..., n - 1, n, concatenated.
 
-    chunks `[batch, heads, rounds, n_chunks, c]` (sorted original positions) ->
-    (window `[batch, heads, rounds, n_chunks, (n_chunks_before + 1) * c]`, valid) where `valid`
-    `[n_chunks, window]` marks slots of existing chunks (None with wrap: every slot exists)."""
-    b, h, rounds, n_chunks, c = chunks.shape
-    shifts = range(n_chunks_before, -1, -1)
-    if wrap:  # trax / HF: roll over all rounds' chunks, concatenated
-        flat = chunks.reshape(b, h, rounds * n_chunks, c)
-        window = torch.cat([flat.roll(t, dims=2) for t in shifts], dim=-1)
-        return window.view(b, h, rounds, n_chunks, -1), None
-    window = torch.cat([chunks.roll(t, dims=3) for t in shifts], dim=-1)
-    n = torch.arange(n_chunks, device=chunks.device)
-    valid = torch.cat([(n - t >= 0)[:, None].expand(n_chunks, c) for t in shifts], dim=-1)
-    return window, valid
+    chunks `[batch, heads, rounds, n_chunks, c, *tail]` (slots, or sorted original positions) ->
+    (window `[batch, heads, rounds, n_chunks, (n_chunks_before + 1) * c, *tail]`, valid) where
+    `valid` `[n_chunks, window]` marks slots of existing chunks (None with wrap: every slot
+    exists). Chunk n's block for t chunks back is chunk (n - t) mod M of the array the look-back
+    rolls over (one round, or with wrap all rounds' M chunks): one index_select builds the window."""
+    b, h, rounds, n_chunks, c = chunks.shape[:5]
+    tail = chunks.shape[5:]
+    m = rounds * n_chunks if wrap else n_chunks  # the chunks of the array the look-back rolls over
+    arrays = b * h * rounds * n_chunks // m
+    n = torch.arange(m, device=chunks.device)[:, None]
+    shifts = torch.arange(n_chunks_before, -1, -1, device=chunks.device)  # block order: farthest first
+    blocks = n_chunks_before + 1
+    first = torch.arange(arrays, device=chunks.device)[:, None] * m
+    index = (first + (n - shifts).remainder(m).reshape(-1)).reshape(-1)
+    # chunk n sits t chunks back in chunk n + t's window, at block nb - t
+    back = (n + shifts.flip(0)).remainder(m) * blocks + shifts
+    back = (first * blocks + back.reshape(-1)).reshape(-1)
+    window = _SelectRows.apply(chunks.reshape(arrays * m, -1), 0, index, back, (arrays * m, blocks, 1))
+    window = window.view(b, h, rounds, n_chunks, blocks * c, *tail)
+    if wrap:
+        return window, None
+    valid = (torch.arange(n_chunks, device=chunks.device)[:, None] - shifts >= 0)
+    return window, valid.repeat_interleave(c, dim=1)
 
 
 @torch.no_grad()
@@ -245,50 +328,151 @@ def bucket_ids_with_round(sorted_buckets: torch.Tensor, n_buckets: int) -> torch
     return sorted_buckets + offsets
 
 
+def in_window(query_codes: torch.Tensor, key_codes: torch.Tensor, n_chunks_before: int) -> torch.Tensor:
+    """`0 <= code_i - code_j <= n_chunks_before` for every pair: query codes `[..., c]` and key codes
+    `[..., W]` (twice the packed code minus n_chunks_before, and twice the packed code:
+    `|2 d - nb| <= nb` is the same test in three passes) -> bool `[..., c, W]`."""
+    return (query_codes[..., :, None] - key_codes[..., None, :]).abs_() <= n_chunks_before
+
+
+def packed_codes(buckets: torch.Tensor, chunks: torch.Tensor, stride: int | None) -> torch.Tensor:
+    """`bucket * stride + chunk` (stride None: the chunk alone, for attention across buckets).
+
+    With `stride > n_chunks + n_chunks_before`, two codes differ by 0..n_chunks_before exactly when
+    the buckets are equal and the query's chunk is 0..n_chunks_before chunks after the key's: the
+    paper's attended window (eq. 5) under its same-bucket rule (eqs. 3-4) in one subtraction."""
+    return (buckets * 0 + chunks) if stride is None else buckets * stride + chunks
+
+
+def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, causal, across, dedup, n_buckets,
+                 dtype):
+    """Masks of the look-back without wrap-around, from packed (bucket, chunk) codes.
+
+    Returns (excluded `[b, h, R, n, c, W]`, self_slots `[c, W]`, log_counts or None). A key slot is
+    attended when its code is in the query's window (same bucket unless `across`, an existing chunk
+    0..n_chunks_before back), the key is real and, if causal, not later than the query. Without
+    wrap-around a round holds each key once, so for an attended pair N_ij = 1 + the number of
+    *other* rounds r' whose codes put j in i's window; with one round there is no correction. The
+    self key sits at the diagonal of the query's own chunk (the last block of the window)."""
+    b, h, rounds, padded = perm.shape
+    c, nb = chunk_length, n_chunks_before
+    n_chunks = padded // c
+    stride = None if across else n_chunks + nb + 1
+    top_code = n_chunks + (stride or 0) * (n_buckets + 1)  # above every code (padding: bucket n_buckets)
+    sentinel = -(top_code + nb + 1)  # code_i - sentinel > nb for every query: in no window
+    itype = torch.int64 if 4 * (top_code + nb + 1) >= 2 ** 31 else torch.int32
+    slot_chunk = (torch.arange(padded, device=perm.device) // c).to(itype)
+
+    sorted_codes = packed_codes(torch.gather(buckets, -1, perm).to(itype), slot_chunk, stride)
+    q_codes = sorted_codes.view(b, h, rounds, n_chunks, c)
+    keep = torch.gather(real[:, None, None, :].expand(b, h, rounds, padded), -1, perm)
+    k_codes = torch.where(keep, sorted_codes, sentinel).view(b, h, rounds, n_chunks, c)
+    k_codes, valid = look_back(k_codes, nb, False)
+    k_codes = k_codes.masked_fill(~valid, sentinel)
+    excluded = ~in_window(2 * q_codes - nb, 2 * k_codes, nb)
+    if causal:
+        q_pos = perm.to(itype).view(b, h, rounds, n_chunks, c)
+        k_pos, _ = look_back(q_pos, nb, False)
+        excluded |= k_pos[..., None, :] > q_pos[..., :, None]
+
+    slots = torch.arange(c, device=perm.device)
+    self_slots = torch.arange((nb + 1) * c, device=perm.device) == (nb * c + slots)[:, None]  # [c, W]
+
+    log_counts = None
+    if dedup and rounds > 1:
+        # every round's code of every position, position-major: [b, h, L', R']
+        by_position = packed_codes(buckets.to(itype), (inverse // c).to(itype), stride).transpose(2, 3)
+        at_slots = SortedOrder(perm, inverse).sort(by_position)  # [b, h, R, L', R']
+        q_all = at_slots.view(b, h, rounds, n_chunks, c, rounds)
+        k_all, _ = look_back(q_all, nb, False)
+        own = torch.arange(rounds, device=perm.device).view(1, 1, rounds, 1, 1, 1)
+        extra = None
+        for offset in range(1, rounds):
+            other = (own + offset) % rounds
+            q_other = torch.gather(q_all, -1, other.expand(*q_all.shape[:-1], 1))[..., 0]
+            k_other = torch.gather(k_all, -1, other.expand(*k_all.shape[:-1], 1))[..., 0]
+            hit = in_window(2 * q_other - nb, 2 * k_other, nb)
+            extra = hit.to(dtype) if extra is None else extra.add_(hit)
+        log_counts = extra.log1p_()
+    return excluded, self_slots, log_counts
+
+
+def wrapped_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, causal, across, dedup, n_buckets,
+                  dtype):
+    """Masks of the look-back with wrap-around (trax, HF), from positions and bucket ids per slot.
+
+    Returns (excluded, self_slots, log_counts or None), all `[b, h, R, n, c, W]` (self_slots: the
+    slots holding the query's own position; a wrapped window can hold it in another round)."""
+    b, h, rounds, padded = perm.shape
+    n_chunks = padded // chunk_length
+    q_pos = perm.view(b, h, rounds, n_chunks, chunk_length)
+    k_pos, _ = look_back(q_pos, n_chunks_before, True)
+    real_keys = gather_positions(real[:, None, :].expand(b, h, padded), k_pos)
+    excluded = ~real_keys[..., None, :]
+    if causal:
+        excluded = excluded | (k_pos[..., None, :] > q_pos[..., :, None])
+    if not across:
+        ids = bucket_ids_with_round(torch.gather(buckets, -1, perm), n_buckets)
+        q_ids = ids.view(b, h, rounds, n_chunks, chunk_length)
+        k_ids, _ = look_back(q_ids, n_chunks_before, True)
+        excluded = excluded | (k_ids[..., None, :] != q_ids[..., :, None])
+    log_counts = None
+    if dedup:
+        counts = duplicate_counts(q_pos, k_pos, inverse, chunk_length, n_chunks_before, True,
+                                  None if across else buckets)
+        log_counts = counts.clamp_min(1).to(dtype).log()
+    return excluded, q_pos[..., :, None] == k_pos[..., None, :], log_counts
+
+
 # ---------------------------------------------------------------------------------- 5. logits
 
 
 def lsh_logits(
     q: torch.Tensor,
     k: torch.Tensor,
-    q_pos: torch.Tensor,
-    k_pos: torch.Tensor,
+    self_slots: torch.Tensor,
     excluded: torch.Tensor,
     log_counts: torch.Tensor | None,
 ) -> torch.Tensor:
     """q . k (keys already unit-norm) with the self logit replaced by -1e5, `log N_ij` subtracted
-    (dedup), and excluded keys replaced by -1e9. q `[..., c, d]`, k `[..., W, d]`; positions
-    `[..., c, 1]` / `[..., 1, W]`; excluded and log_counts broadcast to `[..., c, W]`."""
+    (dedup), and excluded keys replaced by -1e9, in place on the product. q `[..., c, d]`, k
+    `[..., W, d]`; self_slots, excluded and log_counts broadcast to `[..., c, W]`."""
     logits = torch.matmul(q, k.transpose(-1, -2))
-    logits = logits.masked_fill(q_pos == k_pos, SELF_MASK_VALUE)
+    logits.masked_fill_(self_slots, SELF_MASK_VALUE)
     if log_counts is not None:
-        logits = logits - log_counts
-    return logits.masked_fill(excluded, MASK_VALUE)
+        logits.sub_(log_counts)
+    return logits.masked_fill_(excluded, MASK_VALUE)
 
 
 # ---------------------------------------------------------------------------------- 6. attend, merge
 
 
+class _SoftmaxAndLogSumExp(torch.autograd.Function):
+    """(softmax(x), logsumexp(x)) over the last dim with one exp.
+
+    z = max x - log max p: the largest probability is p_m = exp(x_m - z) at the largest logit x_m.
+    Backward: dz/dx = p, so dx = softmax's backward of dp plus p * dz."""
+
+    @staticmethod
+    def forward(ctx, x):
+        probs = torch.softmax(x, dim=-1)
+        lse = x.amax(dim=-1) - probs.amax(dim=-1).log()
+        ctx.save_for_backward(probs)
+        return probs, lse
+
+    @staticmethod
+    def backward(ctx, grad_probs, grad_lse):
+        (probs,) = ctx.saved_tensors
+        grad = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        return grad.addcmul_(probs, grad_lse[..., None])
+
+
 def attend_per_round(logits: torch.Tensor, values: torch.Tensor, probs_dropout: ProbsDropout):
     """Softmax over each window: (o^(r) `[..., c, d]`, z^(r) = logsumexp `[..., c]`)."""
-    lse = torch.logsumexp(logits, dim=-1)
-    probs = torch.exp(logits - lse[..., None])
+    probs, lse = _SoftmaxAndLogSumExp.apply(logits)
     if probs_dropout is not None:
         probs = probs_dropout(probs)
     return torch.matmul(probs, values), lse
-
-
-def unsort(outputs: torch.Tensor, lse: torch.Tensor, inverse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-round results from sorted slots back to original positions.
-
-    outputs `[b, h, R, n, c, d]`, lse `[b, h, R, n, c]`, inverse `[b, h, R, L']` ->
-    (`[b, h, R, L', d]`, `[b, h, R, L']`)."""
-    b, h, rounds, padded = inverse.shape
-    # slot s of round r is row r * L' + s of the rounds' concatenated results
-    rows = inverse + torch.arange(rounds, device=inverse.device)[:, None] * padded
-    outputs = gather_positions(outputs.reshape(b, h, rounds * padded, -1), rows)
-    lse = torch.gather(lse.reshape(b, h, rounds * padded), 2, rows.view(b, h, -1)).view(b, h, rounds, padded)
-    return outputs, lse
 
 
 def merge_rounds(outputs: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
@@ -335,34 +519,20 @@ def lsh_attention_from_buckets(
         n_chunks = padded // chunk_length
 
         perm, inverse = sort_by_bucket(buckets)
-        q_pos = perm.view(b, h, rounds, n_chunks, chunk_length)
-        k_pos, valid = look_back(q_pos, n_chunks_before, wrap_lookback)
+        order = SortedOrder(perm, inverse)
+        queries = order.sort(qk_).view(b, h, rounds, n_chunks, chunk_length, -1)
+        keys, _ = look_back(order.sort(unit_norm_keys(qk_)).view_as(queries), n_chunks_before, wrap_lookback)
+        values, _ = look_back(order.sort(v_).view_as(queries), n_chunks_before, wrap_lookback)
 
-        queries = gather_positions(qk_, q_pos)  # [b, h, R, n, c, d]
-        keys = gather_positions(unit_norm_keys(qk_), k_pos)  # [b, h, R, n, W, d]
-        values = gather_positions(v_, k_pos)
-
-        real_keys = gather_positions(real[:, None, :].expand(b, h, padded), k_pos)  # [b, h, R, n, W]
-        excluded = ~real_keys[..., None, :]
-        if valid is not None:
-            excluded = excluded | ~valid[:, None, :]
-        if s.causal:
-            excluded = excluded | (k_pos[..., None, :] > q_pos[..., :, None])
-        if not s.attend_across_buckets:  # the paper's rule: only keys of the query's own bucket
-            ids = bucket_ids_with_round(torch.gather(buckets, -1, perm), n_buckets)
-            q_ids = ids.view(b, h, rounds, n_chunks, chunk_length)
-            k_ids, _ = look_back(q_ids, n_chunks_before, wrap_lookback)
-            excluded = excluded | (k_ids[..., None, :] != q_ids[..., :, None])
-        log_counts = None
-        if s.dedup:
-            counts = duplicate_counts(q_pos, k_pos, inverse, chunk_length, n_chunks_before, wrap_lookback,
-                                      None if s.attend_across_buckets else buckets)
-            log_counts = counts.clamp_min(1).to(dtype).log()
-
-        logits = lsh_logits(queries, keys, q_pos[..., :, None], k_pos[..., None, :], excluded, log_counts)
+        masks = wrapped_masks if wrap_lookback else window_masks
+        excluded, self_slots, log_counts = masks(
+            buckets, perm, inverse, real, chunk_length, n_chunks_before, s.causal, s.attend_across_buckets,
+            s.dedup, n_buckets, dtype,
+        )
+        logits = lsh_logits(queries, keys, self_slots, excluded, log_counts)
         out, lse = attend_per_round(logits, values, probs_dropout)
 
-        merged = merge_rounds(*unsort(out, lse, inverse))
+        merged = merge_rounds(order.unsort(out), order.unsort(lse)[..., 0])
     return merged[:, :, :length].to(v.dtype)
 
 
