@@ -156,8 +156,27 @@ def test_step_record(tmp_path):
         "reformer bench step")
     assert [(r["method"], r["impl"]) for r in record["rows"]] == [("lsh-4", "reference"), ("full", "sdpa")]
     assert all(r["error"] is None and r["ms"] > 0 and r["loss"] > 0 for r in record["rows"])
+    assert all(r["repeats"] == 2 and r["ms_min"] <= r["ms"] <= r["ms_max"] for r in record["rows"])
+    assert record["repeats"] == 2 and "interleaved" in record["timing"]
     text = (out / "train_step.md").read_text()
-    assert "| lsh-4 | reference |" in text and record["device"] in text
+    assert "| lsh-4 | reference |" in text and record["device"] in text and "min-max" in text
+
+
+def test_step_times_the_methods_in_turn(monkeypatch):
+    """bench step hands every method's step to one interleaved timing, with --repeats."""
+    seen = []
+    real = step.time_interleaved
+
+    def spy(fns, device, **kw):
+        seen.append((list(fns), kw["warmup"], kw["reps"]))
+        return real(fns, device, **kw)
+
+    monkeypatch.setattr(step, "time_interleaved", spy)
+    args = ["--device", "cpu", "--batch", "1", "--length", "16", "--chunk", "8", "--d-model", "16", "--d-ff", "16",
+            "--heads", "2", "--vocab", "16", "--repeats", "3", "--warmup", "1"]
+    record = step.run(step.parser().parse_args(args), args)
+    assert seen == [(["lsh-reference", "full"], 1, 3)]
+    assert [r["repeats"] for r in record["rows"]] == [3, 3]
 
 
 def test_step_fast_on_cpu_is_a_one_line_error(capsys):
