@@ -314,3 +314,24 @@ def test_a_forward_slower_than_forward_and_backward_is_a_warning():
     assert line.startswith("warning: length 256 lsh-2: forward alone 432.000 ms exceeds") and "\n" not in line
     assert speed.inversions([{**row, "fwd_ms": 100.0}]) == []
     assert speed.inversions([{**row, "fwd_ms": 165.0}]) == []  # within the spread (20 ms)
+
+
+def test_profile_prints_the_largest_ops_and_only_recognised_stages(capfd):
+    """On a CPU: a table of the --top largest ops by self CPU time with their share of the total;
+    the stage table keeps only the stages some profile recognised; the profiler's own lines are not printed."""
+    from reformer_cli.bench import profile
+
+    record = profile.run(profile.parser().parse_args(
+        ["--device", "cpu", "--tokens", "64", "--lengths", "32", "--rounds", "1", "--chunk", "8", "--calls", "1",
+         "--top", "4"]), [])
+    (p,) = record["profiles"]
+    top = p["top_kernels"]
+    assert len(top) == 4 and [k["ms"] for k in top] == sorted((k["ms"] for k in top), reverse=True)
+    assert all(k["share"] == pytest.approx(k["ms"] / p["total_ms"]) for k in top) and sum(k["share"] for k in top) <= 1
+    out, err = capfd.readouterr()
+    assert "op (self time)" in out and "% of total" in out and top[0]["name"][:30] in out
+    assert "profiler_start" not in out + err and "profiler_stop" not in out + err
+    fake = dict(p, stages_ms={**{s: 0.0 for s, _ in profile.STAGES}, "sort": 1.0, "other": 2.0})
+    head, _ = profile.stage_table([fake])
+    assert head[4:] == ["sort", "other"]
+    assert not profile.recognised(dict(p, stages_ms={"hash": 0.0, "other": 3.0})) and profile.recognised(fake)
