@@ -1,4 +1,4 @@
-"""What the benchmarks share: device choice, a median timer, peak memory of one call, OOM as a
+"""What the benchmarks share: device choice, an interleaving timer (median, min-max, repeats), peak memory of one call, OOM as a
 result, the record header (device, date, versions, command) and the command-line pieces
 (comma-separated integers, `main`; the one-line parser comes from errors.py).
 
@@ -14,6 +14,7 @@ import platform
 import shlex
 import statistics
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -45,27 +46,103 @@ def synchronize(device: torch.device) -> None:
 
 def time_ms(fn: Callable[[], Any], device: torch.device, *, warmup: int = 3, reps: int = 10,
             grad_to_none: list[torch.Tensor] | None = None) -> float:
-    """Median milliseconds of `fn()`, warm-up calls excluded.
+    """Median milliseconds of `fn()`, warm-up calls excluded (one callable; `time_interleaved`
+    for several that are compared)."""
+    timings, failed = time_interleaved({"fn": fn}, device, warmup=warmup, reps=reps,
+                                       before_each=(lambda: clear_grads(grad_to_none)) if grad_to_none else None)
+    if failed:
+        raise failed["fn"]
+    return timings["fn"].median
 
-    On CUDA: `triton.testing.do_bench` (CUDA events, L2 flushed before each call, `warmup` and
-    `reps` read as its milliseconds budgets of 25 and 100 unless more are given); elsewhere a
-    perf_counter loop of `reps` timed calls."""
-    if device.type == "cuda":
-        import triton.testing
 
-        return float(triton.testing.do_bench(fn, warmup=max(25, warmup), rep=max(100, reps),
-                                             grad_to_none=grad_to_none, return_mode="median"))
-    for _ in range(warmup):
+def clear_grads(tensors: list[torch.Tensor] | None) -> None:
+    """Drop the gradients the last backward left on `tensors` (so that none accumulate)."""
+    for t in tensors or ():
+        t.grad = None
+
+
+@dataclass
+class Timing:
+    """Milliseconds of one callable over `repeats` timed calls: median, min and max."""
+
+    median: float
+    low: float
+    high: float
+    repeats: int
+
+    @classmethod
+    def of(cls, times: list[float]) -> "Timing":
+        return cls(statistics.median(times), min(times), max(times), len(times))
+
+    @property
+    def spread(self) -> float:
+        return self.high - self.low
+
+    def text(self, spec: str = ".3f") -> str:
+        """'12.345 (11.9-13.0, n=10)'."""
+        return f"{self.median:{spec}} ({self.low:{spec}}-{self.high:{spec}}, n={self.repeats})"
+
+
+class _Clock:
+    """perf_counter on a CPU; CUDA events (L2 flushed before each call, as do_bench) on a GPU."""
+
+    def __init__(self, device: torch.device, clock: Callable[[], float] = time.perf_counter):
+        self.device, self.clock = device, clock
+        self.cuda = device.type == "cuda"
+        self._flush = torch.empty(256 << 20, dtype=torch.int8, device=device) if self.cuda else None
+
+    def time(self, fn: Callable[[], Any]) -> float:
+        if not self.cuda:
+            start = self.clock()
+            fn()
+            return (self.clock() - start) * 1e3
+        self._flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         fn()
-    times = []
-    for _ in range(reps):
-        if grad_to_none:
-            for t in grad_to_none:
-                t.grad = None
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *, warmup: int = 3,
+                     reps: int = 10, before_each: Callable[[], None] | None = None,
+                     clock: Callable[[], float] = time.perf_counter,
+                     ) -> tuple[dict[str, Timing], dict[str, BaseException]]:
+    """Time several callables against each other: each is warmed up (`warmup` calls, at least one:
+    first-call allocation, lazy initialisation and compilation stay out), then every repeat calls
+    each once, the order rotating from repeat to repeat, so that a change of machine load falls on
+    all of them alike rather than on whichever was timed last.
+
+    Returns (name -> Timing, name -> the exception of a callable that raised; it is dropped from
+    the remaining repeats). `before_each` runs before every call, outside the timing."""
+    live = dict(fns)
+    failed: dict[str, BaseException] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    timer = _Clock(device, clock)
+
+    def call(name: str, timed: bool) -> None:
+        try:
+            if before_each is not None:
+                before_each()
+            if timed:
+                times[name].append(timer.time(live[name]))
+            else:
+                live[name]()
+                synchronize(device)
+        except Exception as exc:  # noqa: BLE001 (the caller decides what a failure means)
+            failed[name] = exc
+            del live[name]
+
+    for _ in range(max(1, warmup)):
+        for name in list(live):
+            call(name, timed=False)
+    for rep in range(max(1, reps)):
+        names = list(live)
+        shift = rep % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            call(name, timed=True)
+    return {name: Timing.of(times[name]) for name in live}, failed
 
 
 def peak_bytes(fn: Callable[[], Any], device: torch.device) -> int | None:

@@ -6,7 +6,9 @@
 
 It times `task.train_batch` exactly as the trainer calls it (memmap opened, offsets drawn, windows
 copied, converted to long tensors, shifted) on one CPU core, page cache warm, and prints windows/s
-and MB/s. A GPU step of the paper's enwik8 model (8 x 65,536 tokens) takes well over 10 ms, so a
+and MB/s: the median with min-max over `--repeats` timed rounds of `--seconds / repeats` each
+(`--json PATH` writes them). A folder that holds no prepared data is a one-line error naming the
+`reformer data prepare` command that prepares it. A GPU step of the paper's enwik8 model (8 x 65,536 tokens) takes well over 10 ms, so a
 loader that makes thousands of windows per second keeps it fed without worker processes.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +57,15 @@ def fake_prepared(folder: Path, task: str, sizes: dict[str, int], shape_tail: tu
     return manifest
 
 
+def prepare_command(task_name: str, folder: Path) -> str:
+    """The `reformer data prepare` command that makes `folder` what `--task task_name --data-dir folder` reads."""
+    if task_name == "imagenet64":
+        return f"reformer data prepare task=imagenet64 task.prepared_dir={folder} (the raw files in task.data_dir=...)"
+    if task_name == "text":
+        return f"reformer data prepare task=text task.path=<your text file> task.data_dir={folder}"
+    return f"reformer data prepare task={task_name} task.data_dir={folder}"
+
+
 def build(task_name: str, folder: Path, seq_len: int):
     """The task reading the prepared `folder`, its config taken from the folder's manifest."""
     from omegaconf import OmegaConf
@@ -62,9 +75,10 @@ def build(task_name: str, folder: Path, seq_len: int):
     from ..errors import DataError
     from ..tasks import build_task
 
-    manifest = read_manifest(folder, fix="prepare it with `reformer data prepare`")
+    fix = f"prepare it with `{prepare_command(task_name, folder)}`"
+    manifest = read_manifest(folder, fix=fix)
     if manifest is None or manifest["task"] != task_name:
-        raise DataError(f"{folder} holds no prepared {task_name} data (no matching manifest.json)")
+        raise DataError(f"{folder} holds no prepared {task_name} data (no matching manifest.json); {fix}")
     cfg = OmegaConf.structured(SCHEMAS[("task", task_name)])
     cfg.seq_len, cfg.verify = seq_len, "size"
     params = manifest["params"]
@@ -91,15 +105,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(task, batch_size: int, seconds: float) -> tuple[int, float]:
+def measure(task, batch_size: int, seconds: float, repeats: int = 1) -> list[tuple[int, float]]:
+    """(windows, seconds) of each of `repeats` timed rounds of `seconds / repeats`, after 3 untimed batches."""
     for step in range(3):  # warm the page cache and the allocator
         task.train_batch(step, batch_size)
-    windows, start, step = 0, time.perf_counter(), 3
-    while time.perf_counter() - start < seconds:
-        batch = task.train_batch(step, batch_size)
-        windows += batch.size
-        step += 1
-    return windows, time.perf_counter() - start
+    rounds, step = [], 3
+    for _ in range(max(1, repeats)):
+        windows, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / max(1, repeats):
+            windows += task.train_batch(step, batch_size).size
+            step += 1
+        rounds.append((windows, time.perf_counter() - start))
+    return rounds
+
+
+def summary(rounds: list[tuple[int, float]], seq_len: int, batch_size: int) -> dict:
+    """Windows/s per round: median, min and max; MB/s and ms per batch from the median."""
+    rates = [w / t for w, t in rounds]
+    median = statistics.median(rates)
+    return {"windows_per_s": median, "windows_per_s_min": min(rates), "windows_per_s_max": max(rates),
+            "repeats": len(rates), "mb_per_s": median * seq_len / 1e6, "ms_per_batch": 1e3 * batch_size / median,
+            "windows": sum(w for w, _ in rounds), "seconds": sum(t for _, t in rounds)}
 
 
 def main(args: list[str]) -> int:
@@ -108,8 +134,10 @@ def main(args: list[str]) -> int:
     p.add_argument("--data-dir", type=Path, help="a prepared folder (default: a temporary one of random bytes)")
     p.add_argument("--seq-len", type=int, default=None, help="default: 65536 (bytes), 12288 (imagenet64)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--seconds", type=float, default=3.0, help="in all, split over the repeats (3)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (5)")
     p.add_argument("--size-mb", type=float, default=90.0, help="train split of the temporary folder")
+    p.add_argument("--json", type=Path, default=None, help="write the record here")
     a = p.parse_args(args)
     seq_len = a.seq_len or (12288 if a.task == "imagenet64" else 65536)
     with tempfile.TemporaryDirectory(prefix="reformer-bench-data-") as tmp:
@@ -129,14 +157,21 @@ def main(args: list[str]) -> int:
             where = str(folder)
         try:
             task = build(name, folder, seq_len)
-            windows, elapsed = measure(task, a.batch_size, a.seconds)
+            result = summary(measure(task, a.batch_size, a.seconds, a.repeats), seq_len, a.batch_size)
         except UserError as exc:
             report_and_exit(str(exc))
-    rate = windows / elapsed
     print(
         f"bench data: {a.task} train windows from np.memmap ({where}), seq_len {seq_len:,}, batch {a.batch_size}:"
-        f" {rate:,.0f} windows/s, {rate * seq_len / 1e6:,.0f} MB/s,"
-        f" {1e3 * elapsed / max(1, windows // a.batch_size):.2f} ms per batch"
+        f" {result['windows_per_s']:,.0f} windows/s (min-max {result['windows_per_s_min']:,.0f}-"
+        f"{result['windows_per_s_max']:,.0f} over {result['repeats']} repeats), {result['mb_per_s']:,.0f} MB/s,"
+        f" {result['ms_per_batch']:.2f} ms per batch"
         f" (1 process, page cache warm; {cpu_name()}, Python {platform.python_version()})"
     )
+    if a.json is not None:
+        from ..records import write_json_atomic
+
+        write_json_atomic(a.json, {"kind": "data", "task": a.task, "where": where, "seq_len": seq_len,
+                                   "batch_size": a.batch_size, "cpu": cpu_name(),
+                                   "command": "reformer bench data " + " ".join(shlex.quote(x) for x in args),
+                                   **result})
     return 0

@@ -7,7 +7,15 @@ with `--optimizer adamw`, an optimizer step) and reports
   through `torch.autograd.graph.saved_tensors_hooks`, each storage once, parameters excluded (on
   any device; this is what reversible layers and chunking lower), and
 * **peak allocated** (CUDA only): `torch.cuda.max_memory_allocated` over the step after a reset,
-  parameters, gradients and optimizer state included: the number a GPU has to hold.
+  parameters, gradients and optimizer state included: the number a GPU has to hold, and
+* **peak RSS rise**: how much the process's peak resident memory (`resource.getrusage`'s
+  ru_maxrss) rose during the measured step. It is a lower bound of what the step needed beyond
+  what the process had already reached (an earlier row's peak hides a smaller one); with
+  `--fresh-process` each row runs in its own new process, so only that row's setup precedes it.
+
+"Saved for backward" is not the process's memory: it leaves out the weights, gradients, optimizer
+state, workspaces and the allocator's cache. The step time is the median (min-max) of `--repeats`
+timed steps, the first of them the measured one.
 
 An out-of-memory error is a result ("OOM"), not a crash. `--markdown` and `--json` write the table
 with the device, date and the exact command. Defaults are small enough for a CPU in seconds; the
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -41,7 +50,9 @@ from ..optimization import build_optimizer, train_step
 from ..records import code_version, write_json_atomic, write_text_atomic
 from ..runtime import device_name, resolve_precision
 from ..tasks.base import Batch
-from .common import comma_ints, is_oom, markdown_table, plain_table, release, resolve_device, run_main
+from .common import (
+    comma_ints, is_oom, markdown_table, plain_table, release, resolve_device, run_main, synchronize,
+)
 
 MIB = 2**20
 LAYERS = ("standard", "reversible")
@@ -105,6 +116,7 @@ class Setting:
     dropout: float = 0.0
     optimizer: str = "none"
     warmup_steps: int = 0
+    repeats: int = 1
     seed: int = 0
 
     def model_config(self, depth: int) -> Any:
@@ -147,7 +159,27 @@ class Result:
     saved_bytes: int | None = None
     peak_bytes: int | None = None  # CUDA only
     param_bytes: int | None = None
-    seconds: float | None = None
+    seconds: float | None = None  # median over `repeats` steps
+    seconds_min: float | None = None
+    seconds_max: float | None = None
+    repeats: int | None = None
+    rss_rise_bytes: int | None = None  # rise of the process's peak RSS (ru_maxrss) during the measured step
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def measure_fresh(setting: Setting, layer: str, depth: int, device: torch.device, precision: str) -> Result:
+    """`measure` in a new process (spawned: nothing of this one's memory carries over)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, (setting, layer, depth, str(device), precision))
 
 
 def build(setting: Setting, layer: str, depth: int, device: torch.device) -> torch.nn.Module:
@@ -171,7 +203,9 @@ def training_step(model, optimizer, batch: Batch, device, precision, seed: int, 
 
 
 def measure(setting: Setting, layer: str, depth: int, device: torch.device, precision: str) -> Result:
-    """One row of the table: build, warm up, measure one step. OOM is reported, not raised."""
+    """One row of the table: build, warm up, measure one step (then time `repeats - 1` more).
+    OOM is reported, not raised."""
+    device = torch.device(device)
     result = Result(layer, depth, "ok")
     oom = False
     try:
@@ -191,13 +225,22 @@ def measure(setting: Setting, layer: str, depth: int, device: torch.device, prec
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         meter = SavedBytes(exclude=model.parameters())
+        rss_before = peak_rss_bytes()
         start = time.perf_counter()
         training_step(model, optimizer, batch, device, precision, seed=setting.warmup_steps, meter=meter)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             result.peak_bytes = torch.cuda.max_memory_allocated(device)
-        result.seconds = time.perf_counter() - start
+        times = [time.perf_counter() - start]
+        result.rss_rise_bytes = peak_rss_bytes() - rss_before
         result.saved_bytes = meter.total
+        for i in range(1, max(1, setting.repeats)):
+            start = time.perf_counter()
+            training_step(model, optimizer, batch, device, precision, seed=setting.warmup_steps + i)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        result.seconds, result.seconds_min, result.seconds_max = statistics.median(times), min(times), max(times)
+        result.repeats = len(times)
     except (RuntimeError, MemoryError) as exc:
         if not is_oom(exc):
             raise
@@ -218,15 +261,16 @@ def _mib(n: int | None) -> str:
 
 
 def table_rows(results: list[Result], cuda: bool) -> tuple[list[str], list[list[str]]]:
-    header = ["layer", "depth", "saved for backward (MiB)", f"x depth {results[0].depth}" if results else "x"]
+    header = ["layer", "depth", "saved for backward (MiB; autograd, not the process)", f"x depth {results[0].depth}" if results else "x"]
     if cuda:
         header.append("peak allocated (MiB)")
-    header += ["parameters (MiB)", "step (s)"]
+    header += ["parameters (MiB)", "peak RSS rise (MiB)", "step (s)", "min-max", "n"]
     first: dict[str, int] = {}
     rows = []
     for r in results:
         if r.status != "ok":
-            row = [r.layer, str(r.depth), r.status, "-"] + (["OOM"] if cuda else []) + [_mib(r.param_bytes), "-"]
+            row = [r.layer, str(r.depth), r.status, "-"] + (["OOM"] if cuda else []) + [_mib(r.param_bytes), "-", "-",
+                                                                                          "-", "-"]
             rows.append(row)
             continue
         first.setdefault(r.layer, r.saved_bytes)
@@ -234,7 +278,8 @@ def table_rows(results: list[Result], cuda: bool) -> tuple[list[str], list[list[
         row = [r.layer, str(r.depth), _mib(r.saved_bytes), ratio]
         if cuda:
             row.append(_mib(r.peak_bytes))
-        row += [_mib(r.param_bytes), f"{r.seconds:.3f}"]
+        row += [_mib(r.param_bytes), _mib(r.rss_rise_bytes), f"{r.seconds:.3f}",
+                f"{r.seconds_min:.3f}-{r.seconds_max:.3f}", str(r.repeats)]
         rows.append(row)
     return header, rows
 
@@ -258,8 +303,12 @@ def markdown(header: list[str], rows: list[list[str]], info: dict) -> str:
         f" optimizer {s['optimizer']}",
         "",
         "'saved for backward' counts the tensors autograd keeps for the backward pass (each storage once,"
-        " parameters excluded); 'peak allocated' is torch.cuda.max_memory_allocated over the step"
-        " (parameters, gradients and optimizer state included). OOM: out of memory.",
+        " parameters excluded): what reversible layers and chunking lower, not the process's memory."
+        " 'peak allocated' is torch.cuda.max_memory_allocated over the step (parameters, gradients and"
+        " optimizer state included). 'peak RSS rise': how much the process's peak resident memory"
+        " (ru_maxrss) rose during the measured step, a lower bound of its memory beyond what the process"
+        f" had already reached ({info.get('rss', 'one process for all rows')})."
+        " step (s): median, min-max of n timed steps. OOM: out of memory.",
         "",
         *markdown_table(header, rows),
     ]
@@ -309,6 +358,9 @@ def parser() -> argparse.ArgumentParser:
                    help="adamw: include an optimizer step and its state in the peak")
     r.add_argument("--warmup-steps", type=int, default=None,
                    help="unmeasured steps before the measured one (default: 1 on CUDA, 0 on CPU)")
+    r.add_argument("--repeats", type=int, default=1, help="timed steps, the first the measured one (1)")
+    r.add_argument("--fresh-process", action="store_true",
+                   help="measure each row in a new process (its peak RSS rise then is the row's own; slower)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 elsewhere")
@@ -325,7 +377,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
         length=args.length, batch=args.batch, attention=args.attention, shared_qk=args.shared_qk,
         rounds=args.rounds, chunk_length=args.chunk_length, n_buckets=args.n_buckets, ff_chunks=args.ff_chunks,
         loss_chunks=args.loss_chunks, positions=args.positions, dropout=args.dropout, optimizer=args.optimizer,
-        seed=args.seed,
+        repeats=max(1, args.repeats), seed=args.seed,
     )
     setting.check(args.depths)
     device = resolve_device(args.device)
@@ -334,7 +386,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
     results = []
     for layer in args.layers:
         for depth in args.depths:
-            result = measure(setting, layer, depth, device, precision)
+            result = (measure_fresh if args.fresh_process else measure)(setting, layer, depth, device, precision)
             sys.stderr.write(
                 f"{layer} depth {depth}: "
                 + (result.status if result.status != "ok" else f"saved {_mib(result.saved_bytes)} MiB"
@@ -351,6 +403,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[Result]:
         "code_version": code_version(),
         "command": "reformer bench memory " + " ".join(shlex.quote(a) for a in argv),
         "precision": precision,
+        "rss": "each row in a fresh process" if args.fresh_process else "one process for all rows, in order",
         "setting": asdict(setting),
     }
     if args.markdown is not None:

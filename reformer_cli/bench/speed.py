@@ -13,9 +13,16 @@ The standard problem: a fixed number of tokens per batch (65,536: batch x length
 * with `--peers`, when importable: lucidrains' reformer-pytorch `LSHAttention` and transformers'
   `LSHSelfAttention` (which includes its QK and V projections) at `--peer-rounds`.
 
-Columns: ms (median of forward + backward), forward ms, tokens/s (forward + backward), peak memory
-(CUDA: bytes allocated at the peak beyond the inputs) and the ratio of the time to full attention's
-at the same length (below 1: faster than full attention). Out of memory is a result (`OOM`).
+Columns: ms (median of forward + backward) with its min-max, forward ms (the forward alone, autograd
+recording as in training) with its min-max, n (timed calls of each), tokens/s (forward + backward),
+peak memory (CUDA: bytes allocated at the peak beyond the inputs), the ratio of the time to full
+attention's at the same length (below 1: faster than full attention) and a failure's reason.
+Every method is warmed up first; then the methods of one length, forward + backward and forward
+alone, are timed in turn within each of `--repeats` repeats (bench/common.py, `time_interleaved`),
+so that a change of the machine's load falls on all of them alike. A forward slower than its
+forward + backward by more than the spread is printed as a warning (and kept in the notes).
+Peers asked for but not installed are listed apart ("missing"), not as rows.
+Out of memory is a result (`OOM`).
 Writes `speed.md`, `speed.json` and `speed.png` (time against length, log scales, as the paper's
 Figure 5, right) into `--out`; `--json PATH` writes the record elsewhere; `--replot JSON`
 rebuilds the markdown and PNG from a record (e.g. on a machine with matplotlib).
@@ -41,8 +48,8 @@ from ..errors import OneLineParser, UserError, one_line
 from ..primitives.attention_settings import bucket_factors
 from ..records import write_json_atomic, write_text_atomic
 from .common import (
-    DTYPES, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
-    resolve_device, run_main, time_ms,
+    DTYPES, clear_grads, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
+    resolve_device, run_main, time_interleaved,
 )
 
 PROG = "reformer bench speed"
@@ -66,7 +73,12 @@ class Row:
     length: int
     batch: int
     ms: float | None = None  # forward + backward, median
-    fwd_ms: float | None = None
+    fwd_ms: float | None = None  # forward alone (autograd recording, as in training), median
+    ms_min: float | None = None
+    ms_max: float | None = None
+    fwd_ms_min: float | None = None
+    fwd_ms_max: float | None = None
+    repeats: int | None = None  # timed calls of each (forward + backward, forward)
     tokens_per_s: float | None = None
     peak_bytes: int | None = None
     ratio_to_full: float | None = None
@@ -122,36 +134,76 @@ def n_buckets_for(mode: str, length: int, chunk: int) -> list[int] | None:
 # ------------------------------------------------------------------------------ the methods
 
 
-def fwd_bwd(forward: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        forward().backward(grad)
+@dataclass
+class Contender:
+    """A row ready to be timed: its forward, the inputs whose gradients it makes, the output's gradient."""
 
-    return step
+    row: Row
+    forward: Callable[[], torch.Tensor]
+    inputs: list[torch.Tensor]
+    grad: torch.Tensor
+
+    def step(self) -> None:
+        """Forward + backward."""
+        self.forward().backward(self.grad)
 
 
-def measure(row: Row, problem: Problem, forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor],
-            grad_shape: tuple[int, ...]) -> Row:
-    """Fill a row's times and memory; OOM or a failing method becomes the row's error."""
-    device = problem.device
-    try:
-        grad = torch.randn(*grad_shape, device=device, dtype=problem.torch_dtype)
-        step = fwd_bwd(forward, grad)
-        step()  # compile / autotune / first-call work, excluded
-        row.ms = time_ms(step, device, warmup=problem.warmup, reps=problem.reps, grad_to_none=inputs)
-        row.fwd_ms = time_ms(forward, device, warmup=problem.warmup, reps=problem.reps)
-        for t in inputs:
-            t.grad = None
-        row.peak_bytes = peak_bytes(step, device)
-        row.tokens_per_s = row.batch * row.length / (row.ms / 1e3)
-    except Exception as exc:  # a method that fails is a row with its reason, not a crash
-        if is_oom(exc):
-            row.error = "OOM"
-        else:
-            row.error = one_line(f"{type(exc).__name__}: {exc}")[:200]
-        row.ms = row.fwd_ms = row.tokens_per_s = row.peak_bytes = None
-    finally:
-        release(device)
+def contender(row: Row, problem: Problem, forward: Callable[[], torch.Tensor], inputs: list[torch.Tensor],
+              grad_shape: tuple[int, ...]) -> Contender:
+    grad = torch.randn(*grad_shape, device=problem.device, dtype=problem.torch_dtype)
+    return Contender(row, forward, inputs, grad)
+
+
+def fail(row: Row, exc: BaseException) -> Row:
+    """A method that fails is a row with its reason (OOM is a result), not a crash."""
+    row.error = "OOM" if is_oom(exc) else one_line(f"{type(exc).__name__}: {exc}")[:200]
+    row.ms = row.fwd_ms = row.tokens_per_s = row.peak_bytes = None
+    row.ms_min = row.ms_max = row.fwd_ms_min = row.fwd_ms_max = row.repeats = None
     return row
+
+
+def measure_all(contenders: list[Contender], problem: Problem) -> list[Row]:
+    """Time every contender's forward + backward and forward alone against each other: all warmed
+    up first, then interleaved repeat by repeat (common.time_interleaved); then CUDA peak memory."""
+    fns: dict[str, Callable[[], Any]] = {}
+    for i, c in enumerate(contenders):
+        fns[f"{i} fwd+bwd"], fns[f"{i} fwd"] = c.step, c.forward
+    inputs = [t for c in contenders for t in c.inputs]
+    timings, failed = time_interleaved(fns, problem.device, warmup=problem.warmup, reps=problem.reps,
+                                       before_each=lambda: clear_grads(inputs))
+    for i, c in enumerate(contenders):
+        row = c.row
+        error = failed.get(f"{i} fwd+bwd") or failed.get(f"{i} fwd")
+        if error is not None:
+            fail(row, error)
+            continue
+        both, fwd = timings[f"{i} fwd+bwd"], timings[f"{i} fwd"]
+        row.ms, row.ms_min, row.ms_max, row.repeats = both.median, both.low, both.high, both.repeats
+        row.fwd_ms, row.fwd_ms_min, row.fwd_ms_max = fwd.median, fwd.low, fwd.high
+        row.tokens_per_s = row.batch * row.length / (row.ms / 1e3)
+        try:
+            clear_grads(c.inputs)
+            row.peak_bytes = peak_bytes(c.step, problem.device)
+        except Exception as exc:  # noqa: BLE001
+            fail(row, exc)
+    release(problem.device)
+    return [c.row for c in contenders]
+
+
+def inversions(rows: list[dict]) -> list[str]:
+    """Rows whose median forward alone exceeds the median forward + backward by more than the
+    spread of either: a measurement to distrust (load changes, thread contention), said in one line."""
+    out = []
+    for r in rows:
+        if r.get("ms") is None or r.get("fwd_ms") is None:
+            continue
+        spread = max((r.get("ms_max") or r["ms"]) - (r.get("ms_min") or r["ms"]),
+                     (r.get("fwd_ms_max") or r["fwd_ms"]) - (r.get("fwd_ms_min") or r["fwd_ms"]))
+        if r["fwd_ms"] - r["ms"] > spread:
+            out.append(f"warning: length {r['length']} {r['method']}: forward alone {r['fwd_ms']:.3f} ms exceeds"
+                       f" forward + backward {r['ms']:.3f} ms by more than the spread ({spread:.3f} ms):"
+                       " the machine's load changed during the run; do not trust this row")
+    return out
 
 
 def sdpa_backends(device: torch.device) -> list[tuple[str, Any]]:
@@ -163,14 +215,13 @@ def sdpa_backends(device: torch.device) -> list[tuple[str, Any]]:
             ("efficient", SDPBackend.EFFICIENT_ATTENTION)]
 
 
-def full_row(problem: Problem, length: int) -> Row:
-    """SDPA full attention; every backend tried, the fastest kept (the others in `note`)."""
+def full_contenders(problem: Problem, length: int) -> list[Contender]:
+    """SDPA full attention, one contender per backend (`pick_full` keeps the fastest)."""
     import torch.nn.functional as F
 
     b = problem.batch(length)
     shape = (b, problem.heads, length, problem.d_head)
-    best: Row | None = None
-    tried = []
+    out = []
     for name, backend in sdpa_backends(problem.device):
         q, k, v = (problem.randn(*shape) for _ in range(3))
 
@@ -182,18 +233,23 @@ def full_row(problem: Problem, length: int) -> Row:
             with sdpa_kernel([backend]):
                 return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
 
-        row = measure(Row("full", f"sdpa-{name}", None, length, b), problem, forward, [q, k, v], shape)
-        tried.append(f"{name} {row.ms:.3f} ms" if row.ms is not None else f"{name}: {row.error}")
-        del q, k, v
-        if row.ms is not None and (best is None or row.ms < best.ms):
-            best = row
-    if best is None:
-        best = Row("full", "sdpa", None, length, b, error="; ".join(tried)[:200])
+        out.append(contender(Row("full", f"sdpa-{name}", None, length, b), problem, forward, [q, k, v], shape))
+    return out
+
+
+def pick_full(rows: list[Row]) -> Row:
+    """The fastest SDPA backend's row (the others' times in its `note`)."""
+    tried = [f"{r.impl[5:]} {r.ms:.3f} ms" if r.ms is not None else f"{r.impl[5:]}: {r.error}" for r in rows]
+    timed = [r for r in rows if r.ms is not None]
+    if timed:
+        best = min(timed, key=lambda r: r.ms)
+    else:
+        best = Row("full", "sdpa", None, rows[0].length, rows[0].batch, error="; ".join(tried)[:200])
     best.note = ", ".join(tried)
     return best
 
 
-def lsh_row(problem: Problem, length: int, rounds: int, impl: str, semantics: str = "paper") -> Row:
+def lsh_row(problem: Problem, length: int, rounds: int, impl: str, semantics: str = "paper") -> Contender:
     """This project's LSH attention: hash + sort + attend + merge, forward and backward, with the
     paper's semantics or attention across buckets (`SEMANTICS`)."""
     if impl == "fast":
@@ -213,10 +269,22 @@ def lsh_row(problem: Problem, length: int, rounds: int, impl: str, semantics: st
 
     row = Row(method.format(rounds=rounds), impl, rounds, length, b,
               note=f"buckets {'x'.join(map(str, factors))}; {about}")
-    return measure(row, problem, forward, [qk, v], shape)
+    return contender(row, problem, forward, [qk, v], shape)
 
 
-def reformer_pytorch_row(problem: Problem, length: int, rounds: int) -> Row:
+@dataclass
+class Missing:
+    """A peer that could not be timed because it is not installed: listed apart, not a row."""
+
+    method: str
+    reason: str
+
+
+def not_installed(method: str, exc: ImportError) -> Missing:
+    return Missing(method, one_line(f"not installed ({exc})"))
+
+
+def reformer_pytorch_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
     """lucidrains/reformer-pytorch `LSHAttention` (shared QK given; heads folded into the batch)."""
     b = problem.batch(length)
     row = Row(f"reformer-pytorch-{rounds}", "peer", rounds, length, b)
@@ -224,17 +292,17 @@ def reformer_pytorch_row(problem: Problem, length: int, rounds: int) -> Row:
         import reformer_pytorch
         from reformer_pytorch import LSHAttention
     except ImportError as exc:
-        row.error = one_line(f"not installed ({exc})")
-        return row
+        return not_installed(row.method, exc)
     attn = LSHAttention(bucket_size=problem.chunk, n_hashes=rounds, causal=problem.causal).to(problem.device)
     shape = (b * problem.heads, length, problem.d_head)
     qk, v = problem.randn(*shape), problem.randn(*shape)
     row.note = f"reformer-pytorch {getattr(reformer_pytorch, '__version__', '')}".strip()
-    return measure(row, problem, lambda: attn(qk, v)[0], [qk, v], shape)
+    return contender(row, problem, lambda: attn(qk, v)[0], [qk, v], shape)
 
 
-def hf_row(problem: Problem, length: int, rounds: int) -> Row:
-    """transformers' `LSHSelfAttention` (its QK and V projections included, as perf.md measured)."""
+def hf_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
+    """transformers' `LSHSelfAttention` (its QK and V projections included, as perf.md measured);
+    in fp32 when one step in the problem's dtype fails (as perf.md measured it)."""
     b = problem.batch(length)
     row = Row(f"hf-lsh-{rounds}", "peer", rounds, length, b)
     try:
@@ -242,8 +310,7 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Row:
         from transformers import ReformerConfig
         from transformers.models.reformer.modeling_reformer import LSHSelfAttention
     except ImportError as exc:
-        row.error = one_line(f"not installed ({exc})")
-        return row
+        return not_installed(row.method, exc)
     config = ReformerConfig(
         hidden_size=problem.heads * problem.d_head, num_attention_heads=problem.heads,
         attention_head_size=problem.d_head, lsh_attn_chunk_length=problem.chunk, num_hashes=rounds,
@@ -256,43 +323,71 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Row:
     for attempt in (problem, dataclasses.replace(problem, dtype="fp32")):
         module = LSHSelfAttention(config).to(attempt.device, attempt.torch_dtype).train()
         hidden = attempt.randn(*shape)
-        row.note, row.error = f"transformers {transformers.__version__}, {attempt.dtype}{failed}", None
-        measure(row, attempt, lambda: module(hidden)[0], [hidden], shape)
-        if row.error is None or row.error == "OOM" or attempt.dtype == "fp32":
-            break
-        failed = f" ({problem.dtype} failed: {row.error})"  # then fp32, as perf.md measured it
-    return row
+        row.note = f"transformers {transformers.__version__}, {attempt.dtype}{failed}"
+        candidate = contender(row, attempt, lambda module=module, hidden=hidden: module(hidden)[0], [hidden], shape)
+        try:
+            candidate.step()
+            return candidate
+        except Exception as exc:  # noqa: BLE001
+            if is_oom(exc) or attempt.dtype == "fp32":
+                return candidate  # its timing fails the same way and says so
+            failed = f" ({problem.dtype} failed: {one_line(str(exc))[:80]})"
+    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------------------ the run
 
 
+def contenders_at(problem: Problem, length: int, rounds: list[int], impl: str, peers: bool,
+                  peer_rounds: list[int], semantics: list[str]) -> tuple[list[Contender | Row], list[Missing]]:
+    """Everything timed at one length (a Row where building it failed), and the peers not installed."""
+    makers: list[tuple[str, Callable[[], Any]]] = [("full", lambda: full_contenders(problem, length))]
+    makers += [(SEMANTICS[sem][0].format(rounds=r), lambda r=r, sem=sem: lsh_row(problem, length, r, impl, sem))
+               for sem in semantics for r in rounds]
+    if peers:
+        makers += [(f"reformer-pytorch-{r}", lambda r=r: reformer_pytorch_row(problem, length, r)) for r in peer_rounds]
+        makers += [(f"hf-lsh-{r}", lambda r=r: hf_row(problem, length, r)) for r in peer_rounds]
+    built: list[Contender | Row] = []
+    missing: list[Missing] = []
+    for method, make in makers:
+        try:
+            made = make()
+        except Exception as exc:  # noqa: BLE001 (a method that cannot be built is a row with its reason)
+            made = fail(Row(method, "peer" if method.startswith(("hf", "reformer")) else impl,
+                            None, length, problem.batch(length)), exc)
+        if isinstance(made, Missing):
+            missing.append(made)
+        else:
+            built += made if isinstance(made, list) else [made]
+    return built, missing
+
+
 def run_rows(problem: Problem, lengths: list[int], rounds: list[int], impl: str, peers: bool,
              peer_rounds: list[int], semantics: list[str] = ("paper",),
-             after_length: Callable[[list[Row]], None] | None = None) -> list[Row]:
-    """Every row, length by length; `after_length(rows so far)` after each length (the run writes
-    its outputs there, so a run cut short keeps what it measured)."""
+             after_length: Callable[[list[Row]], None] | None = None,
+             missing: list[Missing] | None = None) -> list[Row]:
+    """Every row, length by length, the contenders of a length timed against each other
+    (`measure_all`); peers not installed go into `missing` (once each). `after_length(rows so far)`
+    after each length (the run writes its outputs there, so a run cut short keeps what it measured)."""
     rows: list[Row] = []
     for length in lengths:
         if length > problem.tokens:
             problem.notes.append(f"length {length} skipped: more than --tokens {problem.tokens}")
             continue
-        todo: list[Callable[[], Row]] = [lambda length=length: full_row(problem, length)]
-        todo += [lambda length=length, r=r, sem=sem: lsh_row(problem, length, r, impl, sem)
-                 for sem in semantics for r in rounds]
-        if peers:
-            todo += [lambda length=length, r=r: reformer_pytorch_row(problem, length, r) for r in peer_rounds]
-            todo += [lambda length=length, r=r: hf_row(problem, length, r) for r in peer_rounds]
-        at_length: list[Row] = []
-        for make in todo:
-            row = make()
-            at_length.append(row)
+        built, absent = contenders_at(problem, length, rounds, impl, peers, peer_rounds, semantics)
+        if missing is not None:
+            missing += [m for m in absent if m.method not in {x.method for x in missing}]
+        timed = measure_all([c for c in built if isinstance(c, Contender)], problem)
+        failed_to_build = [c for c in built if isinstance(c, Row)]
+        full = [r for r in timed if r.method == "full"]
+        at_length = ([pick_full(full)] if full else []) + [r for r in timed if r.method != "full"] + failed_to_build
+        for row in at_length:
             sys.stderr.write(f"length {length:>6} {row.method:<20} "
                              + (f"{row.ms:9.3f} ms" if row.ms is not None else f"{row.error}") + "\n")
-        full = at_length[0].ms
+        full_ms = at_length[0].ms if full else None
         for row in at_length:
-            if row.ms is not None and full:
-                row.ratio_to_full = row.ms / full
+            if row.ms is not None and full_ms:
+                row.ratio_to_full = row.ms / full_ms
         rows += at_length
         if after_length is not None:
             after_length(rows)
@@ -317,20 +412,30 @@ def label(method: str) -> str:
     return f"LSH-{rounds}" if method.startswith("lsh-") else method
 
 
+def _range(r: dict, prefix: str) -> str:
+    low, high = r.get(f"{prefix}_min"), r.get(f"{prefix}_max")
+    return "-" if low is None or high is None else f"{low:.3f}-{high:.3f}"
+
+
 def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    head = ["length", "batch", "method", "impl", "ms (fwd+bwd)", "fwd ms", "tokens/s", "peak MiB", "x full"]
+    """Numbers only in the number columns (`-` where there is none); a failure's reason in `error`."""
+    head = ["length", "batch", "method", "impl", "ms (fwd+bwd)", "min-max", "fwd ms", "fwd min-max", "n",
+            "tokens/s", "peak MiB", "x full", "error"]
     body = []
     for r in rows:
-        if r["error"]:
-            body.append([str(r["length"]), str(r["batch"]), r["method"], r["impl"], r["error"], "-", "-", "-", "-"])
-            continue
         body.append([
-            str(r["length"]), str(r["batch"]), r["method"], r["impl"], _fmt(r["ms"], ".3f"), _fmt(r["fwd_ms"], ".3f"),
+            str(r["length"]), str(r["batch"]), r["method"], r["impl"], _fmt(r["ms"], ".3f"), _range(r, "ms"),
+            _fmt(r["fwd_ms"], ".3f"), _range(r, "fwd_ms"), _fmt(r.get("repeats"), "d"),
             format_rate(r["tokens_per_s"]),
             _fmt(r["peak_bytes"] / 2**20 if r["peak_bytes"] is not None else None, ",.0f"),
-            _fmt(r["ratio_to_full"], ".3f"),
+            _fmt(r["ratio_to_full"], ".3f"), r["error"] or "",
         ])
     return head, body
+
+
+def missing_lines(record: dict) -> list[str]:
+    """'reformer-pytorch-4: not installed (...)', one per peer that was asked for and not timed."""
+    return [f"{m['method']}: {m['reason']}" for m in record.get("missing") or []]
 
 
 def markdown(record: dict) -> str:
@@ -348,8 +453,10 @@ def markdown(record: dict) -> str:
         f" LSH chunk {record['chunk_length']}, look-back 1, buckets {record['buckets']}"
         f" (2 x length / chunk; 'auto' factorises above 128 as trax)",
         "",
-        "ms: median of forward + backward (CUDA events via triton.testing.do_bench, L2 flushed, first call"
-        " excluded). LSH rows include hashing, sorting and the merge of rounds; `lsh-R` is the paper's LSH"
+        f"ms: median of forward + backward, with min-max over n timed calls ({record.get('timing', '')});"
+        " every method is warmed up first and the methods of a length, forward + backward and forward alone,"
+        " are timed in turn within each repeat, so that a change of load falls on all alike. fwd ms: the"
+        " forward alone, autograd recording as in training. LSH rows include hashing, sorting and the merge of rounds; `lsh-R` is the paper's LSH"
         " (same-bucket attention, duplicate correction), `lsh-across-R` attends across buckets without the"
         " correction (trax v2, HF). peak MiB: CUDA memory allocated"
         " at the peak of one forward + backward beyond the inputs. x full: time / full attention's time at the"
@@ -357,6 +464,8 @@ def markdown(record: dict) -> str:
         "",
         *markdown_table(head, body),
     ]
+    if record.get("missing"):
+        lines += ["", "Not measured (not installed):", "", *[f"- {m}" for m in missing_lines(record)]]
     if record.get("notes"):
         lines += ["", *[f"- {n}" for n in record["notes"]]]
     return "\n".join(lines) + "\n"
@@ -462,8 +571,9 @@ def parser() -> argparse.ArgumentParser:
                    help="add reformer-pytorch and transformers' LSHSelfAttention rows (when importable)")
     r.add_argument("--peer-rounds", type=comma_ints, default=[4], help="rounds for the peers (4)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    r.add_argument("--warmup", type=int, default=3, help="untimed calls (CPU); CUDA uses do_bench's 25 ms")
-    r.add_argument("--reps", type=int, default=10, help="timed calls (CPU); CUDA uses do_bench's 100 ms")
+    r.add_argument("--warmup", type=int, default=3, help="untimed calls of each method first (at least 1)")
+    r.add_argument("--repeats", "--reps", dest="reps", type=int, default=10,
+                   help="timed calls of each method, interleaved (10)")
     r.add_argument("--seed", type=int, default=0)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=None,
@@ -525,9 +635,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "tokens": problem.tokens, "heads": problem.heads, "d_head": problem.d_head, "causal": problem.causal,
             "dtype": problem.dtype, "chunk_length": problem.chunk, "buckets": problem.buckets, "n_chunks_before": 1,
             "impl": impl, "lengths": lengths, "rounds": rounds, "semantics": pick("semantics"),
-            "timing": "triton.testing.do_bench median" if device.type == "cuda" else
-                      f"perf_counter median of {problem.reps} after {problem.warmup} warm-up calls",
+            "timing": f"{'CUDA events, L2 flushed' if device.type == 'cuda' else 'perf_counter'}: median, min"
+                      f" and max of {problem.reps} interleaved repeats after {max(1, problem.warmup)} warm-up calls",
+            "repeats": problem.reps, "warmup": max(1, problem.warmup),
             "notes": problem.notes,
+            "missing": [asdict(m) for m in missing],
             "rows": [asdict(r) for r in rows],
         }
 
@@ -535,10 +647,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         if out is not None and len(rows) and rows[-1].length != lengths[-1]:
             write_json_atomic(out / "speed.json", {**record_of(rows), "partial": True})
 
-    rows = run_rows(problem, lengths, rounds, impl, args.peers, args.peer_rounds, pick("semantics"), partial)
+    missing: list[Missing] = []
+    rows = run_rows(problem, lengths, rounds, impl, args.peers, args.peer_rounds, pick("semantics"), partial, missing)
     record = record_of(rows)
+    warnings = inversions(record["rows"])
+    record["notes"] = [*problem.notes, *warnings]
     head, body = table(record["rows"])
     sys.stdout.write(plain_table(head, body) + "\n")
+    for line in missing_lines(record):
+        sys.stdout.write(f"missing: {line}\n")
+    for line in warnings:
+        sys.stderr.write(line + "\n")
     write_outputs(record, out, args.json)
     return record
 

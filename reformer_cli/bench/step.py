@@ -10,18 +10,17 @@ Rows, measured in one run on the same initial weights:
 * `full`, impl `sdpa`: full attention (separate Q and K) through PyTorch SDPA.
 
 The model is built from the plain dataclass configs (no hydra / omegaconf): this runs on a GPU
-machine with only torch and triton. ms is the median over `--steps` timed steps after `--warmup`
-untimed ones (CUDA events on a GPU).
+machine with only torch and triton. ms is the median (with min-max) over `--repeats` timed steps after
+`--warmup` untimed ones, the methods timed in turn within each repeat (CUDA events on a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -32,7 +31,7 @@ from ..records import write_json_atomic, write_text_atomic
 from ..tasks.base import Batch
 from .common import (
     format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, run_main,
-    synchronize,
+    synchronize, time_interleaved,
 )
 
 PROG = "reformer bench step"
@@ -48,7 +47,10 @@ PEER_CONTEXT = ("lucidrains/reformer-pytorch 40.5 ms (LSH, 4 rounds); full atten
 class StepRow:
     method: str  # lsh-R | full
     impl: str  # fast | reference | sdpa
-    ms: float | None = None
+    ms: float | None = None  # median
+    ms_min: float | None = None
+    ms_max: float | None = None
+    repeats: int | None = None  # timed steps
     tokens_per_s: float | None = None
     peak_bytes: int | None = None
     loss: float | None = None
@@ -70,64 +72,81 @@ def build(args: argparse.Namespace, method: str, device: torch.device) -> torch.
     return model.to(device).train()
 
 
-def measure(args: argparse.Namespace, method: str, device: torch.device, precision: str) -> StepRow:
-    name = "full" if method == "full" else f"lsh-{args.rounds}"
-    row = StepRow(name, "sdpa" if method == "full" else method.split("-", 1)[1])
-    try:
-        model = build(args, method, device)
-        # as reformer run's default trainer (AdamW, betas (0.9, 0.98), eps 1e-9, clipping at 1.0)
-        optimizer = build_optimizer(TrainerConfig(lr=1e-4), model)
-        gen = torch.Generator().manual_seed(args.seed)
-        shape = (args.batch, args.length)
-        batch = Batch(torch.randint(0, args.vocab, shape, generator=gen).to(device),
-                      torch.randint(0, args.vocab, shape, generator=gen).to(device), torch.ones(shape, device=device))
+def row_of(method: str) -> StepRow:
+    return StepRow("full" if method == "full" else "lsh-{rounds}",
+                   "sdpa" if method == "full" else method.split("-", 1)[1])
 
-        def step(i: int) -> torch.Tensor:
-            sums, _ = train_step(model, model, optimizer, [(batch, i)], grad_clip=1.0, device=device,
-                                 precision=precision)
-            return sums[0] / sums[1]
 
-        for i in range(args.warmup):
-            step(i)
-        synchronize(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        times = []
-        for i in range(args.warmup, args.warmup + args.steps):
-            if device.type == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                loss = step(i)
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end))
-            else:
-                begin = time.perf_counter()
-                loss = step(i)
-                times.append((time.perf_counter() - begin) * 1e3)
-        row.ms = statistics.median(times)
-        row.tokens_per_s = args.batch * args.length / (row.ms / 1e3)
-        row.loss = float(loss)
-        if device.type == "cuda":
-            row.peak_bytes = torch.cuda.max_memory_allocated(device)
-    except Exception as exc:  # a failing row is a result with its reason
-        row.error = "OOM" if is_oom(exc) else one_line(f"{type(exc).__name__}: {exc}")[:200]
-        row.ms = row.tokens_per_s = row.peak_bytes = None
-    finally:
-        model = optimizer = batch = None  # noqa: F841
-        release(device)
+def prepare(args: argparse.Namespace, method: str, device: torch.device, precision: str) -> Callable[[], torch.Tensor]:
+    """One training step of `method`'s model as a callable returning the loss (the model, its
+    optimizer and the batch made once, outside the timing; each call a fresh dropout seed)."""
+    model = build(args, method, device)
+    # as reformer run's default trainer (AdamW, betas (0.9, 0.98), eps 1e-9, clipping at 1.0)
+    optimizer = build_optimizer(TrainerConfig(lr=1e-4), model)
+    gen = torch.Generator().manual_seed(args.seed)
+    shape = (args.batch, args.length)
+    batch = Batch(torch.randint(0, args.vocab, shape, generator=gen).to(device),
+                  torch.randint(0, args.vocab, shape, generator=gen).to(device), torch.ones(shape, device=device))
+    counter = iter(range(1 << 62))
+
+    def step() -> torch.Tensor:
+        sums, _ = train_step(model, model, optimizer, [(batch, next(counter))], grad_clip=1.0, device=device,
+                             precision=precision)
+        return sums[0] / sums[1]
+
+    return step
+
+
+def fail(row: StepRow, exc: BaseException) -> StepRow:
+    """A failing row is a result with its reason (OOM included)."""
+    row.error = "OOM" if is_oom(exc) else one_line(f"{type(exc).__name__}: {exc}")[:200]
+    row.ms = row.ms_min = row.ms_max = row.repeats = row.tokens_per_s = row.peak_bytes = None
     return row
 
 
+def measure_all(args: argparse.Namespace, methods: list[str], device: torch.device, precision: str) -> list[StepRow]:
+    """Every method's step: all warmed up, then timed in turn within each repeat (common.time_interleaved);
+    then one more step each for its loss and (CUDA) its peak memory."""
+    rows = {m: row_of(m) for m in methods}
+    for row in rows.values():
+        row.method = row.method.format(rounds=args.rounds)
+    steps = {}
+    for method in methods:
+        try:
+            steps[method] = prepare(args, method, device, precision)
+        except Exception as exc:  # noqa: BLE001
+            fail(rows[method], exc)
+    timings, failed = time_interleaved(steps, device, warmup=args.warmup, reps=args.steps)
+    for method, exc in failed.items():
+        fail(rows[method], exc)
+    for method, timing in timings.items():
+        row = rows[method]
+        row.ms, row.ms_min, row.ms_max, row.repeats = timing.median, timing.low, timing.high, timing.repeats
+        row.tokens_per_s = args.batch * args.length / (row.ms / 1e3)
+        try:
+            synchronize(device)
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            row.loss = float(steps[method]())
+            if device.type == "cuda":
+                row.peak_bytes = torch.cuda.max_memory_allocated(device)
+        except Exception as exc:  # noqa: BLE001
+            fail(row, exc)
+    steps.clear()
+    release(device)
+    return [rows[m] for m in methods]
+
+
 def table(record: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["method", "impl", "ms per step", "tokens/s", "peak MiB"]
+    head = ["method", "impl", "ms per step", "min-max", "n", "tokens/s", "peak MiB", "error"]
     body = []
     for r in record["rows"]:
         if r["error"]:
-            body.append([r["method"], r["impl"], r["error"], "-", "-"])
+            body.append([r["method"], r["impl"], "-", "-", "-", "-", "-", r["error"]])
         else:
-            body.append([r["method"], r["impl"], f"{r['ms']:.2f}", format_rate(r["tokens_per_s"]),
-                         "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:,.0f}"])
+            body.append([r["method"], r["impl"], f"{r['ms']:.2f}", f"{r['ms_min']:.2f}-{r['ms_max']:.2f}",
+                         str(r["repeats"]), format_rate(r["tokens_per_s"]),
+                         "-" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**20:,.0f}", ""])
     return head, body
 
 
@@ -146,8 +165,9 @@ def markdown(record: dict) -> str:
         f" vocabulary {m['vocab']}, {m['layer']} layers; LSH {m['rounds']} rounds, chunk {m['chunk_length']};"
         f" batch {record['batch']} x length {record['length']}, {record['precision']}",
         "",
-        "A step: forward + loss under autocast, backward, gradient clipping (1.0), AdamW step; median of"
-        f" {record['steps']} steps after {record['warmup']} untimed ones; peak MiB: torch.cuda.max_memory_allocated"
+        "A step: forward + loss under autocast, backward, gradient clipping (1.0), AdamW step; median and"
+        f" min-max of {record['steps']} steps after {record['warmup']} untimed ones, the methods timed in turn"
+        " within each repeat; peak MiB: torch.cuda.max_memory_allocated"
         " over the timed steps (weights, gradients and optimizer state included).",
         "",
         *markdown_table(head, body),
@@ -183,7 +203,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=("bf16", "fp32"), default=None)
     r.add_argument("--methods", type=_methods, default=None,
                    help="comma-separated among lsh-fast, lsh-reference, full (all three on CUDA)")
-    r.add_argument("--steps", type=int, default=None, help="timed steps (20)")
+    r.add_argument("--repeats", "--steps", dest="steps", type=int, default=None,
+                   help="timed steps of each method, interleaved (20)")
     r.add_argument("--warmup", type=int, default=None, help="untimed steps first (5)")
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=0)
@@ -210,18 +231,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         methods = list(METHODS) if device.type == "cuda" else [m for m in METHODS if m != "lsh-fast"]
     if "lsh-fast" in methods and device.type != "cuda":
         raise UserError("lsh-fast needs a CUDA device (the model's attention.impl=fast); leave it out on a CPU")
-    rows = []
-    for method in methods:
-        row = measure(args, method, device, args.precision)
+    rows = measure_all(args, methods, device, args.precision)
+    for row in rows:
         sys.stderr.write(f"{row.method} {row.impl}: " + (f"{row.ms:.2f} ms" if row.ms is not None else row.error) + "\n")
-        rows.append(row)
     record = {
         "kind": "train_step",
         **header(device, PROG, argv),
         "model": {"n_layers": args.layers, "d_model": args.d_model, "d_ff": args.d_ff, "n_heads": args.heads,
                   "vocab": args.vocab, "layer": args.layer, "rounds": args.rounds, "chunk_length": args.chunk},
         "batch": args.batch, "length": args.length, "precision": args.precision,
-        "steps": args.steps, "warmup": args.warmup,
+        "steps": args.steps, "repeats": args.steps, "warmup": max(1, args.warmup),
+        "timing": f"{'CUDA events' if device.type == 'cuda' else 'perf_counter'}: median, min and max of"
+                  f" {args.steps} interleaved repeats after {max(1, args.warmup)} warm-up steps",
         "rows": [asdict(r) for r in rows],
     }
     head, body = table(record)

@@ -41,10 +41,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def list_steps(experiments: list, profile: str, folder: Path) -> None:
+def list_steps(runner, folder: Path) -> None:
+    """Each experiment's steps at the runner's profile, each with the command the runner runs
+    (`Reproduction.command`: an evaluation's checkpoint= its training folder, the run folder, ...)."""
     import shlex
 
-    print(f"definitions (<experiments> below): {folder.resolve()}")
+    experiments, profile = runner.experiments, runner.profile
+    print(f"definitions (<experiments> in their arguments): {folder.resolve()}")
     for e in experiments:
         p = e.profile(profile)
         if p is None:
@@ -53,7 +56,7 @@ def list_steps(experiments: list, profile: str, folder: Path) -> None:
         print(f"{e.name}: {e.title}")
         print(f"  {profile}: {p.about} ({p.estimate})")
         for step in p.steps:
-            print(f"    {step.name:24s} reformer {shlex.join(step.args)}")
+            print(f"    {step.name:24s} reformer {shlex.join(runner.command(step))}")
 
 
 def results_folder(opts: argparse.Namespace) -> Path:
@@ -72,15 +75,16 @@ def main(args: list[str]) -> int:
     try:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
         experiments = load_experiments(opts.experiments, only)
-        if opts.list:
-            list_steps(experiments, opts.profile, opts.experiments)
-            return 0
-        if opts.time_limit is not None and opts.time_limit <= 0:
+        if opts.time_limit is not None and opts.time_limit <= 0 and not opts.list:
             raise UserError(f"--time-limit {opts.time_limit} must be positive")
-        return Reproduction(
+        runner = Reproduction(
             profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=results_folder(opts),
             experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,
-        ).run()
+        )
+        if opts.list:
+            list_steps(runner, opts.experiments)
+            return 0
+        return runner.run()
     except UserError as exc:
         report_and_exit(str(exc))
     return 2

@@ -95,3 +95,28 @@ def test_cuda_peak_is_reported():
         pytest.skip("needs a CUDA device")
     results = memory.run(memory.parser().parse_args([*SMALL, "--device", "cuda", "--precision", "bf16"]), [])
     assert all(r.status == "ok" and r.peak_bytes > 0 for r in results)
+
+
+def test_memory_reports_the_process_peak_rss_rise_and_the_step_spread(tmp_path, capsys):
+    """Beside the bytes saved for backward (labelled as not the process's memory): the rise of the
+    process's peak RSS during the step, and the step time's median, min-max and repeats."""
+    js, md = tmp_path / "m.json", tmp_path / "m.md"
+    assert memory.main([*SMALL, "--depths", "1", "--layers", "standard", "--device", "cpu", "--repeats", "3",
+                        "--json", str(js), "--markdown", str(md)]) == 0
+    out = capsys.readouterr().out
+    assert "not the process" in out and "peak RSS rise (MiB)" in out and "min-max" in out
+    (row,) = json.loads(js.read_text())["results"]
+    assert row["repeats"] == 3 and row["seconds_min"] <= row["seconds"] <= row["seconds_max"]
+    assert isinstance(row["rss_rise_bytes"], int) and row["rss_rise_bytes"] >= 0
+    text = md.read_text()
+    assert "not the process's memory" in text and "ru_maxrss" in text and "one process for all rows" in text
+
+
+def test_memory_in_a_fresh_process_per_row(tmp_path):
+    js = tmp_path / "m.json"
+    assert memory.main([*SMALL, "--depths", "1", "--layers", "reversible", "--device", "cpu", "--fresh-process",
+                        "--json", str(js)]) == 0
+    record = json.loads(js.read_text())
+    (row,) = record["results"]
+    assert row["status"] == "ok" and row["saved_bytes"] > 0 and row["rss_rise_bytes"] >= 0
+    assert record["rss"] == "each row in a fresh process"

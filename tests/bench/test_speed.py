@@ -63,7 +63,7 @@ def test_speed_with_the_kernels_under_the_interpreter(tmp_path):
     assert [(r["method"], r["impl"], r["error"]) for r in rows] == [("full", "sdpa-default", None), ("lsh-2", "fast", None)]
 
 
-def test_a_failing_or_out_of_memory_method_is_a_row(monkeypatch, tmp_path):
+def test_a_failing_or_out_of_memory_method_is_a_row(monkeypatch, tmp_path, capsys):
     real = speed.lsh_row
 
     def lsh_row(problem, length, rounds, impl, semantics="paper"):
@@ -72,7 +72,7 @@ def test_a_failing_or_out_of_memory_method_is_a_row(monkeypatch, tmp_path):
 
             def forward():
                 raise raise_oom
-            return speed.measure(speed.Row("lsh-2", impl, 2, length, 1), problem, forward, [], (1,))
+            return speed.contender(speed.Row("lsh-2", impl, 2, length, 1), problem, forward, [], (1,))
         return real(problem, length, rounds, impl, semantics)
 
     monkeypatch.setattr(speed, "lsh_row", lsh_row)
@@ -82,8 +82,16 @@ def test_a_failing_or_out_of_memory_method_is_a_row(monkeypatch, tmp_path):
     rows = {r["method"]: r for r in json.loads(js.read_text())["rows"]}
     assert rows["lsh-2"]["error"] == "OOM" and rows["lsh-2"]["ms"] is None and rows["lsh-2"]["ratio_to_full"] is None
     assert rows["lsh-1"]["error"] is None
-    assert rows["reformer-pytorch-4"]["error"].startswith("not installed") and rows["reformer-pytorch-4"]["impl"] == "peer"
-    assert "hf-lsh-4" in rows
+    assert set(rows) == {"full", "lsh-1", "lsh-2"}  # peers not installed are not rows
+    record = json.loads(js.read_text())
+    missing = {m["method"]: m["reason"] for m in record["missing"]}
+    assert missing["reformer-pytorch-4"].startswith("not installed") and set(missing) <= {"reformer-pytorch-4", "hf-lsh-4"}
+    assert all(r["ms"] is None or isinstance(r["ms"], float) for r in record["rows"])
+    text = speed.markdown(record)
+    assert "Not measured (not installed):" in text and "- reformer-pytorch-4: not installed" in text
+    assert "| not installed" not in text  # never in a number column
+    out = capsys.readouterr().out
+    assert "missing: reformer-pytorch-4: not installed" in out
 
 
 def test_replot_rebuilds_markdown_and_png(tmp_path):
@@ -148,8 +156,27 @@ def test_step_record(tmp_path):
         "reformer bench step")
     assert [(r["method"], r["impl"]) for r in record["rows"]] == [("lsh-4", "reference"), ("full", "sdpa")]
     assert all(r["error"] is None and r["ms"] > 0 and r["loss"] > 0 for r in record["rows"])
+    assert all(r["repeats"] == 2 and r["ms_min"] <= r["ms"] <= r["ms_max"] for r in record["rows"])
+    assert record["repeats"] == 2 and "interleaved" in record["timing"]
     text = (out / "train_step.md").read_text()
-    assert "| lsh-4 | reference |" in text and record["device"] in text
+    assert "| lsh-4 | reference |" in text and record["device"] in text and "min-max" in text
+
+
+def test_step_times_the_methods_in_turn(monkeypatch):
+    """bench step hands every method's step to one interleaved timing, with --repeats."""
+    seen = []
+    real = step.time_interleaved
+
+    def spy(fns, device, **kw):
+        seen.append((list(fns), kw["warmup"], kw["reps"]))
+        return real(fns, device, **kw)
+
+    monkeypatch.setattr(step, "time_interleaved", spy)
+    args = ["--device", "cpu", "--batch", "1", "--length", "16", "--chunk", "8", "--d-model", "16", "--d-ff", "16",
+            "--heads", "2", "--vocab", "16", "--repeats", "3", "--warmup", "1"]
+    record = step.run(step.parser().parse_args(args), args)
+    assert seen == [(["lsh-reference", "full"], 1, 3)]
+    assert [r["repeats"] for r in record["rows"]] == [3, 3]
 
 
 def test_step_fast_on_cpu_is_a_one_line_error(capsys):
@@ -221,3 +248,90 @@ def test_profile_splits_the_time_into_stages(tmp_path):
     assert profile.stage_of("lsh_backward_kernel") == "backward" and profile.stage_of("aten::copy_") == "other"
     assert json.loads((out / "profile.json").read_text())["kind"] == "lsh_profile"
     assert "| length | rounds | semantics | total ms | hash | sort |" in (out / "profile.md").read_text()
+
+
+def test_timing_warms_up_every_callable_then_interleaves_them():
+    """time_interleaved: each callable is called `warmup` times before any is timed, then each
+    repeat times every callable once, the order rotating; a fake clock makes the numbers exact."""
+    from reformer_cli.bench.common import time_interleaved
+
+    calls: list[str] = []
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    def callable_(name: str, seconds: float):
+        def fn() -> None:
+            calls.append(name)
+            now[0] += seconds
+        return fn
+
+    timings, failed = time_interleaved({"a": callable_("a", 0.001), "b": callable_("b", 0.003)}, torch.device("cpu"),
+                                       warmup=2, reps=4, clock=clock)
+    assert not failed
+    assert calls[:4] == ["a", "b", "a", "b"]  # every callable warmed up before the first timed call
+    assert calls[4:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # one of each per repeat, the order rotating
+    assert timings["a"].median == pytest.approx(1.0) and timings["b"].median == pytest.approx(3.0)
+    assert timings["a"].repeats == 4 and timings["a"].spread == pytest.approx(0.0)
+
+
+def test_timing_keeps_going_when_one_callable_fails():
+    from reformer_cli.bench.common import time_interleaved
+
+    def boom() -> None:
+        raise RuntimeError("no")
+
+    timings, failed = time_interleaved({"ok": lambda: None, "bad": boom}, torch.device("cpu"), warmup=0, reps=3)
+    assert set(timings) == {"ok"} and timings["ok"].repeats == 3 and str(failed["bad"]) == "no"
+
+
+def test_speed_times_forward_and_backward_of_every_method_in_turn(monkeypatch):
+    """bench speed hands every method's forward + backward and forward alone of one length to a
+    single interleaved timing (not one after another), and records median, min-max and repeats."""
+    from reformer_cli.bench import common
+
+    seen: list[list[str]] = []
+    real = common.time_interleaved
+
+    def spy(fns, device, **kw):
+        seen.append(list(fns))
+        return real(fns, device, **kw)
+
+    monkeypatch.setattr(speed, "time_interleaved", spy)
+    record = speed.run(speed.parser().parse_args([*TINY, "--lengths", "32", "--repeats", "3"]), [])
+    assert seen == [["0 fwd+bwd", "0 fwd", "1 fwd+bwd", "1 fwd", "2 fwd+bwd", "2 fwd"]]  # full, lsh-1, lsh-2
+    assert record["repeats"] == 3 and "interleaved" in record["timing"]
+    for r in record["rows"]:
+        assert r["repeats"] == 3 and r["ms_min"] <= r["ms"] <= r["ms_max"]
+        assert r["fwd_ms_min"] <= r["fwd_ms"] <= r["fwd_ms_max"]
+
+
+def test_a_forward_slower_than_forward_and_backward_is_a_warning():
+    row = dict(length=256, method="lsh-2", ms=157.0, ms_min=150.0, ms_max=160.0, fwd_ms=432.0, fwd_ms_min=420.0,
+               fwd_ms_max=440.0)
+    (line,) = speed.inversions([row])
+    assert line.startswith("warning: length 256 lsh-2: forward alone 432.000 ms exceeds") and "\n" not in line
+    assert speed.inversions([{**row, "fwd_ms": 100.0}]) == []
+    assert speed.inversions([{**row, "fwd_ms": 165.0}]) == []  # within the spread (20 ms)
+
+
+def test_profile_prints_the_largest_ops_and_only_recognised_stages(capfd):
+    """On a CPU: a table of the --top largest ops by self CPU time with their share of the total;
+    the stage table keeps only the stages some profile recognised; the profiler's own lines are not printed."""
+    from reformer_cli.bench import profile
+
+    record = profile.run(profile.parser().parse_args(
+        ["--device", "cpu", "--tokens", "64", "--lengths", "32", "--rounds", "1", "--chunk", "8", "--calls", "1",
+         "--top", "4"]), [])
+    (p,) = record["profiles"]
+    top = p["top_kernels"]
+    assert len(top) == 4 and [k["ms"] for k in top] == sorted((k["ms"] for k in top), reverse=True)
+    assert all(k["share"] == pytest.approx(k["ms"] / p["total_ms"]) for k in top) and sum(k["share"] for k in top) <= 1
+    out, err = capfd.readouterr()
+    assert "op (self time)" in out and "% of total" in out and top[0]["name"][:30] in out
+    assert "profiler_start" not in out + err and "profiler_stop" not in out + err
+    fake = dict(p, stages_ms={**{s: 0.0 for s, _ in profile.STAGES}, "sort": 1.0, "other": 2.0})
+    head, _ = profile.stage_table([fake])
+    assert head[4:] == ["sort", "other"]
+    assert not profile.recognised(dict(p, stages_ms={"hash": 0.0, "other": 3.0})) and profile.recognised(fake)

@@ -278,6 +278,10 @@ def test_seeded_steps_run_are_recorded_and_grouped_by_the_table(tmp_path):
     assert listing.returncode == 0, listing.stderr
     names = [line.split()[0] for line in listing.stdout.splitlines() if line.startswith("    ")]
     assert names == ["a@s0", "a@s1", "b@s0", "b@s0__test", "b@s1", "b@s1__test"]
+    # the listed command is the one the runner runs: an evaluation names the checkpoint it evaluates
+    (evaluation,) = [line for line in listing.stdout.splitlines() if line.split()[:1] == ["b@s1__test"]]
+    assert f"reformer eval checkpoint={Path('out') / 'quick' / 'seeded' / 'b@s1'} " in evaluation
+    assert f"output={Path('out') / 'quick' / 'seeded' / 'b@s1__test' / 'eval.json'}" in evaluation
     out = reproduce(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     folder = tmp_path / "results" / "runs" / "quick" / "seeded"
