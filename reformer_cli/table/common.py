@@ -153,6 +153,12 @@ def header(ctx: Context, intro: str | None = None) -> list[str]:
     elif not ctx.comparable:
         lines += [f"> {not_comparable(ctx.profile)} Its runs are far smaller than the paper's (see `profile`"
                   " below): they check that the pipeline runs end to end, not that the paper reproduces.", ""]
+    stale = stale_records(ctx)
+    if stale:
+        runs = sorted({n.split("__")[0] for n in stale})
+        lines += [f"> **Some records were made by an earlier definition of their step** and are shown until the"
+                  f" step runs again (`reformer reproduce --profile {ctx.profile} --only {e.name}`): the training"
+                  f" runs {', '.join(f'`{n}`' for n in runs)} and their evaluations ({len(stale)} records).", ""]
     if intro:
         lines += [intro, ""]
     rows = []
@@ -172,6 +178,29 @@ def header(ctx: Context, intro: str | None = None) -> list[str]:
     lines += table(["", ""], rows)
     lines.append("")
     return lines
+
+
+def stale_records(ctx: Context) -> list[str]:
+    """The records whose step the profile now defines differently (a train step's overrides
+    changed since it ran; an evaluation of such a training run, or of a later one made again):
+    the page still shows them, and says so. Records of steps the profile no longer has are not
+    listed here."""
+    if ctx.spec is None:
+        return []
+    steps = {s.name: s for s in ctx.spec.steps}
+    stale_train = {name for name, r in ctx.records.items()
+                   if name in steps and r.get("kind") == "train" and r.get("definition") != steps[name].args}
+    out = []
+    for name, r in ctx.records.items():
+        step = steps.get(name)
+        if step is None or r.get("definition") is None:
+            continue
+        trained = ctx.records.get(step.evaluates or "") if step.kind == "eval" else None
+        if (name in stale_train or r.get("definition") != step.args
+                or (step.kind == "eval" and (step.evaluates in stale_train or (
+                    trained is not None and str(r.get("date") or "") < str(trained.get("date") or ""))))):
+            out.append(name)
+    return sorted(out)
 
 
 def recipe(ctx: Context) -> list[str]:

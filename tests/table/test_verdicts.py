@@ -164,3 +164,26 @@ def test_curves_pages_say_which_lsh_their_records_computed():
     paper = Context(fig4, "cpu", {"lsh-2": train({"name": "lsh", "attend_across_buckets": False, "dedup": True})}, "runs")
     assert lsh_semantics(paper) == "the paper's same-bucket rule, with the duplicate correction"
     assert lsh_semantics(Context(fig4, "cpu", {"full": train({"name": "full"})}, "runs")) == ""
+
+
+def test_a_page_names_records_made_by_an_earlier_definition_of_their_step():
+    """Table 2's cpu LSH rows were retrained with more steps: until a row runs again its old
+    records are shown, and the page says which; an evaluation older than its training run is
+    stale too, while records of the current definitions are not."""
+    from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR
+    from reformer_cli.table.common import Context, stale_records
+
+    table2 = load_experiment(EXPERIMENTS_DIR / "table2.yaml")
+    steps = {s.name: s for s in table2.profile("cpu").steps}
+
+    def record(name: str, date: str, definition: list | None = None) -> dict:
+        step = steps[name]
+        return {"kind": step.kind, "definition": step.args if definition is None else definition, "date": date}
+
+    records = {
+        "full": record("full", "2026-01-01"), "full__lsh-1": record("full__lsh-1", "2026-01-02"),
+        "lsh-1": record("lsh-1", "2026-01-05"), "lsh-1__lsh-1": record("lsh-1__lsh-1", "2026-01-04"),
+        "lsh-2": record("lsh-2", "2026-01-01", ["run", "trainer.max_steps=1000"]),
+        "lsh-2__lsh-8": record("lsh-2__lsh-8", "2026-01-02"),
+    }
+    assert stale_records(Context(table2, "cpu", records, "runs")) == ["lsh-1__lsh-1", "lsh-2", "lsh-2__lsh-8"]
