@@ -247,7 +247,11 @@ def test_profile_splits_the_time_into_stages(tmp_path):
     assert profile.stage_of("void cub::DeviceSegmentedRadixSortKernel<...>") == "sort"
     assert profile.stage_of("lsh_backward_kernel") == "backward" and profile.stage_of("aten::copy_") == "other"
     assert json.loads((out / "profile.json").read_text())["kind"] == "lsh_profile"
-    assert "| length | rounds | semantics | total ms | hash | sort |" in (out / "profile.md").read_text()
+    text = (out / "profile.md").read_text()
+    # the stage table only where stages were recognised (the CPU reference's ops may all be `other`)
+    staged = [p for p in record["profiles"] if profile.recognised(p)]
+    assert ("| length | rounds | semantics | total ms |" in text) == bool(staged), text
+    assert all(k["name"][:40] in text for p in record["profiles"] for k in p["top_kernels"][:3])  # the top-ops table
 
 
 def test_timing_warms_up_every_callable_then_interleaves_them():
