@@ -6,6 +6,7 @@ Runs go in-process (`in_process`) and stop at validation, so each case takes wel
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,78 @@ def test_a_self_mask_value_beyond_float32_is_refused(value, tmp_path, monkeypatc
     assert rejected(["attention=full", "attention.shared_qk=true", f"attention.self_mask_value={value}"],
                     tmp_path, monkeypatch, capsys) == (
         f"error: attention.self_mask_value={shown} must be a finite float32 number (at most 3.40282e+38 in magnitude)")
+
+
+# ------------------------------------------------------------------------------ 4, 5. -cd / --config-name
+
+BOMB = "\n".join(["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]) + "\n"
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it():
+    from reformer_cli.yaml_guard import UnsafeYaml, check_yaml_text, expanded_size
+
+    import yaml
+
+    assert expanded_size(yaml.compose("a: &a [x, x]\nb: [*a, *a]")) == 1 + 2 * 1 + 3 + 1 + 2 * 3
+    for text in (BOMB, "a: &a [*a]"):
+        with pytest.raises(UnsafeYaml, match=r"^f.yaml expands to more than 100,000 nodes through YAML aliases"):
+            check_yaml_text(text, "f.yaml")
+    check_yaml_text("a: &a [1, 2]\nb: *a\n", "f.yaml")
+
+
+@pytest.mark.parametrize("case", ["bomb", "broken", "loop"])
+def test_a_config_dir_is_checked_before_hydra_loads_it(case, tmp_path, monkeypatch, capsys):
+    user = tmp_path / "cd"
+    user.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    name = {"bomb": "config", "broken": "config", "loop": "self"}[case]
+    (user / f"{name}.yaml").write_text({"bomb": BOMB, "broken": "a: [1, 2\nb: :\n",
+                                        "loop": "defaults:\n  - self\n"}[case])
+    monkeypatch.chdir(work)
+    began = time.perf_counter()
+    code, err = in_process(["run", "-cd", str(user), "--config-name", name], capsys)
+    assert time.perf_counter() - began < 2
+    assert code == 2
+    assert one_error_line(err) == {
+        "bomb": f"error: {user}/config.yaml expands to more than 100,000 nodes through YAML aliases"
+                " (&anchor / *alias); refusing to load it",
+        "broken": f"error: {user}/config.yaml is not valid YAML: expected ',' or ']', but got ':' (line 2, column 2)",
+        "loop": "error: config 'self': its defaults list includes itself (directly or through another"
+                " config file); remove that entry",
+    }[case]
+    assert list(work.iterdir()) == []
+
+
+def test_a_config_dir_goes_through_the_checks_before_hydra(tmp_path, monkeypatch, capsys):
+    user = tmp_path / "cd"
+    user.mkdir()
+    (user / "mine.yaml").write_text("defaults:\n  - config\n  - _self_\nseed: 7\n")
+    monkeypatch.chdir(tmp_path)
+    code, err = in_process(["run", f"--config-dir={user}", "-cn", "mine", *BASE, "trainer.batch_size=0"], capsys)
+    assert code == 2
+    assert one_error_line(err) == "error: trainer.batch_size=0 must be a positive integer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cd"]  # no folder left
+
+
+def test_resume_auto_skips_a_folder_whose_config_is_a_bomb(tmp_path, capsys):
+    from reformer_cli.resume import candidates
+
+    for name, text in (("2020-01-02_bomb", BOMB), ("2020-01-01_good", "task:\n  name: synthetic\n")):
+        run = tmp_path / "synthetic" / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "step-00000002.pt").write_bytes(b"x")
+        (run / "config.yaml").write_text(text)
+    (tmp_path / "synthetic" / "2020-01-01_good" / "summary.json").write_text('["completed"]')
+    began = time.perf_counter()
+    found = candidates({"task": {"name": "synthetic"}}, tmp_path)
+    assert time.perf_counter() - began < 2
+    assert [c.folder.name for c in found] == ["2020-01-01_good"]
+    assert not found[0].completed
+    bomb, good = tmp_path / "synthetic" / "2020-01-02_bomb", tmp_path / "synthetic" / "2020-01-01_good"
+    assert capsys.readouterr().err.splitlines() == [
+        f"resume=auto: skipping {bomb}: {bomb}/config.yaml expands to more than 100,000 nodes through"
+        " YAML aliases (&anchor / *alias); refusing to load it",
+        f"resume=auto: {good}/summary.json is not a JSON object; taking the run as unfinished",
+    ]
