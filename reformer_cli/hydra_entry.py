@@ -170,12 +170,18 @@ def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = F
 
         if in_sweep():  # a failing job is reported and recorded, and the sweep goes on
             return run_sweep_job(task_function, cfg, full_error)
+        from .memory_estimate import allocation_failure, is_allocation_failure
+
         try:
             return task_function(cfg)
         except UserError as exc:
             if full_error:
                 raise
             report_and_exit(str(exc), exc.exit_code)
+        except (RuntimeError, MemoryError) as exc:
+            if full_error or not is_allocation_failure(exc):
+                raise
+            report_and_exit(allocation_failure(cfg))
 
     wrapped.__name__ = getattr(task_function, "__name__", "task")
     wrapped.__module__ = getattr(task_function, "__module__", __name__)

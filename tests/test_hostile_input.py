@@ -143,3 +143,51 @@ def test_resume_auto_skips_a_folder_whose_config_is_a_bomb(tmp_path, capsys):
         " YAML aliases (&anchor / *alias); refusing to load it",
         f"resume=auto: {good}/summary.json is not a JSON object; taking the run as unfinished",
     ]
+
+
+# ------------------------------------------------------------------------------ 6. memory
+
+PARAMS = "the parameters with their gradients and Adam's moments"
+
+
+@pytest.mark.parametrize("override, largest", [
+    ("task.vocab_size=1000000000", f"{PARAMS} (128,000,067,584 parameters: reduce model.d_model, model.d_ff,"
+                                   " model.n_layers or task.vocab_size), 1,907.3 GiB"),
+    ("trainer.batch_size=10000000", "the activations, trainer.batch_size x task.seq_len x model.d_model per"
+                                    " layer (reduce trainer.batch_size or model.d_model), 305.2 GiB"),
+    ("task.seq_len=100000", "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
+                            " (reduce trainer.batch_size or task.seq_len, or use attention=lsh), 596.0 GiB"),
+])
+def test_a_run_that_cannot_fit_is_refused_before_it_allocates(override, largest, tmp_path, monkeypatch, capsys):
+    from reformer_cli import memory_estimate
+
+    monkeypatch.setattr(memory_estimate, "host_memory", lambda: 8 << 30)
+    line = rejected([override], tmp_path, monkeypatch, capsys)
+    assert line.startswith("error: this run needs at least ") and " but the device has 8.0 GiB:" in line
+    assert line.endswith(f"the largest term is {largest}"), line
+
+
+def test_an_allocation_failure_is_one_line_naming_the_largest_term(tmp_path, monkeypatch, capsys):
+    from reformer_cli import train
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate"
+                           " memory: you tried to allocate 4000000000000 bytes. Error code 12")
+
+    monkeypatch.setattr(train, "train", fails)
+    line = rejected([], tmp_path, monkeypatch, capsys)
+    assert line == (f"error: out of memory: the largest term of this run is {PARAMS} (83,968 parameters:"
+                    " reduce model.d_model, model.d_ff, model.n_layers or task.vocab_size), about 0.0 GiB")
+
+
+def test_another_runtime_error_keeps_its_traceback(tmp_path, monkeypatch):
+    from reformer_cli import train
+    from reformer_cli.cli import main
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(train, "train", fails)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="^a bug$"):
+        main(["run", *BASE])

@@ -16,6 +16,9 @@ def run_job(cfg: RunConfig) -> dict:
     """One Hydra job: validate the composed config (no torch yet), then train; returns the summary."""
     validate(cfg)
     from ..hydra_entry import output_dir
+    from ..memory_estimate import available_memory, check_fits
+
+    check_fits(cfg, available_memory(str(cfg.trainer.device)))
     from ..sweeps import run_identity
     from ..train import train
 
