@@ -191,3 +191,15 @@ def test_another_runtime_error_keeps_its_traceback(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(RuntimeError, match="^a bug$"):
         main(["run", *BASE])
+
+
+# ------------------------------------------------------------------------------ 12. --time-limit
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_reproduce_refuses_a_time_limit_that_is_not_a_positive_number(value, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = in_process(["reproduce", "--profile", "smoke", "--time-limit", value], capsys)
+    assert code == 2
+    assert one_error_line(err) == f"error: --time-limit {float(value)} must be a positive number of seconds"
+    assert list(tmp_path.iterdir()) == []

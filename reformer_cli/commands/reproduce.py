@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
@@ -75,8 +76,8 @@ def main(args: list[str]) -> int:
         if opts.list:
             list_steps(experiments, opts.profile, opts.experiments)
             return 0
-        if opts.time_limit is not None and opts.time_limit <= 0:
-            raise UserError(f"--time-limit {opts.time_limit} must be positive")
+        if opts.time_limit is not None and not (math.isfinite(opts.time_limit) and opts.time_limit > 0):
+            raise UserError(f"--time-limit {opts.time_limit} must be a positive number of seconds")
         return Reproduction(
             profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=results_folder(opts),
             experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,
