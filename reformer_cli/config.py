@@ -314,6 +314,8 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 DATA_VERIFY = ("auto", "size", "full")
 IMAGENET64_VARIANTS = ("oord", "chrabaszcz")
 IMAGENET64_TOKENS = 64 * 64 * 3
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
+RUN_GROUPS = ("task", "model", "attention", "layer", "trainer", "logger")
 
 
 def _choice(key: str, value: Any, allowed: tuple) -> None:
@@ -389,7 +391,7 @@ def _runtime(prefix: str, node: Any) -> None:
     _choice(f"{prefix}precision", node.precision, PRECISIONS)
     _choice(f"{prefix}progress", node.progress, PROGRESS)
     device = str(node.device)
-    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+    if device not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:[0-9]+", device):
         raise ConfigError(f"{prefix}device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
 
 
@@ -466,8 +468,11 @@ def validate_attention(attention: Any, seq_len: int) -> None:
     _fraction("attention.dropout", attention.dropout)
     if name == "full":
         _choice("attention.shared_qk_keys", attention.shared_qk_keys, ("unit", "raw"))
-        if not math.isfinite(attention.self_mask_value):
-            raise ConfigError(f"attention.self_mask_value={attention.self_mask_value!r} must be a finite number")
+        if not math.isfinite(attention.self_mask_value) or abs(attention.self_mask_value) > FLOAT32_MAX:
+            raise ConfigError(
+                f"attention.self_mask_value={attention.self_mask_value!r} must be a finite float32 number"
+                f" (at most {FLOAT32_MAX:.6g} in magnitude)"
+            )
         _choice("attention.self_mask_mode", attention.self_mask_mode, ("replace", "add"))
         shared_only = {"self_mask=false": not attention.self_mask,
                        f"self_mask_mode={attention.self_mask_mode}": attention.self_mask_mode != "replace",
@@ -487,7 +492,13 @@ def validate_attention(attention: Any, seq_len: int) -> None:
             raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
         _choice("attention.impl", attention.impl, LSH_IMPLS)
         _seed("attention.eval_seed", attention.eval_seed)
-        for factor in bucket_factors(attention.n_buckets, seq_len, attention.chunk_length):
+        factors = bucket_factors(attention.n_buckets, seq_len, attention.chunk_length)
+        if not factors:
+            raise ConfigError(
+                "attention.n_buckets=[]: give an even integer >= 2, a list of them for factorised"
+                " buckets, or null for the paper's default"
+            )
+        for factor in factors:
             if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2 or factor % 2:
                 raise ConfigError(
                     f"attention.n_buckets={attention.n_buckets!r}: buckets must be an even integer"
@@ -570,8 +581,25 @@ def validate_eval(cfg: Any) -> None:
     check_known_keys(cfg, EvalConfig)
 
 
+def _group_removed(group: str) -> ConfigError:
+    return ConfigError(f"the config group '{group}' is required: ~{group} cannot remove it;"
+                       f" choose an option with {group}=<name>")
+
+
+def check_removed_groups(overrides: list[str]) -> None:
+    """`~model` (or `~model=tiny`) on a `reformer run` command line: one line before Hydra composes
+    (the output folder's pattern names the task, so composing would fail on it first)."""
+    for override in overrides:
+        match = re.fullmatch(r"~(\w+)(=.*)?", override)
+        if match and match.group(1) in RUN_GROUPS:
+            raise _group_removed(match.group(1))
+
+
 def validate(cfg: Any) -> None:
     """Semantic checks on a composed `reformer run` config; raises ConfigError (one line)."""
+    for group in RUN_GROUPS:
+        if cfg.get(group) is None:
+            raise _group_removed(group)
     check_known_keys(cfg)
     _seed("seed", cfg.seed)
     validate_task(cfg.task)

@@ -76,11 +76,17 @@ def _hydra_errors() -> tuple[type[BaseException], ...]:
 # ------------------------------------------------------------------------------------ composing
 
 
-def compose(config_name: str, overrides: list[str], hydra_config: bool = False) -> Any:
+class DefaultsLoop(UserError):
+    """A defaults list that includes its own file (directly or through another one)."""
+
+
+def compose(config_name: str, overrides: list[str], hydra_config: bool = False,
+            config_dir: str | None = None) -> Any:
     """The config `reformer run` (`config_name="config"`) or `reformer eval` (`"eval"`) composes
     from `overrides`, outside a Hydra app; Hydra's own options (`hydra.*`, `hydra/...`) are
     dropped, unless `hydra_config`: then they apply and the result holds the `hydra` node too.
-    A UserError with one line if they do not compose."""
+    `config_dir` (a user's `-cd`) is searched before conf/, as Hydra does. A UserError with one
+    line if they do not compose."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -89,11 +95,67 @@ def compose(config_name: str, overrides: list[str], hydra_config: bool = False) 
     register_schemas()
     if not hydra_config:
         overrides = [o for o in overrides if not o.startswith(("hydra.", "hydra/"))]
+    primary = CONF_DIR
+    if config_dir is not None:
+        primary = Path(config_dir).absolute()
+        overrides = [*overrides, f"hydra.searchpath=[file://{CONF_DIR}]"]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
             return hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_config)
     except _hydra_errors() as exc:
         raise UserError(describe_hydra_error(exc)) from None
+    except RecursionError:
+        raise DefaultsLoop(_loop_message(config_name)) from None
+
+
+def _loop_message(config_name: str) -> str:
+    return (f"config '{config_name}': its defaults list includes itself (directly or through another"
+            " config file); remove that entry")
+
+
+_CONFIG_DIR_FLAGS, _CONFIG_NAME_FLAGS = ("-cd", "--config-dir"), ("-cn", "--config-name")
+
+
+def config_source(args: list[str]) -> tuple[str | None, str | None, list[str]]:
+    """(the `-cd/--config-dir` folder, the `-cn/--config-name` name, the other arguments)."""
+    config_dir = name = None
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        flag, eq, value = arg.partition("=")
+        if flag in _CONFIG_DIR_FLAGS + _CONFIG_NAME_FLAGS:
+            if not eq:
+                if i + 1 >= len(args):  # Hydra reports the missing value
+                    rest.append(arg)
+                    break
+                value, i = args[i + 1], i + 1
+            if flag in _CONFIG_DIR_FLAGS:
+                config_dir = value
+            else:
+                name = value
+        else:
+            rest.append(arg)
+        i += 1
+    return config_dir, name, rest
+
+
+MAX_CONFIG_FILES = 1000
+
+
+def check_config_files(config_dir: str | None, config_name: str) -> None:
+    """The YAML files a `-cd` folder holds (and the primary config, if conf/ has it), checked before
+    Hydra loads them (yaml_guard: invalid YAML and alias bombs are one line)."""
+    from .yaml_guard import check_yaml_file
+
+    files = []
+    if config_dir is not None and Path(config_dir).is_dir():
+        files = sorted(Path(config_dir).rglob("*.yaml"))[:MAX_CONFIG_FILES]
+    shipped_primary = CONF_DIR / f"{config_name}.yaml"
+    if shipped_primary.is_file():
+        files.append(shipped_primary)
+    for path in files:
+        check_yaml_file(path)
 
 
 # ------------------------------------------------------------------------------------ a Hydra app
@@ -108,12 +170,18 @@ def exit_on_user_error(task_function: Callable[[Any], Any], full_error: bool = F
 
         if in_sweep():  # a failing job is reported and recorded, and the sweep goes on
             return run_sweep_job(task_function, cfg, full_error)
+        from .memory_estimate import allocation_failure, is_allocation_failure
+
         try:
             return task_function(cfg)
         except UserError as exc:
             if full_error:
                 raise
             report_and_exit(str(exc), exc.exit_code)
+        except (RuntimeError, MemoryError) as exc:
+            if full_error or not is_allocation_failure(exc):
+                raise
+            report_and_exit(allocation_failure(cfg))
 
     wrapped.__name__ = getattr(task_function, "__name__", "task")
     wrapped.__module__ = getattr(task_function, "__module__", __name__)
@@ -176,6 +244,10 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
         if isinstance(exc, UserError):
             report_and_exit(str(exc), exc.exit_code)
         report_and_exit(describe_hydra_error(exc))
+    except RecursionError:
+        if full_error or started:
+            raise
+        report_and_exit(_loop_message(config_source(args)[1] or config_name))
     except ValueError as exc:
         # Hydra's own argument checks (e.g. `-m` together with `--cfg`), before any job; a
         # ValueError from inside a job is a bug and keeps its traceback.
@@ -204,12 +276,18 @@ def _without_sweeps(overrides: list[str]) -> list[str] | None:
     return [o.input_line for o in parsed if not o.is_sweep_override()]
 
 
-def _composed_with_folder(config_name: str, overrides: list[str], key: str) -> tuple[Any, Path] | None:
+def _composed_with_folder(config_name: str, overrides: list[str], key: str,
+                          config_dir: str | None = None) -> tuple[Any, Path] | None:
     """(the job's config, the folder `key` names), or None if they do not compose or resolve."""
     from omegaconf import OmegaConf, open_dict
 
     try:
-        cfg = compose(config_name, overrides, hydra_config=True)
+        cfg = compose(config_name, overrides, hydra_config=True, config_dir=config_dir)
+    except DefaultsLoop:
+        raise
+    except Exception:
+        return None
+    try:
         folder = Path(str(OmegaConf.select(cfg, key, throw_on_missing=True)))
         with open_dict(cfg):
             del cfg["hydra"]
@@ -240,7 +318,11 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
     (a config rejected inside the job leaves nothing either). Yields the arguments to give Hydra.
     Commands that write no run (`--cfg`, `--help`, ...) and command lines this cannot compose are
     left to Hydra (which reports their errors)."""
-    flags = [a for a in args if a.startswith("-")]
+    config_dir, name, plain = config_source(args)
+    if config_dir is not None or name is not None:  # a user's config files: checked before Hydra loads them
+        check_config_files(config_dir, name or config_name)
+        config_name = name or config_name
+    flags = [a for a in plain if a.startswith("-")]
     if any(f not in _FOLDER_FLAGS for f in flags):
         yield args
         return
@@ -251,10 +333,10 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
         folder = Path(explicit)
         created = run_folder.make_folder(folder)
     else:
-        overrides = [a for a in args if not a.startswith("-")]
+        overrides = [a for a in plain if not a.startswith("-")]
         if multirun:
             overrides = _without_sweeps(overrides)
-        composed = None if overrides is None else _composed_with_folder(config_name, overrides, key)
+        composed = None if overrides is None else _composed_with_folder(config_name, overrides, key, config_dir)
         if composed is None:  # it does not compose or resolve: Hydra, composing it again, reports why
             yield args
             return

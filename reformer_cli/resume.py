@@ -20,12 +20,14 @@ whose step is not a positive integer.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
 from .records import UNPACK_SLACK, OversizedCheckpoint, find_checkpoint, list_checkpoints, load_checkpoint
+from .yaml_guard import UnsafeYaml, check_yaml_file
 
 OUTPUTS = Path("outputs")
 
@@ -85,15 +87,22 @@ def candidates(cfg: dict, root: Path = OUTPUTS) -> list[Candidate]:
         if not saved.is_file() or not checkpoints:
             continue
         try:
+            check_yaml_file(saved)  # an alias bomb would hang OmegaConf.load
+        except UnsafeYaml as exc:
+            sys.stderr.write(f"resume=auto: skipping {run_dir}: {exc}\n")
+            continue
+        try:
             previous = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
         except Exception:
             continue
         keys = differing_keys(previous, cfg)
         try:
-            status = json.loads((run_dir / "summary.json").read_text()).get("status")
-            completed = status in ("completed", "early_stopped")  # finished, either way
+            summary = json.loads((run_dir / "summary.json").read_text())
         except (OSError, ValueError):
-            completed = False
+            summary = None
+        if summary is not None and not isinstance(summary, dict):
+            sys.stderr.write(f"resume=auto: {run_dir / 'summary.json'} is not a JSON object; taking the run as unfinished\n")
+        completed = isinstance(summary, dict) and summary.get("status") in ("completed", "early_stopped")
         found.append(Candidate(run_dir, previous, [k for k in keys if not is_inert(k)],
                                [k for k in keys if is_inert(k)], completed, checkpoints[-1][0]))
     return found

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
@@ -75,8 +76,8 @@ def main(args: list[str]) -> int:
     try:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
         experiments = load_experiments(opts.experiments, only)
-        if opts.time_limit is not None and opts.time_limit <= 0 and not opts.list:
-            raise UserError(f"--time-limit {opts.time_limit} must be positive")
+        if opts.time_limit is not None and not opts.list and not (math.isfinite(opts.time_limit) and opts.time_limit > 0):
+            raise UserError(f"--time-limit {opts.time_limit} must be a positive number of seconds")
         runner = Reproduction(
             profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=results_folder(opts),
             experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,

@@ -7,7 +7,7 @@ writes Hydra's files and logs (hydra_entry.torchrun_arguments).
 
 from __future__ import annotations
 
-from ..config import RunConfig, validate
+from ..config import RunConfig, check_removed_groups, validate
 from ..errors import UserError, report_and_exit
 from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
 
@@ -16,6 +16,9 @@ def run_job(cfg: RunConfig) -> dict:
     """One Hydra job: validate the composed config (no torch yet), then train; returns the summary."""
     validate(cfg)
     from ..hydra_entry import output_dir
+    from ..memory_estimate import available_memory, check_fits
+
+    check_fits(cfg, available_memory(str(cfg.trainer.device)))
     from ..sweeps import run_identity
     from ..train import train
 
@@ -57,6 +60,7 @@ def main(args: list[str]) -> int:
     from ..sweeps import exit_code, note_sweep
 
     try:
+        check_removed_groups(args)
         args = torchrun_arguments(resume_arguments(args))
     except UserError as exc:
         report_and_exit(str(exc), exc.exit_code)
