@@ -35,6 +35,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(exc).__name__
 
 
+# the config groups a misspelt top-level key is compared with (besides the schema's fields)
+CONFIG_GROUPS = ("model", "attention", "layer", "task", "trainer", "logger", "experiment", "hparams_search")
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...], prefix: str = "") -> str:
+    """` (did you mean 'attention'?)` for the known name closest to a misspelt one, else ''."""
+    import difflib
+
+    match = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.75)
+    if not match or match[0] == name:
+        return ""
+    return f" (did you mean '{prefix + '.' if prefix else ''}{match[0]}'?)"
+
+
+def _field_names(object_type: Any) -> list[str]:
+    """The fields of a structured config's dataclass (none for anything else)."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(object_type)] if dataclasses.is_dataclass(object_type) else []
+
+
 def describe_hydra_error(exc: BaseException) -> str:
     """One line for a composition / override error, naming the key or option at fault."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -47,14 +68,17 @@ def describe_hydra_error(exc: BaseException) -> str:
         if group == "hydra/sweeper" and option == "optuna":
             return "hparams_search needs the Optuna sweeper: pip install 'reformer-cli[optuna]'"
         if group and options:
-            return f"unknown {group} '{option}' (available: {', '.join(options)})"
+            return f"unknown {group} '{option}'{did_you_mean(option, options)} (available: {', '.join(options)})"
         if group:
             return f"unknown {group} '{option}'"
         return _first_line(exc)
     cause = exc.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
         key = getattr(cause, "full_key", None) or _first_line(exc)
-        return f"unknown config key '{key}' (list the keys with: reformer run --cfg job)"
+        prefix, _, leaf = str(key).rpartition(".")
+        known = _field_names(getattr(cause, "object_type", None)) + ([] if prefix else list(CONFIG_GROUPS))
+        hint = did_you_mean(leaf, known, prefix)
+        return f"unknown config key '{key}'{hint} (list the keys with: reformer run --cfg job)"
     if isinstance(cause, ValidationError):
         key = getattr(cause, "full_key", None)
         msg = _first_line(cause)

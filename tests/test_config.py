@@ -47,8 +47,20 @@ def test_semantic_errors(overrides, message):
 
 
 def test_group_schemas_reject_unknown_keys():
-    with pytest.raises(UserError, match=r"^unknown config key 'model.n_layer' \(list the keys with"):
+    with pytest.raises(UserError, match=r"^unknown config key 'model.n_layer' \(did you mean 'model.n_layers'\?\) \(list the keys with"):
         compose(["model.n_layer=3"])
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("atention=lsh", "unknown config key 'atention' (did you mean 'attention'?)"),
+    ("trainer.max_step=3", "unknown config key 'trainer.max_step' (did you mean 'trainer.max_steps'?)"),
+    ("task=synthtic", "unknown task 'synthtic' (did you mean 'synthetic'?)"),
+    ("trainer.nonsense=1", "unknown config key 'trainer.nonsense' (list the keys"),  # nothing close: no guess
+])
+def test_a_misspelt_key_group_or_option_gets_a_did_you_mean(override, expected):
+    with pytest.raises(UserError) as caught:
+        compose([override])
+    assert str(caught.value).startswith(expected), str(caught.value)
 
 
 def numeric_options() -> list[tuple[list[str], str, str]]:
