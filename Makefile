@@ -2,7 +2,7 @@
 #   make install   install into the active virtualenv, or into ./.venv (created if missing)
 #   make test      run the test suite (CPU only; GPU tests skip without a GPU)
 #   make test-wheel  build a wheel, install it into a fresh virtualenv, run it from an empty folder
-#   make reproduce-table PROFILE=smoke|quick|paper
+#   make reproduce-table PROFILE=smoke|cpu|quick|paper
 #                  run the paper's experiments (experiments/) at that profile, resumably, then
 #                  rebuild results/ with `reformer table` (REPRODUCE_ARGS="--only table2 --time-limit 540");
 #                  smoke writes its records and pages to outputs/reproduce/smoke/results instead
@@ -41,6 +41,8 @@ corpus:  ## the cpu profiles' text corpus, data/gcide/gcide.txt (Debian's dict-g
 	@mkdir -p $(GCIDE_DIR)
 	@if [ -f $(GCIDE_DIR)/gcide.txt ] && echo "$(GCIDE_SHA256)  $(GCIDE_DIR)/gcide.txt" | sha256sum -c --quiet 2>/dev/null; then \
 		echo "$(GCIDE_DIR)/gcide.txt is there (sha256 checked)"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null || ! command -v dpkg-deb >/dev/null; then \
+		echo "make corpus needs apt-get and dpkg-deb (Debian, Ubuntu); elsewhere see docs/data.md, 'GCIDE'" >&2; exit 2; fi; \
 	set -e; cd $(GCIDE_DIR); rm -f dict-gcide_*.deb; apt-get download "dict-gcide=$(GCIDE_VERSION)"; \
 	dpkg-deb --fsys-tarfile dict-gcide_*_all.deb | tar -xO ./usr/share/dictd/gcide.dict.dz | gzip -dc > gcide.txt.tmp; \
 	echo "$(GCIDE_SHA256)  gcide.txt.tmp" | sha256sum -c --quiet; mv gcide.txt.tmp gcide.txt; rm -f dict-gcide_*.deb; \
@@ -95,7 +97,7 @@ gpu-wheels:  ## fill .whl/ for a GPU machine without internet: the peer reformer
 # PROFILE=smoke checks the pipeline: its records and pages go to a scratch folder, never over results/
 SMOKE_RESULTS = outputs/reproduce/smoke/results
 
-reproduce-table:  ## run experiments/ at PROFILE=smoke|quick|paper (resumes), then rebuild results/ (reformer table)
+reproduce-table:  ## run experiments/ at PROFILE=smoke|cpu|quick|paper (resumes), then rebuild results/ (reformer table)
 	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) $(REPRODUCE_ARGS); status=$$?; \
 	if [ "$(PROFILE)" = smoke ]; then \
 		$(PY) -m reformer_cli table --profile smoke --runs $(SMOKE_RESULTS)/runs --out $(SMOKE_RESULTS) || exit $$?; \
