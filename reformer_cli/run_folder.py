@@ -40,6 +40,7 @@ WRITTEN = (
     LOCK_FILE, "reformer.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",
     *RECORDS, "metrics.rejected.jsonl", "job.json", "metrics.csv", "tensorboard",
 )
+FOLDERS = (".hydra", CHECKPOINT_DIR, "tensorboard")  # the rest of WRITTEN are files
 
 try:
     import fcntl
@@ -156,7 +157,8 @@ def check_paths(folder: Path) -> None:
     """UserError (one line) when a path a run writes in `folder` is a symbolic link, or when
     `checkpoints` is there but is not a folder. Guards against writes through a link clobbering a
     file outside the folder (Hydra and the log follow links), and against a run that would record
-    its first steps and only then fail to save a checkpoint."""
+    its first steps and only then fail to save a checkpoint, or when a file it writes
+    (metrics.jsonl, summary.json, ...) is a folder."""
     folder = Path(folder)
     for name in WRITTEN:
         path = folder / name
@@ -164,6 +166,8 @@ def check_paths(folder: Path) -> None:
             raise UserError(
                 f"{path} is a symbolic link: a run folder's records are never written through links; remove it"
             )
+        if name not in FOLDERS and path.is_dir():
+            raise UserError(f"{path} is a folder, not a file: the run's records cannot be written there; remove it")
     checkpoints = folder / CHECKPOINT_DIR
     if checkpoints.exists() and not checkpoints.is_dir():
         raise UserError(f"{checkpoints} is not a folder: checkpoints cannot be written there; remove it")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import in_process
-from .test_hostile import one_error_line
+from .test_hostile import BASE, one_error_line, snapshot, trained  # noqa: F401 - trained is a fixture
 
 TABLE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "table" / "runs"
 
@@ -51,3 +51,28 @@ def test_a_damaged_record_is_skipped_and_the_pages_still_build(case, text, why, 
     for page in pages:
         assert (Path("out") / page).read_text() == (Path("without") / page).read_text(), page
     assert kept != text
+
+
+# ------------------------------------------------------------------------------ 2. a record that is a folder
+
+
+@pytest.mark.parametrize("how", ["hydra.run.dir", "resume=auto", "resume=<folder>"])
+def test_a_metrics_log_that_is_a_folder_is_one_line_and_nothing_changes(how, trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    if how == "hydra.run.dir":
+        run.mkdir()
+    else:
+        shutil.copytree(trained, run)
+        (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    (run / "metrics.jsonl" / "kept.txt").write_text("kept\n")
+    before = snapshot(run)
+    args = {"hydra.run.dir": ["hydra.run.dir=run"], "resume=auto": ["resume=auto", "hydra.run.dir=run"],
+            "resume=<folder>": ["resume=run"]}[how]
+    code, err = in_process(["run", *BASE, "trainer.max_steps=6", "trainer.ckpt_every=2", *args], capsys)
+    assert code == 2
+    assert one_error_line(err) == ("error: run/metrics.jsonl is a folder, not a file: the run's records cannot be"
+                                   " written there; remove it")
+    assert snapshot(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
