@@ -76,3 +76,71 @@ def test_a_metrics_log_that_is_a_folder_is_one_line_and_nothing_changes(how, tra
                                    " written there; remove it")
     assert snapshot(run) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+# ------------------------------------------------------------------------------ 3. output paths
+
+linux_only = pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs /sys (EACCES even for root)")
+
+
+@linux_only
+@pytest.mark.parametrize("case", ["folder", "missing"])
+def test_reproduce_refuses_a_pack_path_it_cannot_write_before_any_step(case, tmp_path, monkeypatch, capsys):
+    from reformer_cli.reproduce import runner
+
+    monkeypatch.setattr(runner.Reproduction, "run", lambda self: pytest.fail("a step ran"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    path = {"folder": tmp_path, "missing": tmp_path / "missing" / "state.tar.gz"}[case]
+    code, err = in_process(["reproduce", "--profile", "smoke", "--pack", str(path)], capsys)
+    assert code == 2
+    assert one_error_line(err) == {
+        "folder": f"error: --pack {tmp_path}: it is a folder; give the archive's file name (FILE.tar.gz)",
+        "missing": f"error: --pack {path}: the folder {tmp_path / 'missing'} does not exist",
+    }[case]
+    assert list(work.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert not (tmp_path.parent / f".{tmp_path.name}.tmp").exists()  # nothing beside a folder given as a file
+
+
+@linux_only
+def test_reproduce_refuses_a_pack_path_in_a_folder_it_cannot_write(tmp_path, monkeypatch, capsys):
+    from reformer_cli.reproduce import runner
+
+    monkeypatch.setattr(runner.Reproduction, "run", lambda self: pytest.fail("a step ran"))
+    monkeypatch.chdir(tmp_path)
+    code, err = in_process(["reproduce", "--profile", "smoke", "--pack", "/sys/state.tar.gz"], capsys)
+    assert code == 2
+    assert one_error_line(err) == "error: cannot write /sys/state.tar.gz: Permission denied"
+    assert list(tmp_path.iterdir()) == []
+
+
+@linux_only
+@pytest.mark.parametrize("bench", ["speed", "memory", "step", "data"])
+@pytest.mark.parametrize("case", ["folder", "unwritable"])
+def test_a_benchmark_refuses_a_json_path_it_cannot_write_before_measuring(bench, case, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    module = importlib.import_module(f"reformer_cli.bench.{bench}")
+    if bench == "data":
+        monkeypatch.setattr(module, "fake_prepared", lambda *a, **k: pytest.fail("the benchmark ran"))
+    else:
+        monkeypatch.setattr(module, "run", lambda *a, **k: pytest.fail("the benchmark ran"))
+    monkeypatch.chdir(tmp_path)
+    path = {"folder": tmp_path, "unwritable": Path("/sys/bench.json")}[case]
+    code, err = in_process(["bench", bench, "--json", str(path)], capsys)
+    assert code == 2
+    assert one_error_line(err) == {"folder": f"error: cannot write {tmp_path}: it is a folder",
+                                   "unwritable": "error: cannot write /sys/bench.json: Permission denied"}[case]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_packing_to_a_folder_leaves_no_temp_file_beside_it(tmp_path):
+    from reformer_cli.errors import UserError
+    from reformer_cli.reproduce.pack import pack
+
+    target = tmp_path / "tmp"
+    target.mkdir()
+    with pytest.raises(UserError, match=f"^--pack {target}: it is a folder; give the archive's file name"):
+        pack(target, [], [], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no .tmp.tmp beside it

@@ -228,11 +228,23 @@ def comma_ints(text: str) -> list[int]:
     return values
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """UserError (one line) when a file a benchmark writes at the end (`--json`, `--markdown`)
+    cannot be written there: checked before the measurements, which would otherwise be lost."""
+    from ..records import check_writable
+
+    for name in ("json", "markdown"):
+        path = getattr(args, name, None)
+        if path is not None:
+            check_writable(path)
+
+
 def run_main(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, list[str]], Any],
              argv: list[str]) -> int:
     """Parse `argv`, call `run(args, argv)`, and report a UserError as one line."""
     args = parser.parse_args(argv)
     try:
+        check_outputs(args)
         run(args, argv)
     except UserError as exc:
         report_and_exit(str(exc))

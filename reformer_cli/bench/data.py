@@ -139,6 +139,13 @@ def main(args: list[str]) -> int:
     p.add_argument("--size-mb", type=float, default=90.0, help="train split of the temporary folder")
     p.add_argument("--json", type=Path, default=None, help="write the record here")
     a = p.parse_args(args)
+    if a.json is not None:  # before the measurement, which would otherwise be lost
+        from ..records import check_writable
+
+        try:
+            check_writable(a.json)
+        except UserError as exc:
+            report_and_exit(str(exc))
     seq_len = a.seq_len or (12288 if a.task == "imagenet64" else 65536)
     with tempfile.TemporaryDirectory(prefix="reformer-bench-data-") as tmp:
         name = a.task

@@ -78,6 +78,10 @@ def main(args: list[str]) -> int:
         experiments = load_experiments(opts.experiments, only)
         if opts.time_limit is not None and not opts.list and not (math.isfinite(opts.time_limit) and opts.time_limit > 0):
             raise UserError(f"--time-limit {opts.time_limit} must be a positive number of seconds")
+        if opts.pack is not None and not opts.list:
+            from ..reproduce.pack import check_path
+
+            check_path(opts.pack)
         runner = Reproduction(
             profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=results_folder(opts),
             experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,

@@ -9,7 +9,20 @@ import tarfile
 from pathlib import Path
 
 from ..errors import UserError
-from ..records import list_checkpoints
+from ..records import check_writable, list_checkpoints, write_error
+
+
+def check_path(path: Path) -> None:
+    """UserError (one line) unless the archive can be written at `path`: checked before any step
+    runs, so that a reproduction does not end, hours later, failing to pack. A folder is refused
+    (a temp file beside it would land in its parent, `/tmp` -> `/.tmp.tmp`), and so is a folder
+    that does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--pack {path}: it is a folder; give the archive's file name (FILE.tar.gz)")
+    if not path.parent.is_dir():
+        raise UserError(f"--pack {path}: the folder {path.parent} does not exist")
+    check_writable(path)
 
 
 def pack(path: Path, record_folders: list[Path], run_folders: list[Path], base: Path) -> int:
@@ -28,10 +41,14 @@ def pack(path: Path, record_folders: list[Path], run_folders: list[Path], base: 
     for folder in run_folders:
         keep = {p for _, p in list_checkpoints(folder)[-1:]}
         files += sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix != ".pt" or p in keep))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for f in files:
-            tar.add(f, arcname=arcname(f), recursive=False)
-    tmp.replace(path)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for f in files:
+                tar.add(f, arcname=arcname(f), recursive=False)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, exc) from None
     return len(files)
