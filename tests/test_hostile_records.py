@@ -144,3 +144,49 @@ def test_packing_to_a_folder_leaves_no_temp_file_beside_it(tmp_path):
     with pytest.raises(UserError, match=f"^--pack {target}: it is a folder; give the archive's file name"):
         pack(target, [], [], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no .tmp.tmp beside it
+
+
+# ------------------------------------------------------------------------------ 4. summary.json of a reproduce step
+
+
+@pytest.mark.parametrize("text", ['["completed"]', '"completed"', "[" * 10_000 + "]" * 10_000,
+                                  '{"status": "completed", "config": ["trainer"]}'])
+def test_a_reproduce_step_whose_summary_is_not_an_object_is_unfinished(text, tmp_path, monkeypatch, capsys):
+    from reformer_cli.reproduce.experiments import load_experiment
+    from reformer_cli.reproduce.runner import Reproduction
+
+    from .reproduce.test_runner import definitions
+
+    monkeypatch.chdir(tmp_path)
+    tiny = load_experiment(definitions(tmp_path / "defs") / "tiny.yaml")
+    runner = Reproduction("quick", [tiny], outputs=Path("out"), results=Path("results"))
+    train = next(s for s in tiny.profile("quick").steps if s.kind == "train")
+    evaluation = next(s for s in tiny.profile("quick").steps if s.kind == "eval" and s.evaluates == train.name)
+    runner.claim_folder(train)
+    (runner.step_dir(train) / "summary.json").write_text(text)
+    assert not runner.is_done(train)
+    assert runner.before(train) is None  # it runs again (resuming from its checkpoint)
+    assert runner.before(evaluation).message == f"its training run {train.name} did not complete"
+    assert [s.name for s in runner.unfinished()] == [train.name]
+    err = capsys.readouterr().err
+    if text.startswith("{"):
+        assert err == ""  # an object whose config is damaged: an unfinished run, no line
+    else:
+        assert err == f"out/quick/tiny/{train.name}/summary.json is not a JSON object; taking the run as unfinished\n"
+
+
+def test_a_reproduce_step_whose_summary_says_completed_is_done(tmp_path, monkeypatch, capsys):
+    from reformer_cli.reproduce.experiments import load_experiment
+    from reformer_cli.reproduce.runner import Reproduction
+
+    from .reproduce.test_runner import definitions
+
+    monkeypatch.chdir(tmp_path)
+    tiny = load_experiment(definitions(tmp_path / "defs", max_steps=1500) / "tiny.yaml")
+    runner = Reproduction("quick", [tiny], outputs=Path("out"), results=Path("results"))
+    train = next(s for s in tiny.profile("quick").steps if s.kind == "train")
+    runner.claim_folder(train)
+    (runner.step_dir(train) / "summary.json").write_text(json.dumps(
+        {"status": "completed", "steps": 1500, "config": {"trainer": {"max_steps": 1500}}}))
+    assert runner.folder_done(train)
+    assert capsys.readouterr().err == ""

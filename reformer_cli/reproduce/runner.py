@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from .. import run_folder
 from ..errors import UserError, one_line
@@ -96,8 +96,19 @@ class Reproduction:
         self.root = Path(self.outputs) / self.profile
         self.base = Path.cwd()
         self.data = DataCheck()
+        self.warned: set[str] = set()  # lines said once (warn_once)
 
     # --- output
+
+    def train_completed(self, folder: Path) -> bool:
+        """`train_completed(folder)`, a damaged summary said once on stderr."""
+        return train_completed(folder, warn=self.warn_once)
+
+    def warn_once(self, text: str) -> None:
+        if text not in self.warned:
+            self.warned.add(text)
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -171,7 +182,7 @@ class Reproduction:
             return False
         self.claim_folder(step)  # a folder of another definition is an error, not "done"
         if step.kind == "train":
-            return train_completed(folder)
+            return self.train_completed(folder)
         if step.kind == "eval":
             summary = self.root / step.experiment / step.evaluates / "summary.json"
             result = folder / "eval.json"
@@ -255,7 +266,7 @@ class Reproduction:
             return Outcome(step, "done", f"already recorded in {_relative(record_path(self.results, step))}")
         if self.interrupted():
             return Outcome(step, "stopped", "not started (time limit)" if self.time_up() else "not started")
-        if step.kind == "eval" and not train_completed(self.root / step.experiment / step.evaluates):
+        if step.kind == "eval" and not self.train_completed(self.root / step.experiment / step.evaluates):
             return Outcome(step, "skipped", f"its training run {step.evaluates} did not complete")
         return None
 
@@ -417,7 +428,7 @@ class Reproduction:
                 folder = self.step_dir(step)
                 if step.kind != "train" or not (folder / MARKER).is_file() or self.record_done(step):
                     continue
-                if not train_completed(folder) or not all(self.is_done(ev) for ev in self.evaluations_of(step)):
+                if not self.train_completed(folder) or not all(self.is_done(ev) for ev in self.evaluations_of(step)):
                     found.append(step)
         return found
 
@@ -455,12 +466,23 @@ class Reproduction:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def train_completed(run_dir: Path) -> bool:
+def train_completed(run_dir: Path, warn: Callable[[str], None] | None = None) -> bool:
     """A training folder whose summary says it completed all its steps (or stopped early, by
-    trainer.early_stop)."""
+    trainer.early_stop). A summary that is not a JSON object (a list, a string, nested too
+    deeply) is an unfinished run, said by `warn` in one line."""
+    path = Path(run_dir) / "summary.json"
     try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        summary = json.loads(path.read_text())
+    except RecursionError:  # json.loads recurses once per level of [ or {
+        summary = None
+    except (OSError, ValueError):  # JSONDecodeError, UnicodeDecodeError
         return False
-    wanted = (summary.get("config") or {}).get("trainer", {}).get("max_steps")
-    return summary.get("status") == "early_stopped" or (summary.get("status") == "completed" and summary.get("steps") == wanted)
+    if not isinstance(summary, dict):
+        if warn is not None:
+            warn(f"{_relative(path)} is not a JSON object; taking the run as unfinished")
+        return False
+    config = summary.get("config")
+    trainer = config.get("trainer") if isinstance(config, dict) else None
+    wanted = trainer.get("max_steps") if isinstance(trainer, dict) else None
+    return summary.get("status") == "early_stopped" or (
+        summary.get("status") == "completed" and isinstance(wanted, int) and summary.get("steps") == wanted)
