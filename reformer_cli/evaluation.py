@@ -44,7 +44,7 @@ _loaded: dict[Path, dict] = {}  # checkpoint file -> its contents (read once per
 
 def load_trained(checkpoint: str) -> tuple[Path, dict]:
     """(checkpoint file, contents) for a checkpoint file or a run folder (its newest checkpoint)."""
-    from .records import find_checkpoint, load_checkpoint
+    from .records import checkpoint_type_problem, find_checkpoint, load_checkpoint
 
     path = find_checkpoint(checkpoint)
     if path is None:
@@ -54,6 +54,10 @@ def load_trained(checkpoint: str) -> tuple[Path, dict]:
         saved = load_checkpoint(path)
         if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
             raise UserError(f"checkpoint {path} is not a reformer checkpoint (no model weights and config)")
+        wrong = checkpoint_type_problem(saved)
+        if wrong is not None or not isinstance((saved["config"] or {}).get("attention"), dict):
+            raise UserError(f"checkpoint {path} is not a usable reformer checkpoint"
+                            f" ({wrong or 'its config has no attention'}): it was edited or damaged")
         _loaded[path] = saved
     return path, _loaded[path]
 

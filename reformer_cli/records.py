@@ -353,6 +353,32 @@ def check_unpacked_size(path: Path, limit: int | None = None) -> None:
         raise OversizedCheckpoint(path, total, min(limits))
 
 
+def _kind_of(value: Any) -> str:
+    return {list: "a list", tuple: "a tuple", str: "a string", bytes: "bytes", bool: "a boolean",
+            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def checkpoint_type_problem(saved: Any) -> str | None:
+    """Why a loaded checkpoint's fields have the wrong type (`state` a list, `model` a string, a
+    weight that is not a tensor, `config.attention` not a mapping), or None. Checked before any of
+    them is used, so that an edited checkpoint is one line (or skipped) and never a traceback."""
+    import torch
+
+    if not isinstance(saved, dict):
+        return f"it holds {_kind_of(saved)}, not a checkpoint's fields"
+    for key in ("model", "optimizer", "state", "window", "config"):
+        if saved.get(key) is not None and not isinstance(saved[key], dict):
+            return f"its {key} is {_kind_of(saved[key])}, not a mapping"
+    for name, value in (saved.get("model") or {}).items():
+        if not isinstance(value, torch.Tensor):
+            return f"its model weight {name!r} is {_kind_of(value)}, not a tensor"
+    for key in ("attention", "task", "model", "trainer"):
+        value = (saved.get("config") or {}).get(key)
+        if value is not None and not isinstance(value, dict):
+            return f"its config.{key} is {_kind_of(value)}, not a mapping"
+    return None
+
+
 def load_checkpoint(path: Path, map_location: Any = "cpu", max_unpacked: int | None = None) -> dict:
     """A checkpoint's contents (tensors and plain values only), after `check_unpacked_size` with
     `max_unpacked` (bytes, from the model when it is known)."""

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .records import UNPACK_SLACK, OversizedCheckpoint, find_checkpoint, list_checkpoints, load_checkpoint
+from .records import (UNPACK_SLACK, OversizedCheckpoint, checkpoint_type_problem, find_checkpoint, list_checkpoints,
+                      load_checkpoint)
 from .yaml_guard import UnsafeYaml, check_yaml_file
 
 OUTPUTS = Path("outputs")
@@ -162,6 +163,9 @@ def checkpoint_problem(saved: Any) -> str | None:
 
     if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
         return "not a training checkpoint"
+    wrong = checkpoint_type_problem(saved)
+    if wrong is not None:
+        return wrong
     step = saved["state"].get("step") if isinstance(saved["state"], dict) else None
     if not isinstance(step, int) or isinstance(step, bool) or step < 1:
         # a resumed run would cut metrics.jsonl back to it and name its checkpoints step--N.pt

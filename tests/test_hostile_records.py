@@ -190,3 +190,60 @@ def test_a_reproduce_step_whose_summary_says_completed_is_done(tmp_path, monkeyp
         {"status": "completed", "steps": 1500, "config": {"trainer": {"max_steps": 1500}}}))
     assert runner.folder_done(train)
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------------------ 5. checkpoint fields of the wrong type
+
+WRONG = {  # field -> (value, why the checkpoint is unusable)
+    "state": (["step", 4], "its state is a list, not a mapping"),
+    "window": ("recent", "its window is a string, not a mapping"),
+    "model": ("weights", "its model is a string, not a mapping"),
+    "config": ([1, 2], "its config is a list, not a mapping"),
+    "model.embed.weight": ([0.5], "its model weight 'embed.weight' is a list, not a tensor"),
+    "config.attention": ("lsh", "its config.attention is a string, not a mapping"),
+}
+
+
+def wrong_checkpoint(trained: Path, field: str, where: Path) -> None:
+    """The step-4 checkpoint with `field` (dotted: one level down) set to WRONG[field]'s value."""
+    import torch
+
+    saved = torch.load(trained / "checkpoints" / "step-00000004.pt", weights_only=True)
+    key, _, sub = field.partition(".")
+    if sub:
+        saved[key][sub] = WRONG[field][0]
+    else:
+        saved[key] = WRONG[field][0]
+    torch.save(saved, where)
+
+
+@pytest.mark.parametrize("field", list(WRONG))
+def test_resume_skips_a_checkpoint_whose_field_has_the_wrong_type(field, trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    newest = run / "checkpoints" / "step-00000004.pt"
+    wrong_checkpoint(trained, field, newest)
+    reference = [json.loads(line)["step"] for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    code, err = in_process(["run", *BASE, "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.log_every=1",
+                            "resume=auto", f"hydra.run.dir={run}"], capsys)
+    assert code in (0, None), err
+    assert "Traceback" not in err
+    assert f"resume: skipping {newest} ({WRONG[field][1]})" in (run / "reformer.log").read_text()
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == reference
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-00000002.pt", "step-00000004.pt", "step-00000004.pt.unusable"]
+
+
+@pytest.mark.parametrize("field", list(WRONG))
+def test_evaluating_a_checkpoint_whose_field_has_the_wrong_type_is_one_line(field, trained, tmp_path, monkeypatch,
+                                                                             capsys):
+    monkeypatch.chdir(tmp_path)
+    edited = tmp_path / "edited.pt"
+    wrong_checkpoint(trained, field, edited)
+    before = snapshot(tmp_path)
+    code, err = in_process(["eval", f"checkpoint={edited}", "output=eval.json", "progress=none"], capsys)
+    assert code == 2
+    assert one_error_line(err) == (f"error: checkpoint {edited} is not a usable reformer checkpoint"
+                                   f" ({WRONG[field][1]}): it was edited or damaged")
+    assert snapshot(tmp_path) == before
