@@ -169,11 +169,12 @@ def record_problem(record: Any) -> str | None:
     where a metric number belongs); None if it can."""
     if not isinstance(record, dict):
         return f"it is {_kind_of(record)}, not a JSON object"
-    for key in ("labels", "code_version", "definition", "metrics", "final", "best", "result"):
+    for key in ("labels", "code_version", "metrics", "final", "best", "result"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             return f"its {key} is {_kind_of(record[key])}, not an object"
-    if record.get("curve") is not None and not isinstance(record["curve"], list):
-        return f"its curve is {_kind_of(record['curve'])}, not a list"
+    for key in ("curve", "definition"):
+        if record.get(key) is not None and not isinstance(record[key], list):
+            return f"its {key} is {_kind_of(record[key])}, not a list"
     for key in ("metrics", "final", "best", "curve", "steps", "n_parameters", "train_seconds"):
         problem = _not_numbers(record.get(key), key)
         if problem:
