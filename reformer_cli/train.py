@@ -119,9 +119,13 @@ class StopRequest:
         return self.signal is not None
 
 
-def _resume_candidates(cfg: RunConfig, run_dir: Path) -> list[Path]:
-    """The checkpoints to continue from, newest first, per `resume` (null / auto / path)."""
+def _resume_candidates(cfg: RunConfig, run_dir: Path, owner: bool = True) -> list[Path]:
+    """The checkpoints to continue from, newest first, per `resume` (null / auto / path). Only the
+    folder's owner (rank 0) refuses a folder that already holds a run: under torchrun the other
+    ranks look at it after rank 0 has started writing its records there."""
     if cfg.resume is None:
+        if not owner:
+            return []
         if list_checkpoints(run_dir):
             raise UserError(
                 f"run folder {run_dir} already holds checkpoints: pass resume=auto to continue it,"
@@ -203,7 +207,7 @@ class Trainer:
     # --- state in and out
 
     def restore(self) -> None:
-        candidates = _resume_candidates(self.cfg, self.run_dir)
+        candidates = _resume_candidates(self.cfg, self.run_dir, owner=self.is_main)
         if not candidates:
             if self.cfg.resume == "auto":
                 log.info("resume=auto: no checkpoint in %s, starting fresh", self.run_dir)
