@@ -33,7 +33,9 @@ from .records import CHECKPOINT_DIR
 
 LOCK_FILE = ".lock"
 # what a run (or a sweep, an evaluation) writes itself; Hydra's .hydra/ and reformer.log are not records
-RECORDS = ("config.yaml", "metrics.jsonl", "summary.json", CHECKPOINT_DIR, "eval.json", "sweep.json", "sweep.md")
+# what a training run writes besides its checkpoints (a new run refuses a folder holding any of them)
+RUN_RECORDS = ("config.yaml", "metrics.jsonl", "summary.json")
+RECORDS = (*RUN_RECORDS, CHECKPOINT_DIR, "eval.json", "sweep.json", "sweep.md")
 
 # every path a run, an evaluation or Hydra writes inside a run folder
 WRITTEN = (

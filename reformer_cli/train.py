@@ -141,13 +141,10 @@ def _resume_candidates(cfg: RunConfig, run_dir: Path, owner: bool = True) -> lis
     return found
 
 
-RUN_RECORDS = ("config.yaml", "metrics.jsonl", "summary.json")
-
-
 def check_no_records(run_dir: Path) -> None:
     """UserError (one line) when a new run (resume=null) would start in a folder holding another
     run's records but no checkpoint: it would overwrite them, maybe with another config."""
-    found = [name for name in RUN_RECORDS if (Path(run_dir) / name).exists()]
+    found = [name for name in run_folder.RUN_RECORDS if (Path(run_dir) / name).exists()]
     if found:
         raise UserError(
             f"run folder {run_dir} already holds a run's records ({', '.join(found)}): pass resume=auto to"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
+from . import matplotlib_or_note
 
 
 def parser() -> argparse.ArgumentParser:
@@ -30,15 +31,9 @@ def parser() -> argparse.ArgumentParser:
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
     from ..comparison import collect, write
-    from .runs import shown
+    from ..sweeps import shown
 
-    plots = not opts.no_plot
-    if plots:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            sys.stderr.write("note: compare.png skipped: matplotlib is not installed (pip install matplotlib)\n")
-            plots = False
+    plots = not opts.no_plot and matplotlib_or_note("compare.png")
     try:
         runs, skipped = collect(opts.runs)
         for line in skipped:

@@ -97,15 +97,8 @@ def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
-def shown(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def table(runs: list) -> list[str]:
-    from ..sweeps import plain
+    from ..sweeps import plain, shown
 
     header = ["name", "task", "attention", "status", "steps", "metric", "final", "best", "folder"]
     rows = [[r.name, r.task, r.attention, r.status, f"{_num(r.steps)}/{_num(r.max_steps)}", r.metric,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
+from . import matplotlib_or_note
 from ..reproduce.experiments import EXPERIMENTS_DIR, PROFILES
 
 
@@ -47,13 +48,7 @@ def main(args: list[str]) -> int:
                 f"no {which} in {opts.runs}: nothing to build pages from (`reformer reproduce --profile P` writes"
                 " them; a smoke run's go to outputs/reproduce/smoke/results/runs: pass that with --runs)"
             )
-        plots = not opts.no_plots
-        if plots:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                sys.stderr.write("note: plots skipped: matplotlib is not installed (pip install matplotlib)\n")
-                plots = False
+        plots = not opts.no_plots and matplotlib_or_note("plots")
         written = write_pages(pages, contexts, opts.out, plots=plots)
         for ctx in contexts:
             state = "no records" if ctx.profile is None else f"{ctx.profile}, {len(ctx.records)} records"
