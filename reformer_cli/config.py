@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
+from .attention import registry as attention_registry
+from .attention.per_layer import layer_attentions
+from .attention.registry import complete_stored_attention, validate_attention  # noqa: F401  (their home)
+from .attention.specs.full import FullAttentionConfig  # noqa: F401  (the schemas of attention=full, =lsh)
+from .attention.specs.lsh import LSHAttentionConfig  # noqa: F401
 from .errors import ConfigError
-from .primitives.attention_settings import SELF_MASK_VALUE, LSHSettings, bucket_factors
-
-# The LSH keywords' defaults, written once (primitives/attention_settings.py).
-LSH = LSHSettings()
 
 # --------------------------------------------------------------------------------------- schemas
 
@@ -48,52 +49,12 @@ class ModelConfig:
     ff_chunks: int = 1  # feed-forward computed in this many chunks along the sequence (eq. 10)
     loss_chunks: int = 1  # output layer + loss computed in this many chunks along the sequence
     tie_embeddings: bool = False
-
-
-@dataclass
-class FullAttentionConfig:
-    """Full attention: the baseline. Separate Q and K (standard scaled dot-product) by default;
-    `shared_qk: true` uses exactly the LSH logits (docs/lsh-attention.md, "Logits and masks": unit-norm keys,
-    unscaled queries, self mask) so one model can be evaluated under both attentions."""
-
-    name: str = "full"
-    shared_qk: bool = False
-    causal: bool = True
-    dropout: float = 0.0  # on attention probabilities
-    # With shared QK only: a query's own logit is replaced by self_mask_value (docs/lsh-attention.md,
-    # "Logits and masks"; trax and HF always do so, with -1e5). false lets a position attend to itself, which
-    # with unit-norm keys it always prefers (q . q/|q| = |q|): a diagnostic for Table 2.
-    self_mask: bool = True
-    self_mask_value: float = SELF_MASK_VALUE
-    # replace: the self logit becomes self_mask_value; add: self_mask_value is added to it (with
-    # -32: what the authors' memory-efficient attention did until late September 2019)
-    self_mask_mode: str = "replace"
-    # With shared QK only: unit (k_j = q_j / |q_j|, queries unscaled: the LSH logits) | raw
-    # (k_j = q_j and logits scaled by 1/sqrt(d_head): standard dot-product attention fed the shared
-    # projection, which the paper's authors' full-attention layer computed when its own share_qk
-    # flag was not set; an evaluation diagnostic for Table 2, docs/table2-full-column.md).
-    shared_qk_keys: str = "unit"
-
-
-@dataclass
-class LSHAttentionConfig:
-    """Angular LSH attention (paper section 2 and Appendix A). Always shared-QK. The keys that are
-    keywords of the LSH functions take their defaults from `LSHSettings` (what each means is there)."""
-
-    name: str = "lsh"
-    causal: bool = LSH.causal
-    dropout: float = 0.0
-    n_rounds: int = 2  # hash rounds (every paper-era trax config uses 2)
-    chunk_length: int = LSH.chunk_length
-    # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets); an even int; or
-    # a list of even ints for factorised buckets as in trax (attention_settings.bucket_factors).
-    n_buckets: Any = None
-    n_chunks_before: int = LSH.n_chunks_before
-    wrap_lookback: bool = LSH.wrap_lookback
-    attend_across_buckets: bool = LSH.attend_across_buckets
-    dedup: bool = LSH.dedup
-    impl: str = "auto"  # auto | reference | fast (fast: Triton kernels on CUDA)
-    eval_seed: int = 0  # rotations at evaluation are drawn from this seed: repeatable numbers
+    # the attention of each layer: null = `attention` in every layer; a list of attention names
+    # (`[local, lsh]`), cycled over n_layers when shorter (attention/per_layer.py, docs/model.md)
+    attn_layers: Optional[List[str]] = None
+    # settings of the attentions in attn_layers other than `attention`'s type, by type
+    # (`{local: {chunk_length: 128}}`); unset keys take that type's defaults
+    attn_settings: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -278,8 +239,6 @@ class EvalConfig:
 
 SCHEMAS = {
     ("model", "model"): ModelConfig,
-    ("attention", "full"): FullAttentionConfig,
-    ("attention", "lsh"): LSHAttentionConfig,
     ("layer", "layer"): LayerConfig,
     ("task", "synthetic"): SyntheticTaskConfig,
     ("task", "enwik8"): Enwik8TaskConfig,
@@ -288,6 +247,8 @@ SCHEMAS = {
     ("trainer", "trainer"): TrainerConfig,
     ("logger", "logger"): LoggerConfig,
 }
+# and one schema per attention type, from its spec (reformer_cli/attention/specs/)
+SCHEMAS.update({("attention", name): spec.schema for name, spec in attention_registry.specs().items()})
 
 
 def register_schemas() -> None:
@@ -297,7 +258,8 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(name="eval_schema", node=EvalConfig)
-    for (group, name), node in SCHEMAS.items():
+    attention = {("attention", name): spec.schema for name, spec in attention_registry.specs().items()}
+    for (group, name), node in {**SCHEMAS, **attention}.items():
         cs.store(group=f"schema/{group}", name=name, node=node)
 
 
@@ -309,12 +271,10 @@ OPTIMIZERS = ("adamw", "adam", "adafactor")
 SCHEDULES = ("constant", "rsqrt", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
 PROGRESS = ("auto", "bar", "plain", "none")
-LSH_IMPLS = ("auto", "reference", "fast")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 DATA_VERIFY = ("auto", "size", "full")
 IMAGENET64_VARIANTS = ("oord", "chrabaszcz")
 IMAGENET64_TOKENS = 64 * 64 * 3
-FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
 RUN_GROUPS = ("task", "model", "attention", "layer", "trainer", "logger")
 
 
@@ -354,6 +314,9 @@ def _seed(key: str, value: Any) -> None:
 
 # the schema of each group's node, by the node's `name` (model, layer and trainer have one schema)
 def _schema_of(group: str, node: Any) -> Any:
+    if group == "attention":
+        spec = attention_registry.specs().get(node.get("name"))
+        return None if spec is None else spec.schema
     name = group if (group, group) in SCHEMAS else node.get("name")
     return SCHEMAS.get((group, name))
 
@@ -444,66 +407,6 @@ def validate_axial(model: Any, seq_len: int) -> None:
         raise ConfigError(
             f"model.axial_dims={dims} sum to {sum(dims)} but model.d_model={model.d_model}; they must sum to it"
         )
-
-
-# Keys added to an attention schema after runs were saved with it, and the value that reproduces
-# what those runs computed (a checkpoint's config lacks them; the new default would change it).
-LEGACY_ATTENTION = {
-    "full": {"self_mask": True, "self_mask_value": SELF_MASK_VALUE, "self_mask_mode": "replace",
-             "shared_qk_keys": "unit"},
-    "lsh": {"attend_across_buckets": True, "dedup": False},
-}
-
-
-def complete_stored_attention(attention: dict) -> tuple[dict, dict]:
-    """A stored attention config (a checkpoint's) with every key: missing ones get the value the
-    run was trained with (`LEGACY_ATTENTION`). Returns (completed, the keys filled in)."""
-    filled = {k: v for k, v in LEGACY_ATTENTION.get(attention.get("name"), {}).items() if k not in attention}
-    return {**attention, **filled}, filled
-
-
-def validate_attention(attention: Any, seq_len: int) -> None:
-    name = attention.name
-    _choice("attention.name", name, ("full", "lsh"))
-    _fraction("attention.dropout", attention.dropout)
-    if name == "full":
-        _choice("attention.shared_qk_keys", attention.shared_qk_keys, ("unit", "raw"))
-        if not math.isfinite(attention.self_mask_value) or abs(attention.self_mask_value) > FLOAT32_MAX:
-            raise ConfigError(
-                f"attention.self_mask_value={attention.self_mask_value!r} must be a finite float32 number"
-                f" (at most {FLOAT32_MAX:.6g} in magnitude)"
-            )
-        _choice("attention.self_mask_mode", attention.self_mask_mode, ("replace", "add"))
-        shared_only = {"self_mask=false": not attention.self_mask,
-                       f"self_mask_mode={attention.self_mask_mode}": attention.self_mask_mode != "replace",
-                       f"shared_qk_keys={attention.shared_qk_keys}": attention.shared_qk_keys != "unit",
-                       f"self_mask_value={attention.self_mask_value}":
-                           attention.self_mask_value != FullAttentionConfig.self_mask_value}
-        changed = [setting for setting, differs in shared_only.items() if differs]
-        if changed and not attention.shared_qk:
-            raise ConfigError(
-                f"attention.{changed[0]} applies to shared-QK full attention only (attention.shared_qk=true);"
-                " with separate Q and K no logit is masked for being a position's own"
-            )
-    if name == "lsh":
-        _positive("attention.n_rounds", attention.n_rounds)
-        _positive("attention.chunk_length", attention.chunk_length)
-        if attention.n_chunks_before < 0:
-            raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
-        _choice("attention.impl", attention.impl, LSH_IMPLS)
-        _seed("attention.eval_seed", attention.eval_seed)
-        factors = bucket_factors(attention.n_buckets, seq_len, attention.chunk_length)
-        if not factors:
-            raise ConfigError(
-                "attention.n_buckets=[]: give an even integer >= 2, a list of them for factorised"
-                " buckets, or null for the paper's default"
-            )
-        for factor in factors:
-            if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2 or factor % 2:
-                raise ConfigError(
-                    f"attention.n_buckets={attention.n_buckets!r}: buckets must be an even integer"
-                    " >= 2, or a list of them for factorised buckets"
-                )
 
 
 def validate_trainer(trainer: Any) -> None:
@@ -605,6 +508,12 @@ def validate(cfg: Any) -> None:
     validate_task(cfg.task)
     validate_model(cfg.model, cfg.task.seq_len)
     validate_attention(cfg.attention, cfg.task.seq_len)
+    for layer, attention in enumerate(layer_attentions(cfg.model, cfg.attention)):
+        if attention is not cfg.attention:
+            try:
+                validate_attention(attention, cfg.task.seq_len)
+            except ConfigError as exc:
+                raise ConfigError(f"layer {layer} ({attention.name}): {exc}") from None
     _choice("layer.name", cfg.layer.name, ("standard", "reversible"))
     validate_trainer(cfg.trainer)
     validate_logger(cfg.logger)

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import torch
 
+from .attention.registry import spec_of
 from .config import EvalConfig
 from .distributed import World, all_reduce_sum
 from .errors import UserError
@@ -100,9 +101,8 @@ def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> d
     else:
         merged = dict(chosen)
         merged["causal"] = trained.get("causal", merged.get("causal", True))
-        trained_shared_qk = trained["name"] == "lsh" or bool(trained.get("shared_qk", False))
-        if merged["name"] == "full" and trained_shared_qk:
-            merged["shared_qk"] = True
+        if "shared_qk" in merged and spec_of(trained).shares_qk(trained):
+            merged["shared_qk"] = True  # the only form of the chosen attention these weights define
     for key in explicit:
         merged[key] = chosen[key]
     return merged
@@ -312,5 +312,6 @@ def evaluate(
 
 
 def eval_seed_of(attention: Any) -> int:
-    """The seed evaluation draws LSH rotations from (attention.eval_seed; 0 for full attention)."""
-    return int(getattr(attention, "eval_seed", 0) or 0)
+    """The seed evaluation draws the attention's random numbers from (its spec's `eval_seed`:
+    LSH's attention.eval_seed; 0 for an attention that draws none)."""
+    return spec_of(attention).eval_seed(attention)

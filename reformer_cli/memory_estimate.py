@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .attention.per_layer import layer_attentions
+from .attention.registry import spec_of
 from .errors import UserError
 
 ALLOCATOR_MESSAGES = ("can't allocate memory", "not enough memory", "defaultcpuallocator", "out of memory")
@@ -34,10 +36,10 @@ def memory_terms(cfg: Any) -> list[tuple[int, str]]:
         (batch * seq * d * 4 * 2 * max(1, layers), "the activations, trainer.batch_size x task.seq_len x"
          " model.d_model per layer (reduce trainer.batch_size or model.d_model)"),
     ]
-    if cfg.attention.name == "full":
+    if any(spec_of(attention).quadratic_memory for attention in layer_attentions(model, cfg.attention)):
         terms.append((batch * int(model.n_heads) * seq * seq * 4,
                       "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
-                      " (reduce trainer.batch_size or task.seq_len, or use attention=lsh)"))
+                      " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)"))
     return terms
 
 

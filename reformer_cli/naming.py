@@ -6,32 +6,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from .attention.per_layer import layer_attentions
+from .attention.registry import spec_of
+
 
 def attention_label(attention: Any) -> str:
-    """A short name for tables: `lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2
-    / HF), `full` (separate Q and K), `full-sharedqk`, and for shared-QK diagnostics the parts that
-    differ: `-raw` (keys q/sqrt(d)), `-noself` (self logit kept), `-self32` (self logit -32)."""
-    if attention["name"] == "lsh":
-        label = f"lsh-{attention['n_rounds']}"
-        if attention.get("attend_across_buckets", False):
-            label += "-across"
-        if not attention.get("dedup", True):
-            label += "-nodedup"
-        return label
-    if not attention.get("shared_qk"):
-        return "full"
-    label = "full-sharedqk"
-    if attention.get("shared_qk_keys", "unit") != "unit":
-        label += f"-{attention['shared_qk_keys']}"
-    if not attention.get("self_mask", True):
-        label += "-noself"
-    elif attention.get("self_mask_mode", "replace") == "add":
-        label += f"-selfadd{float(attention['self_mask_value']):g}"
-    elif float(attention.get("self_mask_value", -1e5)) != -1e5:
-        label += f"-self{float(attention['self_mask_value']):g}"
-    return label
+    """A short name for tables and run names, from the spec of the attention's type
+    (`lsh-8`, `full-sharedqk`; attention/specs/); ConfigError (one line) for an unknown type."""
+    return spec_of(attention).label(attention)
+
+
+def model_attention_label(cfg: Any) -> str:
+    """The label of `cfg.attention`, or with `model.attn_layers` the labels of the layers'
+    attentions joined by `+` in order of first use (`local-64+lsh-2`)."""
+    if cfg.model.get("attn_layers") is None:
+        return attention_label(cfg.attention)
+    return "+".join(dict.fromkeys(attention_label(a) for a in layer_attentions(cfg.model, cfg.attention)))
 
 
 def default_run_name(cfg: Any) -> str:
-    """`<task>-<attention label>-<layer>-seed<seed>`, e.g. `synthetic-lsh-4-standard-seed0`."""
-    return f"{cfg.task.name}-{attention_label(cfg.attention)}-{cfg.layer.name}-seed{cfg.seed}"
+    """`<task>-<attention label>-<layer>-seed<seed>`, e.g. `synthetic-lsh-4-standard-seed0`
+    (`synthetic-local-64+lsh-2-standard-seed0` with `model.attn_layers=[local,lsh]`)."""
+    return f"{cfg.task.name}-{model_attention_label(cfg)}-{cfg.layer.name}-seed{cfg.seed}"

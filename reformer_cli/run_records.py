@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import run_folder
+from .errors import UserError
 from .naming import attention_label
 from .records import MetricsLog, list_checkpoints
 
@@ -153,7 +154,7 @@ def _label(config: dict) -> str:
         return "?"
     try:
         return attention_label(attention)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, UserError):  # UserError: a type this program does not know
         return str(attention["name"])
 
 

@@ -33,6 +33,8 @@ from omegaconf import OmegaConf
 
 from . import run_folder
 from .best import improves, stop_reason
+from .attention.per_layer import layer_attentions
+from .attention.registry import spec_of
 from .config import RunConfig
 from .distributed import any_rank, init_world, wrap_model
 from .errors import Interrupted, UserError
@@ -153,11 +155,9 @@ def check_no_records(run_dir: Path) -> None:
 
 
 def check_attention_device(attention: Any, device: torch.device) -> None:
-    """`attention.impl=fast` where its kernels cannot run: one line before the model is built."""
-    if attention.name == "lsh" and attention.impl == "fast":
-        from .attention.lsh_core import lsh_implementation
-
-        lsh_implementation("fast", device)
+    """An attention the device cannot run (LSH's impl=fast without CUDA): one line before the
+    model is built (the spec's `check_device`)."""
+    spec_of(attention).check_device(attention, device)
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -170,7 +170,8 @@ class Trainer:
         self.world, device = init_world(self.t.device)
         self.rank, self.world_size, self.is_main = self.world.rank, self.world.size, self.world.is_main
         self.device = select_device(device)
-        check_attention_device(cfg.attention, self.device)
+        for attention in layer_attentions(cfg.model, cfg.attention):  # model.attn_layers: each layer's
+            check_attention_device(attention, self.device)
         self.precision = resolve_precision(self.t.precision, self.device)
         seed_everything(cfg.seed, self.t.deterministic)
         self.task = build_task(cfg.task, cfg.seed)

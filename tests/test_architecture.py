@@ -6,7 +6,8 @@ Layer rules, checked twice: in fresh interpreters (what importing a module reall
 
 * `reformer_cli.attention` and `reformer_cli.tasks` import nothing from `reformer_cli.model`;
 * nothing outside `reformer_cli.commands` and `reformer_cli.cli` imports `reformer_cli.commands`;
-* `reformer_cli.config` imports nothing from `model`, `attention` or `tasks` (nor torch);
+* `reformer_cli.config` imports nothing from `model` or `tasks` (nor torch), and from `attention`
+  only the attention specs (`ATTENTION_SPECS`: what each type is, without torch);
 * no import cycle anywhere.
 
 And the blocks that used to be repeated have one home each: config composition (hydra_entry),
@@ -80,9 +81,16 @@ def test_only_the_command_line_loads_the_commands():
     assert not {m for m in loaded if under(m, "reformer_cli.commands")}
 
 
-def test_the_config_loads_no_model_attention_task_or_torch():
+# the attention modules the config may load: the specs, their registry and the choice per layer
+ATTENTION_SPECS = ("reformer_cli.attention.registry", "reformer_cli.attention.spec",
+                   "reformer_cli.attention.per_layer", "reformer_cli.attention.specs")
+
+
+def test_the_config_loads_no_model_task_attention_core_or_torch():
     loaded = loaded_after_importing(["reformer_cli.config"])
-    assert not {m for m in loaded if under(m, "reformer_cli.model", "reformer_cli.attention", "reformer_cli.tasks")}
+    assert not {m for m in loaded if under(m, "reformer_cli.model", "reformer_cli.tasks")}
+    attention = {m for m in loaded if under(m, "reformer_cli.attention")} - {"reformer_cli.attention"}
+    assert attention and all(under(m, *ATTENTION_SPECS) for m in attention), attention
     assert "torch" not in loaded  # config errors come back before torch is imported
 
 
@@ -110,6 +118,17 @@ def imports_of(name: str, path: Path) -> set[str]:
 
 
 GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """The top-level packages a module imports outside functions."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add((node.module or "").split(".")[0])
+    return found
 
 
 def test_no_import_cycle():
@@ -150,7 +169,10 @@ def test_the_layer_rules_hold_for_every_import_statement():
         if not under(name, "reformer_cli.commands", "reformer_cli.cli"):
             assert not {m for m in imported if under(m, "reformer_cli.commands")}, name
     config = GRAPH["reformer_cli.config"]
-    assert not {m for m in config if under(m, "reformer_cli.model", "reformer_cli.attention", "reformer_cli.tasks")}
+    assert not {m for m in config if under(m, "reformer_cli.model", "reformer_cli.tasks")}
+    assert all(under(m, *ATTENTION_SPECS) for m in config if under(m, "reformer_cli.attention"))
+    for spec_module in (n for n in GRAPH if under(n, *ATTENTION_SPECS)):  # and what they import at the top
+        assert "torch" not in top_level_imports(MODULES[spec_module]), spec_module
 
 
 # ------------------------------------------------------------------------------ written once

@@ -1,13 +1,25 @@
-"""Attention: full (the baseline) and LSH (the paper's), as functions and as model cores."""
+"""Attention: full (the baseline), LSH (the paper's) and local, as functions and as model cores.
 
-from .full import full_attention, shared_qk_full_attention
-from .lsh import LSHSettings, hash_buckets, lsh_attention, lsh_attention_from_buckets
+Each attention type is described by one spec (attention/spec.py, attention/specs/), found by name
+in attention/registry.py. The functions below are loaded on first use, so that the config can ask
+the registry without importing torch.
+"""
 
-__all__ = [
-    "full_attention",
-    "shared_qk_full_attention",
-    "hash_buckets",
-    "lsh_attention",
-    "lsh_attention_from_buckets",
-    "LSHSettings",
-]
+from importlib import import_module
+
+_HOMES = {
+    "full_attention": ".full",
+    "shared_qk_full_attention": ".full",
+    "hash_buckets": ".lsh",
+    "lsh_attention": ".lsh",
+    "lsh_attention_from_buckets": ".lsh",
+    "LSHSettings": ".lsh",
+}
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_HOMES[name], __name__), name)

@@ -1,26 +1,25 @@
-"""The attention cores the `attention` config selects: full attention here, LSH in lsh_core.py.
+"""The attention cores the `attention` config selects: full attention here, LSH in lsh_core.py,
+local attention in local.py.
 
-Each implements `primitives.attention_core.AttentionCore`; `build_attention_core` picks one by the
-config's `name` (`CORES`).
+Each implements `primitives.attention_core.AttentionCore`; `registry.build_attention_core` builds
+the one the spec of the config's `name` names.
 """
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any
 
-from ..config import FullAttentionConfig, LSHAttentionConfig
-from ..errors import ConfigError
 from ..primitives.attention_core import AttentionCore
 from .full import full_attention, shared_qk_full_attention
-from .lsh_core import LSHAttentionCore
 
-AttentionConfig = Union[FullAttentionConfig, LSHAttentionConfig]
+# An `attention` config: the schema of its type's spec (FullAttentionConfig, LSHAttentionConfig, ...)
+AttentionConfig = Any
 
 
 class FullAttentionCore(AttentionCore):
     """Full attention configured by an `attention=full` config: separate Q and K, or shared QK."""
 
-    def __init__(self, attention: FullAttentionConfig):
+    def __init__(self, attention: AttentionConfig):  # specs/full.py: FullAttentionConfig
         self.shared_qk = bool(attention.shared_qk)
         self.causal = bool(attention.causal)
         self.dropout = float(attention.dropout)
@@ -39,11 +38,3 @@ class FullAttentionCore(AttentionCore):
             )
         return full_attention(q, k, v, causal=self.causal, key_padding_mask=key_padding_mask, probs_dropout=dropout)
 
-
-CORES = {"full": FullAttentionCore, "lsh": LSHAttentionCore}
-
-
-def build_attention_core(attention: AttentionConfig) -> AttentionCore:
-    if attention.name not in CORES:
-        raise ConfigError(f"attention '{attention.name}' is not available (available: {', '.join(CORES)})")
-    return CORES[attention.name](attention)

@@ -9,7 +9,8 @@ from ..errors import UserError
 from ..primitives.attention_core import AttentionCore
 from ..primitives.context import ForwardContext
 from .common import merge_heads, split_heads
-from .cores import AttentionConfig, build_attention_core
+from .cores import AttentionConfig
+from .registry import build_attention_core
 from .self_weight import self_weights
 
 

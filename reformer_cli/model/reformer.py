@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attention.cores import AttentionConfig
+from ..attention.per_layer import layer_attentions
 from ..config import LayerConfig, ModelConfig, RunConfig
 from ..primitives.context import ForwardContext
 from .axial import AxialPositions
@@ -66,7 +67,10 @@ class ReformerLM(nn.Module):
         self.embed = nn.Embedding(vocab_size, model.d_model)
         self.positions = build_positions(model, seq_len)
         self.dropout = float(model.dropout)
-        blocks = [Block(model, attention, i) for i in range(model.n_layers)]
+        attentions = layer_attentions(model, attention)  # model.attn_layers: one attention per layer
+        # the layers that run `attention` itself: those `set_attention` changes
+        self.swappable = [a is attention for a in attentions]
+        blocks = [Block(model, layer_attention, i) for i, layer_attention in enumerate(attentions)]
         self.stack = build_stack(layer, blocks, model.d_model)
         self.norm = nn.LayerNorm(self.stack.out_width)
         self.head = nn.Linear(self.stack.out_width, vocab_size)
@@ -75,9 +79,11 @@ class ReformerLM(nn.Module):
         self.loss_chunks = int(model.loss_chunks)
 
     def set_attention(self, attention: AttentionConfig) -> None:
-        """Evaluate under another attention (full, or LSH with other rounds); weights untouched."""
-        for block in self.stack.blocks:
-            block.attention.attention.set_core(attention)
+        """Evaluate under another attention (full, or LSH with other rounds); weights untouched. With
+        `model.attn_layers`, the layers that ran the model's `attention` change; the others keep theirs."""
+        for block, swappable in zip(self.stack.blocks, self.swappable):
+            if swappable:
+                block.attention.attention.set_core(attention)
 
     def features(self, tokens: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None):
         """The stack's output before the final LayerNorm, [batch, length, width]."""

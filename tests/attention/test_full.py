@@ -120,7 +120,7 @@ def test_self_mask_value_replaces_or_is_added_to_the_own_logit(keys, mode):
 def test_self_weights_are_the_diagonal_of_the_attention(overrides):
     """attention/self_weight.py reads p_ii by probing with one-hot values; here p_ii is the
     diagonal of the Jacobian d out_i / d v_i, taken by autograd (length 20 > d_head 8: three probes)."""
-    from reformer_cli.attention.cores import build_attention_core
+    from reformer_cli.attention.registry import build_attention_core
     from reformer_cli.attention.self_weight import self_weights
     from reformer_cli.primitives.context import ForwardContext
 

@@ -3,10 +3,12 @@ in depth (must-show 2)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from reformer_cli.attention import cores
+from reformer_cli.attention import registry
 from reformer_cli.attention.common import MASK_VALUE, SELF_MASK_VALUE, unit_norm_keys
 from reformer_cli.bench.memory import SavedBytes
 from reformer_cli.model.reformer import build_model
@@ -61,6 +63,8 @@ ATTENTIONS = {
     "full": [],
     "full-shared-qk": ["attention.shared_qk=true"],
     "chunked": ["model.ff_chunks=3", "model.loss_chunks=2"],
+    "local": ["attention=local", "attention.chunk_length=4", "attention.n_chunks_before=2"],
+    "local+full": ["attention=local", "attention.chunk_length=4", "model.attn_layers=[local,full]"],
 }
 
 
@@ -118,9 +122,11 @@ class HashedCore(AttentionCore):
 
 
 @pytest.fixture
-def hashed_core(monkeypatch):
-    monkeypatch.setitem(cores.CORES, "full", HashedCore)  # restored after the test
+def hashed_core():
+    full = registry.spec_of("full")
+    registry.register(dataclasses.replace(full, build_core=HashedCore))  # attention=full builds it
     yield HashedCore
+    registry.register(full)
     HashedCore.use_cache = True
 
 

@@ -1,0 +1,72 @@
+"""What the rest of the program knows about one attention type: its `AttentionSpec`.
+
+An attention type (full, lsh, local, ...) is described once, by a spec in its own module under
+`reformer_cli/attention/specs/` plus its option file `conf/attention/<name>.yaml`. The spec holds
+the type's config schema, its validation, its short label (run names, tables, W&B), whether its
+weights share Q and K, the seed evaluation draws from, the check that a device can run it, and
+the core that computes it. Everything else (Hydra's schemas, `validate`, `attention_label`, the
+trainer's device check, evaluation under another attention, the model's cores) asks the registry
+(`attention/registry.py`) for the spec by the config's `name`.
+
+No torch here: the config is validated from specs before torch is imported, so a spec names its
+core through `build_core`, which may import the core's module when it is called.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from ..errors import ConfigError
+
+
+def no_check(attention: Any, *args: Any) -> None:
+    """A validation or device check with nothing to check."""
+
+
+def fraction(key: str, value: float) -> None:
+    """ConfigError unless 0 <= value < 1 (a dropout rate)."""
+    if value is None or not math.isfinite(value) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{key}={value!r} must be in [0, 1)")
+
+
+def choice(key: str, value: Any, allowed: tuple) -> None:
+    """ConfigError unless value is one of `allowed`."""
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(map(str, allowed))}")
+
+
+def positive(key: str, value: Any) -> None:
+    """ConfigError unless value is an integer >= 1."""
+    if value is None or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{key}={value!r} must be a positive integer")
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """One attention type. Callables take the attention config (an OmegaConf node, a dataclass or,
+    for `label` and `shares_qk`, the plain dict a record stores)."""
+
+    name: str
+    # the dataclass of `attention=<name>` (registered with Hydra as schema/attention/<name>); its
+    # `name` field defaults to `name`
+    schema: type
+    # config -> the core (`primitives.attention_core.AttentionCore`) computing this attention
+    build_core: Callable[[Any], Any]
+    # (config, seq_len) -> None, ConfigError (one line) on a bad value; the checks every type
+    # shares (name, dropout) run first
+    validate: Callable[[Any, int], None] = no_check
+    # config (a mapping) -> the short name runs and tables show (`lsh-4`, `full-sharedqk`)
+    label: Callable[[Mapping], str] = lambda attention: str(attention["name"])
+    # config (a mapping) -> whether the weights hold one shared QK projection
+    shares_qk: Callable[[Mapping], bool] = lambda attention: False
+    # config -> the seed evaluation draws this attention's random numbers from (0: it draws none)
+    eval_seed: Callable[[Any], int] = lambda attention: 0
+    # (config, torch device) -> None, UserError (one line) when the device cannot run it
+    check_device: Callable[[Any, Any], None] = no_check
+    # keys added to the schema after runs were saved with it, and the value that reproduces what
+    # those runs computed (a checkpoint's config lacks them; the new default would change it)
+    legacy: Mapping[str, Any] = field(default_factory=dict)
+    # whether it forms the full length x length weight matrix (the memory estimate names it)
+    quadratic_memory: bool = False

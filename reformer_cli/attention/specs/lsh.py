@@ -1,0 +1,95 @@
+"""`attention=lsh`: the paper's angular LSH attention (attention/lsh.py defines it,
+attention/lsh_core.py runs it in the model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ...errors import ConfigError
+from ...primitives.attention_settings import LSHSettings, bucket_factors
+from ..spec import AttentionSpec, choice, positive
+
+# The LSH keywords' defaults, written once (primitives/attention_settings.py).
+LSH = LSHSettings()
+IMPLS = ("auto", "reference", "fast")
+
+
+@dataclass
+class LSHAttentionConfig:
+    """Angular LSH attention (paper section 2 and Appendix A). Always shared-QK. The keys that are
+    keywords of the LSH functions take their defaults from `LSHSettings` (what each means is there)."""
+
+    name: str = "lsh"
+    causal: bool = LSH.causal
+    dropout: float = 0.0
+    n_rounds: int = 2  # hash rounds (every paper-era trax config uses 2)
+    chunk_length: int = LSH.chunk_length
+    # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets); an even int; or
+    # a list of even ints for factorised buckets as in trax (attention_settings.bucket_factors).
+    n_buckets: Any = None
+    n_chunks_before: int = LSH.n_chunks_before
+    wrap_lookback: bool = LSH.wrap_lookback
+    attend_across_buckets: bool = LSH.attend_across_buckets
+    dedup: bool = LSH.dedup
+    impl: str = "auto"  # auto | reference | fast (fast: Triton kernels on CUDA)
+    eval_seed: int = 0  # rotations at evaluation are drawn from this seed: repeatable numbers
+
+
+def validate(attention: Any, seq_len: int) -> None:
+    positive("attention.n_rounds", attention.n_rounds)
+    positive("attention.chunk_length", attention.chunk_length)
+    if attention.n_chunks_before < 0:
+        raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
+    choice("attention.impl", attention.impl, IMPLS)
+    if attention.eval_seed is None or not 0 <= attention.eval_seed < 2**63:
+        raise ConfigError(f"attention.eval_seed={attention.eval_seed!r} must be an integer in [0, 2^63)")
+    factors = bucket_factors(attention.n_buckets, seq_len, attention.chunk_length)
+    if not factors:
+        raise ConfigError(
+            "attention.n_buckets=[]: give an even integer >= 2, a list of them for factorised"
+            " buckets, or null for the paper's default"
+        )
+    for factor in factors:
+        if not isinstance(factor, int) or isinstance(factor, bool) or factor < 2 or factor % 2:
+            raise ConfigError(
+                f"attention.n_buckets={attention.n_buckets!r}: buckets must be an even integer"
+                " >= 2, or a list of them for factorised buckets"
+            )
+
+
+def label(attention: Mapping) -> str:
+    """`lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2 / HF)."""
+    text = f"lsh-{attention['n_rounds']}"
+    if attention.get("attend_across_buckets", False):
+        text += "-across"
+    if not attention.get("dedup", True):
+        text += "-nodedup"
+    return text
+
+
+def build_core(attention: Any) -> Any:
+    from ..lsh_core import LSHAttentionCore
+
+    return LSHAttentionCore(attention)
+
+
+def check_device(attention: Any, device: Any) -> None:
+    """`attention.impl=fast` where its kernels cannot run: one line before the model is built."""
+    if attention.impl == "fast":
+        from ..lsh_core import lsh_implementation
+
+        lsh_implementation("fast", device)
+
+
+SPEC = AttentionSpec(
+    name="lsh",
+    schema=LSHAttentionConfig,
+    build_core=build_core,
+    validate=validate,
+    label=label,
+    shares_qk=lambda attention: True,
+    eval_seed=lambda attention: int(attention.eval_seed or 0),
+    check_device=check_device,
+    legacy={"attend_across_buckets": True, "dedup": False},
+)

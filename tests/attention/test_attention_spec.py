@@ -1,0 +1,112 @@
+"""An attention type is one spec (reformer_cli/attention/spec.py): a new one needs its own module
+and its option file, nothing else. A throwaway type written by the test trains, evaluates and is
+named by its own label in the records and the tables; an unknown type is one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+from reformer_cli.attention import registry
+from reformer_cli.errors import ConfigError
+from reformer_cli.naming import attention_label
+
+from ..conftest import TINY, in_process
+
+MODULE = '''
+"""A throwaway attention: uniform weights over the keys up to the query (a causal mean)."""
+from dataclasses import dataclass
+
+import torch
+
+from reformer_cli.attention.spec import AttentionSpec, positive
+from reformer_cli.primitives.attention_core import AttentionCore
+
+
+@dataclass
+class MeanAttentionConfig:
+    name: str = "mean"
+    causal: bool = True
+    dropout: float = 0.0
+    width: int = 3
+
+
+class MeanCore(AttentionCore):
+    shared_qk = False
+
+    def __init__(self, attention):
+        self.width = int(attention.width)
+
+    def __call__(self, q, k, v, ctx, layer, key_padding_mask=None):
+        counts = torch.arange(1, v.shape[-2] + 1, dtype=v.dtype, device=v.device)[:, None]
+        return v.cumsum(dim=-2) / counts
+
+
+SPEC = AttentionSpec(
+    name="mean", schema=MeanAttentionConfig, build_core=MeanCore,
+    validate=lambda attention, seq_len: positive("attention.width", attention.width),
+    label=lambda attention: f"mean-w{attention['width']}",
+)
+'''
+
+OPTION = """
+defaults:
+  - /schema/attention@_here_: mean
+  - _self_
+"""
+
+
+@pytest.fixture
+def mean_attention(tmp_path, monkeypatch):
+    """The module and the option file, written to tmp_path; the spec registered through the registry."""
+    (tmp_path / "mean_attention.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / "conf" / "attention").mkdir(parents=True)
+    (tmp_path / "conf" / "attention" / "mean.yaml").write_text(OPTION)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = __import__("mean_attention")
+    registry.register(module.SPEC)
+    yield tmp_path
+    registry.unregister("mean")
+    sys.modules.pop("mean_attention", None)
+
+
+def test_a_new_attention_type_from_one_module_and_one_option_file(mean_attention, monkeypatch, capsys):
+    monkeypatch.chdir(mean_attention)
+    settings = [o for o in TINY if not o.startswith("attention=")]
+    code, err = in_process(["run", "-cd", "conf", *settings, "attention=mean", "attention.width=5",
+                            "trainer.max_steps=2", "trainer.eval_every=2", "trainer.ckpt_every=2"], capsys)
+    assert code == 0, err
+    (run,) = (mean_attention / "outputs" / "synthetic").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert "mean-w5" in summary["run_name"]
+    code, err = in_process(["eval", f"checkpoint={run}", "output=eval.json", "progress=none", "max_batches=1"], capsys)
+    assert code == 0, err
+    record = json.loads((mean_attention / "eval.json").read_text())
+    assert record["trained_label"] == record["evaluated_label"] == "mean-w5"
+    in_process(["runs", "outputs"], capsys)
+    code, err = in_process(["runs", "outputs"], capsys)
+    assert code == 0, err
+    # a bad value is the spec's one line
+    code, err = in_process(["run", "-cd", "conf", *settings, "attention=mean", "attention.width=0"], capsys)
+    assert code == 2 and "attention.width=0 must be a positive integer" in err
+
+
+def test_the_runs_table_shows_the_new_label(mean_attention, monkeypatch, capsys):
+    monkeypatch.chdir(mean_attention)
+    settings = [o for o in TINY if not o.startswith("attention=")]
+    code, err = in_process(["run", "-cd", "conf", *settings, "attention=mean", "trainer.max_steps=2"], capsys)
+    assert code == 0, err
+    capsys.readouterr()
+    from reformer_cli.cli import main
+
+    assert main(["runs", "outputs"]) in (0, None)
+    assert "mean-w3" in capsys.readouterr().out
+
+
+def test_an_unknown_attention_is_one_line_never_full():
+    with pytest.raises(ConfigError, match=r"unknown attention 'local2' \(available: full, local, lsh\)"):
+        attention_label({"name": "local2"})
+    assert attention_label({"name": "local", "chunk_length": 64}) == "local-64"
