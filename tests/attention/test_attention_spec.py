@@ -86,9 +86,6 @@ def test_a_new_attention_type_from_one_module_and_one_option_file(mean_attention
     assert code == 0, err
     record = json.loads((mean_attention / "eval.json").read_text())
     assert record["trained_label"] == record["evaluated_label"] == "mean-w5"
-    in_process(["runs", "outputs"], capsys)
-    code, err = in_process(["runs", "outputs"], capsys)
-    assert code == 0, err
     # a bad value is the spec's one line
     code, err = in_process(["run", "-cd", "conf", *settings, "attention=mean", "attention.width=0"], capsys)
     assert code == 2 and "attention.width=0 must be a positive integer" in err
