@@ -112,8 +112,8 @@ def sample_text(trained: Trained, request: SampleRequest, out_dir: Path, stdout:
             drawn.append(int(token[0]))
             stdout.write(text.decode(bytes(drawn[-1:])))  # a multi-byte character shows once it is whole
             stdout.flush()
-        stdout.write("\n")
-        samples.append({"text": bytes(drawn).decode("utf-8", "backslashreplace"), "bytes": len(drawn)})
+        stdout.write(text.decode(b"", final=True) + "\n")  # a character cut off at the end
+        samples.append({"text": bytes(drawn).decode("utf-8", "replace"), "hex": bytes(drawn).hex(), "bytes": len(drawn)})
     return {**_common(trained, request, settings), "prompt": shown, "prompt_bytes": len(prompt), "length": length,
             "samples": samples}
 
