@@ -1,5 +1,6 @@
 """reformer: reproduce 'Reformer: The Efficient Transformer' (ICLR 2020) in PyTorch."""
 
+import importlib
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -12,3 +13,11 @@ def shipped(name: str) -> Path:
     package = Path(__file__).resolve().parent
     inside = package / name
     return inside if inside.is_dir() else package.parent / name
+
+
+def __getattr__(name: str):
+    """`reformer_cli.load(run_folder_or_checkpoint)` (loading.py): imported on first use, so that
+    `import reformer_cli` (the command line's entry) stays free of torch."""
+    if name == "load":
+        return importlib.import_module(f"{__name__}.loading").load
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

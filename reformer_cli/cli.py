@@ -12,12 +12,13 @@ import sys
 from types import ModuleType
 
 from . import __version__
-from .commands import bench, compare, data, evaluate, reproduce, run, runs, table
+from .commands import bench, compare, data, evaluate, reproduce, run, runs, sample, table
 
 # command word -> (module with a `main(args: list[str]) -> int | None`, one-line description)
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "run": (run, "train one configuration (Hydra: overrides, -m sweeps, --cfg job)"),
     "eval": (evaluate, "evaluate a checkpoint, optionally under another attention (Table 2)"),
+    "sample": (sample, "sample from a trained model (cached decoding): text, an image grid, the synthetic copy"),
     "bench": (bench, "speed and memory benchmarks"),
     "data": (data, "download, verify and prepare enwik8, a text file or imagenet64"),
     "reproduce": (reproduce, "run the paper's experiments (experiments/) at a profile: smoke, quick, paper"),

@@ -87,6 +87,39 @@ def check_config_fits_weights(path: Path, run_cfg: Any, vocab_size: int, weights
     )
 
 
+def trained_run_config(saved: dict) -> tuple[Any, dict]:
+    """(the run config a checkpoint stores, its attention completed, the attention keys filled in:
+    those saved before they existed get the values the run trained with, said once in the log)."""
+    from omegaconf import OmegaConf
+
+    from .config import complete_stored_attention
+
+    stored, legacy = complete_stored_attention(dict(saved["config"]["attention"]))
+    if legacy:
+        log.info("checkpoint saved before %s existed: evaluated as trained, with %s", ", ".join(legacy),
+                 " ".join(f"{k}={v}" for k, v in legacy.items()))
+    return OmegaConf.create({**saved["config"], "attention": stored}), legacy
+
+
+def trained_model(path: Path, saved: dict, run_cfg: Any, *, check_data: bool = True) -> tuple[ReformerLM, Task]:
+    """The trained model (on the CPU, its weights loaded) and its task, from a checkpoint `load_trained`
+    read and its `trained_run_config`; `check_data`: the task's data must be there (one line if not)."""
+    from .model.reformer import build_model
+    from .tasks import build_task
+
+    task = build_task(run_cfg.task, int(run_cfg.seed))
+    if check_data:
+        task.check_data()
+    check_config_fits_weights(path, run_cfg, task.vocab_size, saved["model"])
+    model = build_model(run_cfg, task.vocab_size)
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
+    _loaded.pop(path, None)  # a sweep over many checkpoints keeps none of them in memory
+    return model, task
+
+
 def explicit_attention_keys(overrides: list[str]) -> set[str]:
     """The attention keys a user set on the command line (`attention.n_rounds=8` -> n_rounds)."""
     return {m.group(1) for m in map(_ATTENTION_KEY.match, overrides) if m}
@@ -114,7 +147,7 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: 
     the work; with `safe`, the record is written there first, so a write to `out` that fails at
     the end loses nothing). Also used without a Hydra app, by `reformer reproduce` to evaluate one
     checkpoint several ways in one process."""
-    from .config import complete_stored_attention, validate_attention, validate_eval
+    from .config import validate_attention, validate_eval
     from .records import check_writable
 
     validate_eval(cfg)
@@ -124,18 +157,13 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: 
     import torch
     from omegaconf import OmegaConf
 
-    from .model.reformer import build_model, count_parameters
+    from .model.reformer import count_parameters
     from .progress import make_progress
     from .records import code_version
     from .runtime import device_name, resolve_precision, select_device
-    from .tasks import build_task
 
     path, saved = load_trained(str(cfg.checkpoint))
-    stored, legacy = complete_stored_attention(dict(saved["config"]["attention"]))
-    if legacy:
-        log.info("checkpoint saved before %s existed: evaluated as trained, with %s", ", ".join(legacy),
-                 " ".join(f"{k}={v}" for k, v in legacy.items()))
-    run_cfg = OmegaConf.create({**saved["config"], "attention": stored})
+    run_cfg, legacy = trained_run_config(saved)
     trained = OmegaConf.to_container(run_cfg.attention, resolve=True)
     chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
     evaluated = merge_attention(trained, chosen, explicit_attention_keys(overrides))
@@ -144,15 +172,7 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: 
 
     device = select_device(str(cfg.device))
     precision = resolve_precision(cfg.precision, device)
-    task = build_task(run_cfg.task, int(run_cfg.seed))
-    task.check_data()
-    check_config_fits_weights(path, run_cfg, task.vocab_size, saved["model"])
-    model = build_model(run_cfg, task.vocab_size)
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError as exc:
-        raise UserError(f"checkpoint {path} does not fit its own config ({str(exc).splitlines()[0]})") from None
-    _loaded.pop(path, None)  # a sweep over many checkpoints keeps none of them in memory
+    model, task = trained_model(path, saved, run_cfg)
     model.to(device)
     if evaluated != trained:
         model.set_attention(evaluated_cfg)
