@@ -195,6 +195,8 @@ class LoggerConfig:
     entity: Optional[str] = None
     # auto: online when an API key is configured, offline otherwise. WANDB_MODE overrides it.
     mode: str = "auto"
+    # seconds an online start may take (W&B's own default: 90); then the run logs offline instead
+    init_timeout: float = 30.0
     group: Optional[str] = None
     tags: List[str] = field(default_factory=list)
 
@@ -467,7 +469,15 @@ def validate_task(task: Any) -> None:
 
 def validate_logger(logger: Any) -> None:
     if logger.wandb:
+        from .loggers import wandb_problem
+
         _choice("logger.mode", logger.mode, WANDB_MODES)
+        timeout = logger.get("init_timeout", 30.0)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(f"logger.init_timeout={timeout} must be a positive number of seconds")
+        problem = wandb_problem(logger)
+        if problem is not None:
+            raise ConfigError(problem)
 
 
 def validate_eval(cfg: Any) -> None:

@@ -41,18 +41,31 @@ log = logging.getLogger("reformer")
 
 _ATTENTION_KEY = re.compile(r"^[+~]*attention\.([A-Za-z_][A-Za-z0-9_]*)")
 _loaded: dict[Path, dict] = {}  # checkpoint file -> its contents (read once per process)
+_chosen: dict[Path, Path] = {}  # a run folder's newest checkpoint -> the usable one evaluated instead
 
 
 def load_trained(checkpoint: str) -> tuple[Path, dict]:
-    """(checkpoint file, contents) for a checkpoint file or a run folder (its newest checkpoint)."""
+    """(checkpoint file, contents) for a checkpoint file or a run folder: its newest usable
+    checkpoint, as resuming chooses it (a truncated or damaged newer one is skipped with a warning)."""
     from .records import checkpoint_type_problem, find_checkpoint, load_checkpoint
+    from .resume import checkpoint_candidates, load_usable_checkpoint
 
     path = find_checkpoint(checkpoint)
     if path is None:
         raise UserError(f"checkpoint={checkpoint}: that run folder holds no checkpoint (checkpoints/step-N.pt)")
+    saved = None
+    newest = path.resolve()
+    if newest in _chosen:
+        path = _chosen[newest]
+    elif Path(checkpoint).is_dir() and newest not in _loaded:
+        path, saved, skipped = load_usable_checkpoint(checkpoint_candidates(checkpoint), doing="evaluate")
+        for unusable, why in skipped:
+            log.warning("checkpoint=%s: skipping %s (%s); evaluating %s, the newest usable checkpoint",
+                        checkpoint, unusable.name, why, path.name)
+        _chosen[newest] = path
     path = path.resolve()
     if path not in _loaded:
-        saved = load_checkpoint(path)
+        saved = load_checkpoint(path) if saved is None else saved
         if not isinstance(saved, dict) or "model" not in saved or "config" not in saved:
             raise UserError(f"checkpoint {path} is not a reformer checkpoint (no model weights and config)")
         wrong = checkpoint_type_problem(saved)

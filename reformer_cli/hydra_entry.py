@@ -16,6 +16,7 @@ Only Hydra's public API is used. Nothing here imports hydra, omegaconf or torch 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -78,7 +79,7 @@ def describe_hydra_error(exc: BaseException) -> str:
         prefix, _, leaf = str(key).rpartition(".")
         known = _field_names(getattr(cause, "object_type", None)) + ([] if prefix else list(CONFIG_GROUPS))
         hint = did_you_mean(leaf, known, prefix)
-        return f"unknown config key '{key}'{hint} (list the keys with: reformer run --cfg job)"
+        return f"unknown config key '{shown_key(str(key))}'{hint} (list the keys with: reformer run --cfg job)"
     if isinstance(cause, ValidationError):
         key = getattr(cause, "full_key", None)
         msg = _first_line(cause)
@@ -279,10 +280,35 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
             raise
         report_and_exit(str(exc))
     except OSError as exc:
-        # Hydra writing its own files (.hydra/, the log) into a folder that refuses them
+        # Hydra writing its own files (.hydra/, the log) into a folder that refuses them, or looking
+        # up a config group file named after an override's key that is too long for a file name
         if full_error or started:
             raise
-        report_and_exit(f"cannot write {exc.filename or 'the run folder'}: {exc.strerror or exc}")
+        long_key = _too_long_key(args) if exc.errno == errno.ENAMETOOLONG else None
+        if long_key is not None:
+            report_and_exit(f"unknown config key '{shown_key(long_key)}': too long for any key or option"
+                            " (list the keys with: reformer run --cfg job)")
+        report_and_exit(f"cannot write {shown_key(str(exc.filename or 'the run folder'))}: {exc.strerror or exc}")
+
+
+NAME_MAX = 255  # the longest file name; a key or option that long cannot name a config file
+
+
+def _too_long_key(args: list[str]) -> str | None:
+    """The first override key (`+a.b=...` -> a.b) with a part longer than any file name, or None."""
+    for arg in args:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if not arg.startswith("-") and any(len(part) > NAME_MAX for part in re.split(r"[./]", key)):
+            return key
+    return None
+
+
+SHOWN_KEY = 80  # the most characters of a key (or path) an error line echoes
+
+
+def shown_key(key: str) -> str:
+    """`key`, or its first SHOWN_KEY characters and its length when it is longer."""
+    return key if len(key) <= SHOWN_KEY else f"{key[:SHOWN_KEY]}... ({len(key):,} characters)"
 
 
 _FOLDER_FLAGS = ("-m", "--multirun")
@@ -373,7 +399,7 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
             if not multirun and config_name == "config":  # a training run; an evaluation has no run name
                 folder = folder.with_name(f"{folder.name}_{run_folder.folder_label(_run_name(cfg))}")
             folder, created = run_folder.claim_unique(folder)
-            args = [*args, f"{key}={folder}"]
+            args = [*args, string_override(key, str(folder))]
     worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the shared folder
     with contextlib.nullcontext() if worker else run_folder.hold(folder, "sweep folder" if multirun else "run folder"):
         succeeded = False
@@ -413,11 +439,38 @@ def task_overrides() -> list[str]:
 
 
 def argument_value(args: list[str], key: str) -> str | None:
-    """The value of the first `key=value` among `args`, or None."""
+    """The value of the first `key=value` among `args` as Hydra reads it (quotes and escapes
+    removed: `hydra.run.dir='a b'` is the folder `a b`), or None."""
     for arg in args:
         if arg.startswith(f"{key}="):
-            return arg.split("=", 1)[1]
+            return _as_hydra_reads(arg.split("=", 1)[1])
     return None
+
+
+def _parsed_string(value: str) -> str | None:
+    """The string Hydra's override parser makes of `value`, or None if it is not one string."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_override(f"key={value}").value()
+    except Exception:
+        return None
+    return parsed if isinstance(parsed, str) else None
+
+
+def _as_hydra_reads(value: str) -> str:
+    if not any(c in value for c in "'\\\""):  # nothing quoted or escaped: as given
+        return value
+    parsed = _parsed_string(value)
+    return value if parsed is None else parsed
+
+
+def string_override(key: str, value: str) -> str:
+    """`key=value` written so that Hydra reads `value` back exactly (quoted when it must be)."""
+    for written in (value, f"'{value}'", f'"{value}"'):
+        if _parsed_string(written) == value:
+            return f"{key}={written}"
+    return f"{key}={value}"
 
 
 def resume_arguments(args: list[str]) -> list[str]:
@@ -434,8 +487,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     if resume in (None, "null") or flags or argument_value(args, "hydra.run.dir") is not None:
         return args
     if resume != "auto":
-        target = Path(resume)
-        return [*args, f"hydra.run.dir={target}"] if target.is_dir() else args
+        return [*args, string_override("hydra.run.dir", resume)] if Path(resume).is_dir() else args
     from omegaconf import OmegaConf
 
     try:
@@ -446,7 +498,7 @@ def resume_arguments(args: list[str]) -> list[str]:
     if note:
         sys.stdout.write(note + "\n")
         sys.stdout.flush()
-    return [*args, f"hydra.run.dir={previous}"] if previous is not None else args
+    return [*args, string_override("hydra.run.dir", str(previous))] if previous is not None else args
 
 
 def torchrun_arguments(args: list[str]) -> list[str]:

@@ -9,6 +9,12 @@ the overrides it sweeps, grouped by the sweep; reformer_cli/sweeps.py); `logger.
 summary holds the best value (`valid/accuracy.max`, `valid/loss.min`) besides the last, and so
 are the periodic estimates (`valid_estimate/...`, eval_plan.py). `summarize` writes the run's final
 numbers into the summary (`final/valid/accuracy`), the same numbers as summary.json's `final`.
+
+W&B never stops or stalls a run for long: a project name W&B refuses and a `WANDB_MODE` it does
+not know are one line before training (`wandb_problem`, from config validation); an online start
+that fails (no API key, a key the server refuses, no network) waits at most `logger.init_timeout`
+seconds, then the run logs offline with one warning line, so nothing is lost (`wandb sync` uploads
+it later).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import UserError, one_line
 
 log = logging.getLogger("reformer")
 
@@ -70,6 +78,31 @@ def wandb_mode(configured: str) -> str:
     return configured
 
 
+# the values W&B itself accepts for WANDB_MODE (`run` and `dryrun`: older names of online, offline)
+WANDB_ENV_MODES = ("online", "offline", "disabled", "shared", "run", "dryrun")
+OFFLINE_MODES = ("offline", "dryrun", "disabled")
+PROJECT_FORBIDDEN = "/\\#?%:"  # W&B refuses a project name holding any of these, or over 128 characters
+PROJECT_LENGTH = 128
+
+
+def wandb_problem(cfg: Any) -> str | None:
+    """Why W&B would refuse to start with the `logger` node `cfg` in this environment (None if it
+    would not): checked before training, so a typo costs no run."""
+    project = cfg.get("project")
+    if project is not None:
+        found = sorted({c for c in str(project) if c in PROJECT_FORBIDDEN})
+        if found or len(str(project)) > PROJECT_LENGTH or not str(project).strip():
+            shown = str(project) if len(str(project)) <= 60 else str(project)[:60] + "..."
+            return (f"logger.project='{shown}' is not a W&B project name: at most {PROJECT_LENGTH} characters,"
+                    f" not empty, none of {' '.join(PROJECT_FORBIDDEN)} (a team goes in logger.entity)")
+    env = os.environ.get("WANDB_MODE")
+    if env and env not in WANDB_ENV_MODES:
+        shown = env if len(env) <= 60 else env[:60] + "..."
+        return (f"WANDB_MODE='{shown}' is not one of: {', '.join(WANDB_ENV_MODES)}; unset it, or choose with"
+                " logger.mode=online|offline|disabled (or logger=none)")
+    return None
+
+
 class WandbLogger:
     def __init__(self, cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id: str | None,
                  identity: RunIdentity | None = None):
@@ -77,7 +110,8 @@ class WandbLogger:
 
         identity = identity or RunIdentity()
         mode = wandb_mode(cfg.mode)
-        self._run = wandb.init(
+        timeout = float(cfg.get("init_timeout", 30))
+        arguments = dict(
             project=cfg.project,
             entity=cfg.entity,
             group=cfg.group or identity.group,
@@ -85,12 +119,26 @@ class WandbLogger:
             name=run_name,
             config=config,
             dir=str(run_dir),
-            mode=mode,
             id=resume_id,
             resume="allow" if resume_id else None,
             reinit="finish_previous",
-            settings=wandb.Settings(console="off", silent=True),
         )
+        try:
+            self._run = wandb.init(**arguments, mode=mode, settings=wandb.Settings(
+                console="off", silent=True, init_timeout=timeout))
+        except Exception as exc:
+            reason = one_line(str(exc).split("\n")[0])[:200] or type(exc).__name__
+            if mode in OFFLINE_MODES:
+                raise UserError(f"W&B cannot start a {mode} run in {run_dir}: {reason}; log without it with"
+                                " logger=none") from None
+            mode = "offline"
+            log.warning("W&B could not start online within logger.init_timeout=%g s (%s): logging offline"
+                        " instead (WANDB_MODE=offline or logger=none skip the attempt)", timeout, reason)
+            try:
+                self._run = wandb.init(**arguments, mode=mode, settings=wandb.Settings(console="off", silent=True))
+            except Exception as again:
+                raise UserError(f"W&B cannot start an offline run in {run_dir} either:"
+                                f" {one_line(str(again))[:200]}; log without it with logger=none") from None
         self.run_id = self._run.id
         for split in ("valid", "valid_estimate"):
             for name in HIGHER_IS_BETTER:

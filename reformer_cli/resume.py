@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .records import (UNPACK_SLACK, OversizedCheckpoint, checkpoint_type_problem, find_checkpoint, list_checkpoints,
+from .records import (CHECKPOINT_DIR, UNPACK_SLACK, OversizedCheckpoint, checkpoint_type_problem, find_checkpoint, list_checkpoints,
                       load_checkpoint)
 from .yaml_guard import UnsafeYaml, check_yaml_file
 
@@ -183,10 +183,11 @@ def checkpoint_limit(model: Any) -> int:
     return 4 * weights * 2 + UNPACK_SLACK
 
 
-def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu", max_unpacked: int | None = None
-                           ) -> tuple[Path, dict, list[tuple[Path, str]]]:
+def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu", max_unpacked: int | None = None,
+                           doing: str = "resume from") -> tuple[Path, dict, list[tuple[Path, str]]]:
     """(path, contents, skipped) of the first of `paths` (newest first) that loads and holds only
-    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable.
+    finite values; `skipped`: the newer ones passed over and why. UserError if none is usable
+    (`doing`: what it was for, `evaluate` for `reformer eval`).
     `max_unpacked` (bytes; `checkpoint_limit`): a larger checkpoint is skipped unread."""
     skipped: list[tuple[Path, str]] = []
     for path in paths:
@@ -202,5 +203,15 @@ def load_usable_checkpoint(paths: list[Path], map_location: Any = "cpu", max_unp
         if why is None:
             return path, saved, skipped
         skipped.append((path, why))
+    raise no_usable_checkpoint(skipped, doing)
+
+
+def no_usable_checkpoint(skipped: list[tuple[Path, str]], doing: str) -> UserError:
+    """The one line for checkpoints none of which is usable: a file the user named that is not a
+    run's checkpoint (`resume=/etc/passwd`) is said to be neither; a run's checkpoints are listed."""
+    if len(skipped) == 1 and skipped[0][0].parent.name != CHECKPOINT_DIR:
+        path, why = skipped[0]
+        return UserError(f"cannot {doing} {path}: it is not a run folder, nor a usable checkpoint ({why})")
     listed = "; ".join(f"{p.name}: {why}" for p, why in skipped)
-    raise UserError(f"no usable checkpoint to resume from ({listed}); delete them to start over")
+    advice = "; delete them to start over" if doing == "resume from" else ""
+    return UserError(f"no usable checkpoint to {doing} ({listed}){advice}")

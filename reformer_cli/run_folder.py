@@ -12,7 +12,7 @@
 * `holds_records(folder)`: whether a run wrote anything of its own there (a rejected config's
   folder holds none and is removed).
 * `check_paths(folder)`: before anything is written, a folder where a path the run or Hydra writes
-  is a symbolic link (or `checkpoints` is not a folder) is refused in one line: a link there would
+  is a symbolic link (or `checkpoints`, `wandb` or `tensorboard` is not a folder) is refused in one line: a link there would
   make a run overwrite a file elsewhere (`ln -s ~/notes.txt run/.lock`).
 
 Locks are advisory `flock`s (Linux, macOS); the lock file itself stays, empty of meaning once
@@ -40,9 +40,9 @@ RECORDS = (*RUN_RECORDS, CHECKPOINT_DIR, "eval.json", "sweep.json", "sweep.md")
 # every path a run, an evaluation or Hydra writes inside a run folder
 WRITTEN = (
     LOCK_FILE, "reformer.log", ".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml",
-    *RECORDS, "metrics.rejected.jsonl", "job.json", "metrics.csv", "tensorboard",
+    *RECORDS, "metrics.rejected.jsonl", "job.json", "metrics.csv", "tensorboard", "wandb",
 )
-FOLDERS = (".hydra", CHECKPOINT_DIR, "tensorboard")  # the rest of WRITTEN are files
+FOLDERS = (".hydra", CHECKPOINT_DIR, "tensorboard", "wandb")  # the rest of WRITTEN are files
 
 try:
     import fcntl
@@ -173,6 +173,9 @@ def check_paths(folder: Path) -> None:
     checkpoints = folder / CHECKPOINT_DIR
     if checkpoints.exists() and not checkpoints.is_dir():
         raise UserError(f"{checkpoints} is not a folder: checkpoints cannot be written there; remove it")
+    for name in ("tensorboard", "wandb"):  # the loggers' folders (.hydra: Hydra reports its own)
+        if (folder / name).exists() and not (folder / name).is_dir():
+            raise UserError(f"{folder / name} is not a folder: the {name} logger cannot write there; remove it")
 
 
 def _open_lock(folder: Path, what: str) -> int:
