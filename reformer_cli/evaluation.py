@@ -70,7 +70,7 @@ def check_config_fits_weights(path: Path, run_cfg: Any, vocab_size: int, weights
     from .model.reformer import build_model
 
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(run_cfg, vocab_size).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_model(run_cfg, vocab_size, int(run_cfg.task.seq_len)).state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
     names = sorted(set(expected) ^ set(stored)) or sorted(k for k in expected if expected[k] != stored[k])
     if not names:
@@ -147,7 +147,7 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: 
     task = build_task(run_cfg.task, int(run_cfg.seed))
     task.check_data()
     check_config_fits_weights(path, run_cfg, task.vocab_size, saved["model"])
-    model = build_model(run_cfg, task.vocab_size)
+    model = build_model(run_cfg, task.vocab_size, task.seq_len)
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as exc:
