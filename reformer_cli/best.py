@@ -12,15 +12,15 @@ from __future__ import annotations
 import math
 
 
-def improves(metric: str, value: float | None, best: float | None, min_delta: float = 0.0) -> bool:
-    """Whether `value` beats `best` by more than `min_delta` in the metric's direction (accuracy:
-    higher is better; loss, bits, bpc, bits_per_dim: lower). A missing or non-finite value never
-    improves; any finite value improves on no best at all."""
+def improves(higher_is_better: bool, value: float | None, best: float | None, min_delta: float = 0.0) -> bool:
+    """Whether `value` beats `best` by more than `min_delta` in the metric's direction (the task's
+    spec gives it: TaskSpec.higher_is_better). A missing or non-finite value never improves; any
+    finite value improves on no best at all."""
     if value is None or not math.isfinite(value):
         return False
     if best is None:
         return True
-    return value > best + min_delta if metric == "accuracy" else value < best - min_delta
+    return value > best + min_delta if higher_is_better else value < best - min_delta
 
 
 def stop_reason(metric: str, split: str, patience: int, min_delta: float, best: dict) -> str:

@@ -20,6 +20,7 @@ from .attention.registry import complete_stored_attention, validate_attention  #
 from .attention.specs.full import FullAttentionConfig  # noqa: F401  (the schemas of attention=full, =lsh)
 from .attention.specs.lsh import LSHAttentionConfig  # noqa: F401
 from .errors import ConfigError
+from .primitives.task_registry import find_task, task_spec, task_specs
 
 # --------------------------------------------------------------------------------------- schemas
 
@@ -69,63 +70,8 @@ class LayerConfig:
     recompute: bool = True
 
 
-@dataclass
-class SyntheticTaskConfig:
-    """The duplication task of the paper's Table 2: sequences `0 w 0 w`, |w| = seq_len / 2 - 1."""
-
-    name: str = "synthetic"
-    seq_len: int = 1024
-    vocab_size: int = 128  # symbols 1..vocab_size-1 (N = 127 in the paper) plus the separator 0
-    eval_sequences: int = 512  # a fixed validation set drawn from `eval_seed`
-    eval_seed: int = 1_000_003
-
-
-# enwik8 (docs/data.md, "enwik8"): the first 10^8 bytes of English Wikipedia, split by bytes.
-ENWIK8_SPLIT_SIZES = [90_000_000, 5_000_000, 5_000_000]
-
-
-@dataclass
-class Enwik8TaskConfig:
-    """enwik8 as bytes (reformer_cli/tasks/bytes.py). Prepare with `reformer data prepare task=enwik8`."""
-
-    name: str = "enwik8"
-    seq_len: int = 65536  # the paper's enwik8-64K
-    # prepared split files + manifest.json; null: $REFORMER_DATA_DIR/enwik8, else
-    # ${XDG_CACHE_HOME:-~/.cache}/reformer/enwik8
-    data_dir: Optional[str] = None
-    # bytes of train / valid / test; they must add up to the source's size (10^8 for enwik8)
-    split_sizes: List[int] = field(default_factory=lambda: list(ENWIK8_SPLIT_SIZES))
-    # checks at run start: size (file sizes vs manifest) | full (also sha256) | auto (full up to 2 GiB)
-    verify: str = "auto"
-
-
-@dataclass
-class TextTaskConfig:
-    """Any local file as bytes, the enwik8 pipeline with splits by fraction."""
-
-    name: str = "text"
-    seq_len: int = 1024
-    path: Optional[str] = None  # the corpus file (required)
-    # null: <cache>/text/<file stem>-<hash of its absolute path>
-    data_dir: Optional[str] = None
-    split_fractions: List[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])
-    verify: str = "auto"
-    # the corpus's expected sha256 (64 hex digits): prepare and every run refuse another file
-    sha256: Optional[str] = None
-
-
-@dataclass
-class ImageNet64TaskConfig:
-    """64x64x3 images as 12,288 tokens in (row, column, channel) order; bits per dim."""
-
-    name: str = "imagenet64"
-    variant: str = "oord"  # oord (the paper's, PNG tars) | chrabaszcz (npz/pickle batches); never mixed
-    seq_len: int = 12288  # a divisor of 12,288 cuts each image into independent windows (CPU tests)
-    # the downloaded files; null: <cache>/imagenet64/<variant>
-    data_dir: Optional[str] = None
-    # the prepared memmap + manifest.json; null: <data_dir>/prepared
-    prepared_dir: Optional[str] = None
-    verify: str = "auto"
+# The task schemas are each task's own (reformer_cli/tasks/, TaskSpec.schema), looked up by name in
+# the task registry (primitives/task_registry.py).
 
 
 @dataclass
@@ -242,10 +188,6 @@ class EvalConfig:
 SCHEMAS = {
     ("model", "model"): ModelConfig,
     ("layer", "layer"): LayerConfig,
-    ("task", "synthetic"): SyntheticTaskConfig,
-    ("task", "enwik8"): Enwik8TaskConfig,
-    ("task", "text"): TextTaskConfig,
-    ("task", "imagenet64"): ImageNet64TaskConfig,
     ("trainer", "trainer"): TrainerConfig,
     ("logger", "logger"): LoggerConfig,
 }
@@ -254,7 +196,8 @@ SCHEMAS.update({("attention", name): spec.schema for name, spec in attention_reg
 
 
 def register_schemas() -> None:
-    """Store the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (idempotent)."""
+    """Store the schemas in Hydra's ConfigStore as `schema/<group>/<name>` (idempotent), the
+    registered tasks' too."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
@@ -263,6 +206,8 @@ def register_schemas() -> None:
     attention = {("attention", name): spec.schema for name, spec in attention_registry.specs().items()}
     for (group, name), node in {**SCHEMAS, **attention}.items():
         cs.store(group=f"schema/{group}", name=name, node=node)
+    for spec in task_specs():
+        cs.store(group="schema/task", name=spec.name, node=spec.schema)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -274,9 +219,6 @@ SCHEDULES = ("constant", "rsqrt", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
 PROGRESS = ("auto", "bar", "plain", "none")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-DATA_VERIFY = ("auto", "size", "full")
-IMAGENET64_VARIANTS = ("oord", "chrabaszcz")
-IMAGENET64_TOKENS = 64 * 64 * 3
 RUN_GROUPS = ("task", "model", "attention", "layer", "trainer", "logger")
 
 
@@ -314,12 +256,16 @@ def _seed(key: str, value: Any) -> None:
 
 # ------------------------------------------------------------------------------------ known keys
 
-# the schema of each group's node, by the node's `name` (model, layer and trainer have one schema)
+# the schema of each group's node, by the node's `name` (model, layer and trainer have one schema;
+# a task's is its spec's)
 def _schema_of(group: str, node: Any) -> Any:
     if group == "attention":
         spec = attention_registry.specs().get(node.get("name"))
         return None if spec is None else spec.schema
     name = group if (group, group) in SCHEMAS else node.get("name")
+    if group == "task":
+        spec = find_task(name)
+        return spec.schema if spec is not None else None
     return SCHEMAS.get((group, name))
 
 
@@ -436,35 +382,9 @@ def validate_trainer(trainer: Any) -> None:
 
 
 def validate_task(task: Any) -> None:
+    """The sequence length of every task, then the task's own checks (its spec's `check`)."""
     _positive("task.seq_len", task.seq_len)
-    if task.name == "synthetic":
-        if task.seq_len < 4 or task.seq_len % 2:
-            raise ConfigError(f"task.seq_len={task.seq_len}: the duplication task needs an even length >= 4")
-        if task.vocab_size < 2:
-            raise ConfigError(f"task.vocab_size={task.vocab_size} must be >= 2")
-        _positive("task.eval_sequences", task.eval_sequences)
-        _seed("task.eval_seed", task.eval_seed)
-    if task.name in ("enwik8", "text", "imagenet64"):
-        _choice("task.verify", task.verify, DATA_VERIFY)
-    if task.name == "enwik8":
-        sizes = list(task.split_sizes)
-        if len(sizes) != 3 or any(s < 1 for s in sizes):
-            raise ConfigError(f"task.split_sizes={sizes} must be three positive byte counts (train, valid, test)")
-    if task.name == "text":  # a missing task.path is reported by the task (every option must validate)
-        fractions = list(task.split_fractions)
-        if len(fractions) != 3 or not all(math.isfinite(f) and f > 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-            raise ConfigError(
-                f"task.split_fractions={fractions} must be three positive fractions (train, valid, test)"
-                " adding up to 1"
-            )
-        if task.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(task.sha256)):
-            raise ConfigError(f"task.sha256={task.sha256} must be 64 hexadecimal digits (or null)")
-    if task.name == "imagenet64":
-        _choice("task.variant", task.variant, IMAGENET64_VARIANTS)
-        if IMAGENET64_TOKENS % task.seq_len:
-            raise ConfigError(
-                f"task.seq_len={task.seq_len} must divide {IMAGENET64_TOKENS} (64x64x3; the paper uses all of it)"
-            )
+    task_spec(task.name).check(task)
 
 
 def validate_logger(logger: Any) -> None:

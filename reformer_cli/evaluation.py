@@ -84,7 +84,8 @@ def check_config_fits_weights(path: Path, run_cfg: Any, vocab_size: int, weights
     from .model.reformer import build_model
 
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(run_cfg, vocab_size).state_dict().items()}
+        model = build_model(run_cfg, vocab_size, int(run_cfg.task.seq_len))
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     stored = {k: tuple(v.shape) for k, v in weights.items() if isinstance(v, torch.Tensor)}
     names = sorted(set(expected) ^ set(stored)) or sorted(k for k in expected if expected[k] != stored[k])
     if not names:
@@ -124,7 +125,7 @@ def trained_model(path: Path, saved: dict, run_cfg: Any, *, check_data: bool = T
     if check_data:
         task.check_data()
     check_config_fits_weights(path, run_cfg, task.vocab_size, saved["model"])
-    model = build_model(run_cfg, task.vocab_size)
+    model = build_model(run_cfg, task.vocab_size, task.seq_len)
     try:
         model.load_state_dict(saved["model"])
     except RuntimeError as exc:

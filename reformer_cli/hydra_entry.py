@@ -115,6 +115,7 @@ def compose(config_name: str, overrides: list[str], hydra_config: bool = False,
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    from . import tasks  # noqa: F401  (importing the package registers the built-in tasks)
     from .config import register_schemas
 
     register_schemas()
@@ -242,6 +243,7 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
         )
     import hydra
 
+    from . import tasks  # noqa: F401  (importing the package registers the built-in tasks)
     from .config import register_schemas
 
     register_schemas()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError, one_line
+from .tasks import metric_directions
 
 log = logging.getLogger("reformer")
 
@@ -38,11 +39,6 @@ class RunIdentity:
     name: str | None = None  # None: the default (naming.default_run_name)
     group: str | None = None  # the W&B group: the sweep, for a sweep's jobs
     tags: list[str] = field(default_factory=list)
-
-
-# the direction of every metric a task logs under valid/: W&B keeps the best of each in the summary
-HIGHER_IS_BETTER = ("accuracy",)
-LOWER_IS_BETTER = ("loss", "bits", "bpc", "bits_per_dim")
 
 
 class NullLogger:
@@ -140,11 +136,11 @@ class WandbLogger:
                 raise UserError(f"W&B cannot start an offline run in {run_dir} either:"
                                 f" {one_line(str(again))[:200]}; log without it with logger=none") from None
         self.run_id = self._run.id
+        # every metric a task logs under valid/, with its direction (the task specs'): W&B keeps the
+        # best of each in the summary
         for split in ("valid", "valid_estimate"):
-            for name in HIGHER_IS_BETTER:
-                self._run.define_metric(f"{split}/{name}", summary="max,last")
-            for name in LOWER_IS_BETTER:
-                self._run.define_metric(f"{split}/{name}", summary="min,last")
+            for name, higher in metric_directions().items():
+                self._run.define_metric(f"{split}/{name}", summary="max,last" if higher else "min,last")
         if mode == "offline":
             log.info("W&B offline run in %s (upload with: wandb sync %s)", self._run.dir, Path(self._run.dir).parent)
 

@@ -23,9 +23,8 @@ from . import run_folder
 from .errors import UserError
 from .naming import attention_label
 from .records import MetricsLog, list_checkpoints
+from .tasks import find_task
 
-# the metric a task is judged by, when no summary says so (a run still going)
-TASK_METRICS = {"synthetic": "accuracy", "enwik8": "bpc", "text": "bpc", "imagenet64": "bits_per_dim"}
 HIGHER_IS_BETTER = ("accuracy",)
 STATUSES = ("completed", "running", "interrupted", "diverged", "failed")
 SKIPPED_DIRS = ("checkpoints", "wandb", "tensorboard")
@@ -185,6 +184,12 @@ def _status(folder: Path, summary: dict | None) -> str:
     return "failed" if summary is None else str(status)
 
 
+def task_metric(task: str) -> str:
+    """The metric a task is judged by, when no summary says so (a run still going): its spec's."""
+    spec = find_task(task)
+    return spec.metric if spec is not None else "loss"
+
+
 def read_run(folder: Path) -> Run:
     """The records of run folder `folder`; MalformedRun when its config or summary cannot be read."""
     folder = Path(folder)
@@ -194,7 +199,7 @@ def read_run(folder: Path) -> Run:
     task_cfg = config.get("task") if isinstance(config.get("task"), dict) else {}
     trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
     task = str(task_cfg.get("name", "?"))
-    metric = str((summary or {}).get("metric") or TASK_METRICS.get(task, "loss"))
+    metric = str((summary or {}).get("metric") or task_metric(task))
     final_valid = ((summary or {}).get("final") or {}).get("valid") if isinstance((summary or {}).get("final"), dict) else None
     steps = (summary or {}).get("steps")
     if not isinstance(steps, int):

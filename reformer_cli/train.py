@@ -59,7 +59,7 @@ from .records import (
 )
 from .resume import checkpoint_candidates, checkpoint_limit, load_usable_checkpoint
 from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
-from .tasks import build_task
+from .tasks import task_spec
 from .tasks.base import Batch
 
 log = logging.getLogger("reformer")
@@ -174,11 +174,12 @@ class Trainer:
             check_attention_device(attention, self.device)
         self.precision = resolve_precision(self.t.precision, self.device)
         seed_everything(cfg.seed, self.t.deterministic)
-        self.task = build_task(cfg.task, cfg.seed)
+        self.spec = task_spec(cfg.task.name)
+        self.task = self.spec.build(cfg.task, cfg.seed)
         self.task.check_data()
         if small_model_threads(self.device, self.t.batch_size * self.task.seq_len * cfg.model.d_model):
             log.info("one CPU thread: the fastest for a model this small (OMP_NUM_THREADS=N chooses)")
-        self.model = build_model(cfg, self.task.vocab_size).to(self.device)
+        self.model = build_model(cfg, self.task.vocab_size, self.task.seq_len).to(self.device)
         # DistributedDataParallel first, then torch.compile around it (PyTorch's recommended order)
         self.ddp = wrap_model(self.model, self.world, self.device)
         self.forward_model = torch.compile(self.ddp) if self.t.compile else self.ddp
@@ -496,11 +497,12 @@ class Trainer:
         best = self.state.best
         same_kind = best.get("split", kind["split"]) == kind["split"] and best.get("batches", kind["batches"]) == kind["batches"]
         previous = best.get(key) if same_kind else None
-        if improves(key, value, previous, self.t.early_stop.min_delta):
+        higher = self.spec.higher_is_better(key)
+        if improves(higher, value, previous, self.t.early_stop.min_delta):
             self.state.evals_since_best = 0
         else:
             self.state.evals_since_best += 1
-        if improves(key, value, previous):
+        if improves(higher, value, previous):
             self.state.best = {key: value, "step": self.state.step, **kind}
             return True
         return False

@@ -45,7 +45,7 @@ def main() -> None:
                              f"attention={args.attention}", f"task.seq_len={max(lengths)}"]
                   + (["attention.chunk_length=64", "attention.n_rounds=2"] if args.attention == "lsh" else []))
     torch.manual_seed(0)
-    model = build_model(cfg, vocab_size=256).eval()
+    model = build_model(cfg, 256, max(lengths)).eval()
     tokens = torch.randint(0, 256, (1, max(lengths)))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average {os.getloadavg()[0]:.1f},"
           f" {platform.machine()}")

@@ -69,9 +69,11 @@ def numeric_options() -> list[tuple[list[str], str, str]]:
     from dataclasses import fields
 
     from reformer_cli.config import SCHEMAS, RunConfig
+    from reformer_cli.tasks import task_specs
 
     found = [([], f.name, "-1") for f in fields(RunConfig) if f.type == "int"]
-    for (group, name), schema in SCHEMAS.items():
+    schemas = {**SCHEMAS, **{("task", spec.name): spec.schema for spec in task_specs()}}
+    for (group, name), schema in schemas.items():
         select = [] if group == name else [f"{group}={name}"]
         if group == "task" and name == "text":
             select.append("task.path=corpus.txt")

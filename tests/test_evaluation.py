@@ -33,7 +33,7 @@ def test_evaluation_is_repeatable():
     """Must-show 4: the same eval seed gives the same numbers; another seed other rotations."""
     cfg = compose([*TINY, "attention=lsh", "attention.n_rounds=2", "attention.chunk_length=4"])
     torch.manual_seed(0)
-    model = build_model(cfg, 128)
+    model = build_model(cfg, 128, cfg.task.seq_len)
     task = build_task(cfg.task, 0)
     kwargs = dict(split="valid", batch_size=8, max_batches=0, device=torch.device("cpu"), precision="fp32")
     a = evaluate(model, task, seed=3, **kwargs)
@@ -110,7 +110,7 @@ def test_merge_attention_rules():
 
 def write_checkpoint(path: Path, overrides: list[str]) -> Path:
     cfg = compose(overrides)
-    model = build_model(cfg, 128)
+    model = build_model(cfg, 128, cfg.task.seq_len)
     state = {"model": model.state_dict(), "config": OmegaConf.to_container(cfg, resolve=True), "state": {"step": 0}}
     torch.save(state, path)
     return path

@@ -255,10 +255,10 @@ def test_eval_refuses_a_config_edited_to_a_huge_vocabulary_before_building_the_m
 
     build_model = reformer.build_model
 
-    def guarded(cfg, vocab_size):  # so that this test cannot allocate 256 GB even when the check is gone
+    def guarded(cfg, vocab_size, seq_len):  # so that this test cannot allocate 256 GB even when the check is gone
         if vocab_size > 10**6 and torch.get_default_device().type != "meta":
             raise AssertionError("the model was built from the edited config")
-        return build_model(cfg, vocab_size)
+        return build_model(cfg, vocab_size, seq_len)
 
     monkeypatch.setattr(reformer, "build_model", guarded)
     monkeypatch.chdir(tmp_path)

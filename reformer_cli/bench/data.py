@@ -24,18 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import validate_task
 from ..data.files import StagedFile
 from ..errors import UserError, report_and_exit
 from ..data.manifest import build_manifest, write_manifest
+from ..tasks import task_spec, task_specs
 
 
-def fake_prepared(folder: Path, task: str, sizes: dict[str, int], shape_tail: tuple[int, ...]) -> dict:
-    """A prepared folder of random bytes in the real layout (benchmarks only, never for training)."""
+def fake_prepared(folder: Path, task: str, layout: dict) -> dict:
+    """A prepared folder of random bytes in the real layout of `task` (its spec's `bench_splits`;
+    benchmarks only, never for training)."""
     rng = np.random.default_rng(0)
-    suffix = ".bin" if task == "enwik8" else ".u8"
+    shape_tail = tuple(layout["shape_tail"])
     splits = {}
-    for name, n in sizes.items():
-        with StagedFile(folder / f"{name}{suffix}") as out:
+    for name, n in layout["sizes"].items():
+        with StagedFile(folder / f"{name}{layout['suffix']}") as out:
             left = n
             while left:
                 # small chunks: big temporary arrays would raise glibc's mmap/trim thresholds and
@@ -47,50 +50,35 @@ def fake_prepared(folder: Path, task: str, sizes: dict[str, int], shape_tail: tu
         shape = [n // int(np.prod(shape_tail)), *shape_tail] if shape_tail else [n]
         splits[name] = {"file": out.path.name, "bytes": n, "shape": shape, "dtype": "uint8",
                         "sha256": out.sha256.hexdigest()}
-    if task == "enwik8":
-        params, variant = {"split_sizes": list(sizes.values())}, None
-    else:
-        params, variant = {"tokens": shape_tail[0]}, "oord"
-    manifest = build_manifest(task, variant, params, {"origin": "random bytes (benchmark)", "verified": False,
-                                                      "checks_skipped": ["everything"]}, splits)
+    manifest = build_manifest(task, layout["variant"], layout["params"], {"origin": "random bytes (benchmark)",
+                                                                          "verified": False,
+                                                                          "checks_skipped": ["everything"]}, splits)
     write_manifest(folder, manifest)
     return manifest
 
 
 def prepare_command(task_name: str, folder: Path) -> str:
     """The `reformer data prepare` command that makes `folder` what `--task task_name --data-dir folder` reads."""
-    if task_name == "imagenet64":
-        return f"reformer data prepare task=imagenet64 task.prepared_dir={folder} (the raw files in task.data_dir=...)"
-    if task_name == "text":
-        return f"reformer data prepare task=text task.path=<your text file> task.data_dir={folder}"
-    return f"reformer data prepare task={task_name} task.data_dir={folder}"
+    return task_spec(task_name).bench_prepare_hint(folder)
 
 
 def build(task_name: str, folder: Path, seq_len: int):
     """The task reading the prepared `folder`, its config taken from the folder's manifest."""
     from omegaconf import OmegaConf
 
-    from ..config import SCHEMAS
     from ..data.manifest import read_manifest
     from ..errors import DataError
-    from ..tasks import build_task
 
+    spec = task_spec(task_name)
     fix = f"prepare it with `{prepare_command(task_name, folder)}`"
     manifest = read_manifest(folder, fix=fix)
     if manifest is None or manifest["task"] != task_name:
         raise DataError(f"{folder} holds no prepared {task_name} data (no matching manifest.json); {fix}")
-    cfg = OmegaConf.structured(SCHEMAS[("task", task_name)])
+    cfg = OmegaConf.structured(spec.schema)
     cfg.seq_len, cfg.verify = seq_len, "size"
-    params = manifest["params"]
-    if task_name == "imagenet64":
-        cfg.prepared_dir, cfg.variant = str(folder), manifest["variant"]
-    else:
-        cfg.data_dir = str(folder)
-    if task_name == "enwik8":
-        cfg.split_sizes = params["split_sizes"]
-    if task_name == "text":
-        cfg.path, cfg.split_fractions = params["source"], params["split_fractions"]
-    task = build_task(cfg, seed=0)
+    spec.bench_config(cfg, folder, manifest)
+    validate_task(cfg)
+    task = spec.build(cfg, seed=0)
     task.check_data()
     return task
 
@@ -130,9 +118,14 @@ def summary(rounds: list[tuple[int, float]], seq_len: int, batch_size: int) -> d
 
 def main(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="reformer bench data", description=__doc__.splitlines()[0])
-    p.add_argument("--task", choices=("enwik8", "text", "imagenet64"), default="enwik8")
+    prepared = [spec for spec in task_specs() if spec.prepared]
+    p.add_argument("--task", choices=[spec.name for spec in prepared], default=prepared[0].name)
     p.add_argument("--data-dir", type=Path, help="a prepared folder (default: a temporary one of random bytes)")
-    p.add_argument("--seq-len", type=int, default=None, help="default: 65536 (bytes), 12288 (imagenet64)")
+    lengths: dict[int, list[str]] = {}
+    for spec in prepared:
+        lengths.setdefault(task_spec(spec.bench_layout or spec.name).schema().seq_len, []).append(spec.name)
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="default: " + ", ".join(f"{n} ({', '.join(names)})" for n, names in lengths.items()))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seconds", type=float, default=3.0, help="in all, split over the repeats (3)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (5)")
@@ -146,18 +139,16 @@ def main(args: list[str]) -> int:
             check_writable(a.json)
         except UserError as exc:
             report_and_exit(str(exc))
-    seq_len = a.seq_len or (12288 if a.task == "imagenet64" else 65536)
+    # a task that reads another's files the same way is timed on that task's layout (TaskSpec.bench_layout)
+    layout = task_spec(task_spec(a.task).bench_layout or a.task)
+    seq_len = a.seq_len or layout.schema().seq_len
     with tempfile.TemporaryDirectory(prefix="reformer-bench-data-") as tmp:
         name = a.task
         if a.data_dir is None:
-            folder = Path(tmp)
-            train = int(a.size_mb * 1e6)
-            if a.task == "imagenet64":
-                train -= train % 12288
-                fake_prepared(folder, "imagenet64", {"train": train, "valid": 12288 * 8}, (12288,))
-            else:
-                name = "enwik8"  # text reads the same files the same way
-                fake_prepared(folder, "enwik8", {"train": train, "valid": 1 << 20, "test": 1 << 20}, ())
+            folder, name = Path(tmp), layout.name
+            splits = layout.bench_splits(int(a.size_mb * 1e6))
+            train = splits["sizes"]["train"]
+            fake_prepared(folder, name, splits)
             where = f"temporary {train / 1e6:.0f} MB split of random bytes"
         else:
             folder = a.data_dir.expanduser()

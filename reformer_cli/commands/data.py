@@ -15,30 +15,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from ..errors import OneLineParser, UserError, report_and_exit
+from ..tasks import find_task, task_specs
 
-DATA_TASKS = ("enwik8", "text", "imagenet64")
-
-USAGE = """usage: reformer data prepare task=NAME [task.KEY=VALUE ...] [--source PATH|URL] [--no-verify] [--force]
+COMMANDS = """usage: reformer data prepare task=NAME [task.KEY=VALUE ...] [--source PATH|URL] [--no-verify] [--force]
        reformer data verify task=NAME [task.KEY=VALUE ...]
-
-tasks: enwik8 (downloaded), text (task.path=FILE), imagenet64 (task.variant=oord|chrabaszcz,
-task.data_dir=DIR holding the downloaded files). Prepared data goes to task.data_dir (default
-$REFORMER_DATA_DIR/<task>, else ${XDG_CACHE_HOME:-~/.cache}/reformer/<task>).
 """
 
 
+def data_tasks() -> list[Any]:
+    """The specs of the registered tasks whose data is prepared on disk."""
+    return [spec for spec in task_specs() if spec.prepared]
+
+
+def usage() -> str:
+    tasks = ", ".join(spec.data_usage for spec in data_tasks())
+    text = (f"tasks: {tasks}. Prepared data goes to task.data_dir (default $REFORMER_DATA_DIR/<task>, else"
+            " ${XDG_CACHE_HOME:-~/.cache}/reformer/<task>).")
+    return f"{COMMANDS}\n{textwrap.fill(text, width=93)}\n"
+
+
 def parser(action: str) -> argparse.ArgumentParser:
-    line = USAGE.splitlines()[0 if action == "prepare" else 1]
+    line = COMMANDS.splitlines()[0 if action == "prepare" else 1]
     p = OneLineParser(prog=f"reformer data {action}", usage=line.replace("usage:", "").strip())
     p.add_argument("overrides", nargs="*", help="task=NAME and task.KEY=VALUE overrides (as for reformer run)")
     if action == "prepare":
-        p.add_argument("--source", metavar="PATH|URL", help="enwik8: a downloaded enwik8.zip, the raw enwik8 file, or another URL")
+        p.add_argument("--source", metavar="PATH|URL",
+                       help="; ".join(spec.source_help for spec in data_tasks() if spec.source_help))
+        checks = " or ".join(spec.official_checks for spec in data_tasks() if spec.official_checks)
         p.add_argument("--no-verify", action="store_true",
-                       help="use a file that is not the official dataset: skip the MD5 check (enwik8) or the"
-                            " image counts (imagenet64); the manifest records that they were skipped")
+                       help=f"use a file that is not the official dataset: skip {checks};"
+                            " the manifest records that they were skipped")
         p.add_argument("--force", action="store_true", help="prepare again even if the folder is already prepared")
     return p
 
@@ -46,16 +56,18 @@ def parser(action: str) -> argparse.ArgumentParser:
 def compose_task(overrides: list[str]) -> Any:
     """The task config `reformer run <overrides>` would get; only task overrides are accepted."""
     names = [o.split("=", 1)[1] for o in overrides if o.startswith("task=")]
+    available = ", ".join(spec.name for spec in data_tasks())
     if not names:
-        raise UserError(f"name the dataset: reformer data prepare task=NAME (one of: {', '.join(DATA_TASKS)})")
+        raise UserError(f"name the dataset: reformer data prepare task=NAME (one of: {available})")
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if "=" not in override or not (key == "task" or key.startswith("task.")):
             raise UserError(f"'{override}': only task=NAME and task.KEY=VALUE overrides are read here")
-    if names[-1] not in DATA_TASKS:
-        if names[-1] == "synthetic":
-            raise UserError("task=synthetic is generated on the fly: it needs no data")
-        raise UserError(f"unknown data task '{names[-1]}' (available: {', '.join(DATA_TASKS)})")
+    spec = find_task(names[-1])
+    if spec is not None and not spec.prepared:
+        raise UserError(f"task={spec.name} is generated on the fly: it needs no data")
+    if spec is None:
+        raise UserError(f"unknown data task '{names[-1]}' (available: {available})")
 
     from ..config import validate_task
     from ..hydra_entry import compose
@@ -66,24 +78,25 @@ def compose_task(overrides: list[str]) -> Any:
 
 
 def prepare(args: argparse.Namespace) -> int:
+    """Every argument is checked before the folder is locked and anything in it is touched; a
+    second `prepare` into the same folder meanwhile is refused in one line (run_folder.hold)."""
+    from ..data.files import make_folder, remove_empty
+    from ..data.paths import prepared_dir
+    from ..run_folder import LOCK_FILE, hold
+
     task = compose_task(args.overrides)
-    if args.source is not None and task.name != "enwik8":
-        raise UserError(f"--source is for task=enwik8; task={task.name} reads " +
-                        ("task.path" if task.name == "text" else "the files in task.data_dir"))
-    if task.name == "enwik8":
-        from ..data.bytes import prepare_enwik8
-
-        result = prepare_enwik8(task, source=args.source, verify=not args.no_verify, force=args.force)
-    elif task.name == "text":
-        if args.no_verify:
-            raise UserError("--no-verify is for enwik8 and imagenet64: a local text file has no official checksum")
-        from ..data.bytes import prepare_text
-
-        result = prepare_text(task, force=args.force)
-    else:
-        from ..data.imagenet64 import prepare_imagenet64
-
-        result = prepare_imagenet64(task, verify=not args.no_verify, force=args.force)
+    spec = find_task(task.name)
+    spec.refuse_options(args.source, not args.no_verify)
+    folder = prepared_dir(task)
+    created = make_folder(folder)
+    try:
+        with hold(folder, what="data folder"):
+            result = spec.prepare(task, source=args.source, verify=not args.no_verify, force=args.force)
+    except BaseException:
+        if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            (folder / LOCK_FILE).unlink()  # a failed first prepare leaves no folder behind
+            remove_empty(created)
+        raise
     print(result.summary())
     return 0
 
@@ -92,24 +105,12 @@ def verify(args: argparse.Namespace) -> int:
     """Re-hash every prepared file against its manifest (what a run start does only up to 2 GiB)."""
     task = compose_task(args.overrides)
     from ..data.manifest import check_split_files
-
-    if task.name == "enwik8":
-        from ..data.bytes import load_enwik8 as load
-    elif task.name == "text":
-        from ..data.bytes import load_text as load
-    else:
-        from ..data.imagenet64 import load_imagenet64 as load
     from ..data.paths import prepare_command
 
-    folder, manifest = load(task)
+    spec = find_task(task.name)
+    folder, manifest = spec.load(task)
     check_split_files(folder, manifest, full=True, fix=f"rerun `{prepare_command(task, '--force')}`", progress=True)
-    source = manifest["source"]
-    if task.name == "text":  # the user's own file: nothing official to check it against
-        official = f"source {source.get('origin')} (your own file: no official checksum exists for it)"
-    elif source.get("verified"):
-        official = "official checks passed"
-    else:
-        official = f"official checks were SKIPPED at prepare ({', '.join(source.get('checks_skipped', []))})"
+    official = spec.provenance(manifest)
     splits = ", ".join(f"{name} {entry['bytes']:,} B" for name, entry in manifest["splits"].items())
     print(f"ok: {folder}: {splits}; every sha256 matches the manifest; data sha256"
           f" {manifest['data_sha256'][:16]}; {official}")
@@ -118,7 +119,7 @@ def verify(args: argparse.Namespace) -> int:
 
 def main(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
-        sys.stdout.write(USAGE)
+        sys.stdout.write(usage())
         return 0
     action, rest = args[0], args[1:]
     if action not in ("prepare", "verify"):

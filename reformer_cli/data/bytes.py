@@ -176,7 +176,6 @@ def prepare_enwik8(task: Any, *, source: str | None = None, verify: bool = True,
     if existing is not None:
         return PrepareResult(folder, existing, changed=False)
     created = make_folder(folder)
-    start_over(folder)
 
     zip_path = folder / ENWIK8_ZIP
     downloaded: Path | None = None
@@ -211,6 +210,7 @@ def prepare_enwik8(task: Any, *, source: str | None = None, verify: bool = True,
                 raise DataError(
                     f"task.split_sizes={sizes} add up to {sum(sizes):,} bytes but {what} has {length:,}"
                 )
+            start_over(folder)  # only now: a refused source or split leaves a good preparation alone
             facts, splits = write_splits(stream, length, sizes, folder, what)
         if verify and facts["md5"] != ENWIK8_MD5:
             discard_splits(splits)
@@ -326,9 +326,9 @@ def prepare_text(task: Any, *, force: bool = False) -> PrepareResult:
             and existing["source"]["sha256"] == digest):
         return PrepareResult(folder, existing, changed=False)
     folder.mkdir(parents=True, exist_ok=True)
-    start_over(folder)
     with open_bytes(path, None) as (stream, length, what):
         sizes = text_split_sizes(length, params["split_fractions"], path)
+        start_over(folder)  # only now: a corpus too small to split leaves a good preparation alone
         facts, splits = write_splits(stream, length, sizes, folder, what)
     commit_splits(splits)
     source_facts = {"origin": str(path), "file": str(path), "member": None, **facts,

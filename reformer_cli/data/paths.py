@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..primitives.task_registry import task_spec
+
 
 def data_root() -> Path:
     env = os.environ.get("REFORMER_DATA_DIR")
@@ -33,22 +35,16 @@ def text_default_dir(path: Any) -> Path:
 
 
 def task_data_dir(task: Any) -> Path:
-    """The folder `task.data_dir` names, or the task's default under data_root()."""
+    """The folder `task.data_dir` names, or the task's default (its spec's `default_data_dir`)."""
     if task.get("data_dir"):
         return as_path(task.data_dir)
-    if task.name == "text":
-        return text_default_dir(task.path)
-    if task.name == "imagenet64":
-        return data_root() / "imagenet64" / task.variant
-    return data_root() / task.name
+    return task_spec(task.name).default_data_dir(task)
 
 
 def prepared_dir(task: Any) -> Path:
-    """Where the prepared split files and manifest.json are (imagenet64 keeps them apart from the
-    downloaded files, in `task.prepared_dir`, default `<data_dir>/prepared`)."""
-    if task.name == "imagenet64":
-        return as_path(task.prepared_dir) if task.get("prepared_dir") else task_data_dir(task) / "prepared"
-    return task_data_dir(task)
+    """Where the prepared split files and manifest.json are (the task's spec says: the data
+    folder, or apart from the downloaded files)."""
+    return task_spec(task.name).prepared_dir(task)
 
 
 def _value(value: Any) -> str:
@@ -60,9 +56,7 @@ def _value(value: Any) -> str:
 
 def prepare_command(task: Any, *flags: str) -> str:
     """The exact `reformer data prepare ...` for this task config (non-default keys only)."""
-    from ..config import SCHEMAS
-
-    defaults = SCHEMAS[("task", task.name)]()
+    defaults = task_spec(task.name).schema()
     parts = ["reformer data prepare", f"task={task.name}"]
     for key in ("variant", "path", "data_dir", "prepared_dir", "split_sizes", "split_fractions"):
         if key not in task or task[key] is None:

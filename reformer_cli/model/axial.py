@@ -8,8 +8,8 @@ to the token embedding. Parameters: sum(shape[i] * dims[i]) instead of n * d_mod
 positions of width 1024 as [128, 512] x [256, 768]: 0.43M instead of 67M).
 
 `model.axial_shape` / `model.axial_dims` give the layout; what is left null is derived here
-(`axial_layout`), and the config's checks on it (prod(shape) >= task.seq_len, sum(dims) == d_model)
-are `config.validate_axial`.
+(`axial_layout`). The config's checks on it (prod(shape) >= task.seq_len, sum(dims) == d_model)
+are `config.validate_axial`, run once when the config is validated: the model trusts its config.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig, validate_axial
+from ..config import ModelConfig
 from ..errors import UserError
 
 
@@ -34,13 +34,12 @@ def _even_split(d_model: int, axes: int) -> list[int]:
 
 
 def axial_layout(model: ModelConfig, seq_len: int) -> tuple[list[int], list[int]]:
-    """The axial positions' (shape, dims), checked first (`config.validate_axial`, ConfigError).
+    """The axial positions' (shape, dims) of a validated config (`config.validate_axial`).
 
     `model.axial_shape` left null: two axes [a, seq_len / a], a the largest divisor of seq_len not
     above its square root (65536 -> [256, 256], 1024 -> [32, 32], 12288 -> [96, 128]).
     `model.axial_dims` left null: d_model split evenly over the axes (the last takes any remainder).
     """
-    validate_axial(model, seq_len)
     shape = _two_axis_shape(seq_len) if model.axial_shape is None else [int(n) for n in model.axial_shape]
     dims = _even_split(model.d_model, len(shape)) if model.axial_dims is None else [int(n) for n in model.axial_dims]
     return shape, dims

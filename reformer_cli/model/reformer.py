@@ -151,9 +151,10 @@ class ReformerLM(nn.Module):
         return LossTotals(loss_sum, weight_sum.detach(), correct_sum.detach())
 
 
-def build_model(cfg: RunConfig, vocab_size: int) -> ReformerLM:
-    """The model of a composed `reformer run` config."""
-    return ReformerLM(cfg.model, cfg.attention, cfg.layer, vocab_size, cfg.task.seq_len)
+def build_model(cfg: RunConfig, vocab_size: int, seq_len: int) -> ReformerLM:
+    """The model of a composed `reformer run` config for a task's vocabulary and sequence length
+    (the task's `vocab_size` and `seq_len`: the model reads the length the batches have)."""
+    return ReformerLM(cfg.model, cfg.attention, cfg.layer, vocab_size, seq_len)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,30 +1,34 @@
-"""The tasks by name: `build_task` makes the synthetic duplication task, enwik8 / byte-level text or
-imagenet64 from its config."""
+"""The tasks by name: each is a `TaskSpec` (spec.py) registered under its name, the built-in ones
+here: the synthetic duplication task, enwik8 / byte-level text and imagenet64. A task of your own
+is one module defining its spec (and its `Task`) that calls `register_task`, plus its config file
+`conf/task/<name>.yaml`.
+
+Importing this package loads no torch: the specs build their `Task` (base.py) when asked.
+"""
 
 from __future__ import annotations
 
-from ..config import Enwik8TaskConfig, ImageNet64TaskConfig, SyntheticTaskConfig, TextTaskConfig
-from ..errors import ConfigError
-from .base import Batch, Task
-from .bytes import Enwik8Task, TextTask
-from .imagenet64 import ImageNet64Task
-from .synthetic import SyntheticTask
+from typing import Any
 
-TaskConfig = SyntheticTaskConfig | Enwik8TaskConfig | TextTaskConfig | ImageNet64TaskConfig
+from ..primitives.task_registry import find_task, register_task, task_names, task_spec, task_specs
+from .bytes_spec import ENWIK8, TEXT
+from .imagenet64_spec import IMAGENET64
+from .spec import PreparedTaskSpec, TaskSpec
+from .synthetic_spec import SYNTHETIC
 
-# task name -> its class; each takes (task config, run seed)
-TASKS: dict[str, type[Task]] = {
-    "synthetic": SyntheticTask,
-    "enwik8": Enwik8Task,
-    "text": TextTask,
-    "imagenet64": ImageNet64Task,
-}
+for _spec in (SYNTHETIC, ENWIK8, TEXT, IMAGENET64):
+    register_task(_spec)
 
 
-def build_task(cfg: TaskConfig, seed: int) -> Task:
-    if cfg.name not in TASKS:
-        raise ConfigError(f"unknown task '{cfg.name}' (available: {', '.join(TASKS)})")
-    return TASKS[cfg.name](cfg, seed)
+def build_task(cfg: Any, seed: int) -> Any:
+    """The `Task` (base.py) of the task config `cfg` for a run of `seed`."""
+    return task_spec(cfg.name).build(cfg, seed)
 
 
-__all__ = ["Batch", "Task", "build_task", "TASKS"]
+def metric_directions() -> dict[str, bool]:
+    """Every metric the registered tasks report -> whether higher is better."""
+    return {name: higher for spec in task_specs() for name, higher in spec.metrics.items()}
+
+
+__all__ = ["metric_directions", "TaskSpec", "PreparedTaskSpec", "build_task", "register_task", "task_spec", "task_specs", "task_names",
+           "find_task"]

@@ -25,7 +25,6 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..config import Enwik8TaskConfig, TextTaskConfig
 from ..errors import DataError
 from ..primitives.context import derive_seed
 from .base import Batch, Task
@@ -50,7 +49,7 @@ class ByteTask(Task):
     metric = "bpc"
     vocab_size = VOCAB_SIZE
 
-    def __init__(self, cfg: Enwik8TaskConfig | TextTaskConfig, seed: int):
+    def __init__(self, cfg: Any, seed: int):
         self.cfg = cfg
         self.seq_len = int(cfg.seq_len)
         self.seed = seed

@@ -12,7 +12,6 @@ from typing import Any, Iterator
 
 import torch
 
-from ..config import SyntheticTaskConfig
 from ..primitives.context import derive_seed
 from .base import Batch, Task, shift_right
 
@@ -23,7 +22,7 @@ class SyntheticTask(Task):
     name = "synthetic"
     metric = "accuracy"
 
-    def __init__(self, cfg: SyntheticTaskConfig, seed: int):
+    def __init__(self, cfg: Any, seed: int):
         self.seq_len, self.vocab_size = int(cfg.seq_len), int(cfg.vocab_size)
         self.word_len = self.seq_len // 2 - 1
         self.seed = seed

@@ -110,7 +110,7 @@ def test_implementation_choice(monkeypatch):
 def lsh_model(*overrides, seq_len=16):
     cfg = compose(["model=tiny", f"task.seq_len={seq_len}", "attention=lsh", "attention.chunk_length=4", *overrides])
     torch.manual_seed(0)
-    return build_model(cfg, 32).double(), cfg
+    return build_model(cfg, 32, cfg.task.seq_len).double(), cfg
 
 
 @pytest.mark.parametrize("overrides", [[], ["attention.n_rounds=3", "attention.wrap_lookback=true", "attention.dedup=false",

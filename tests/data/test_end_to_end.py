@@ -35,7 +35,7 @@ def evaluate_checkpoint(run_dir: Path, split: str) -> dict:
     cfg = OmegaConf.create(saved["config"])
     task = build_task(cfg.task, cfg.seed)
     task.check_data()
-    model = build_model(cfg, task.vocab_size)
+    model = build_model(cfg, task.vocab_size, task.seq_len)
     model.load_state_dict(saved["model"])
     return evaluate(model, task, split=split, batch_size=16, max_batches=0, device=torch.device("cpu"),
                     precision="fp32", seed=0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reformer_cli.config import ENWIK8_SPLIT_SIZES, validate_task
+from reformer_cli.config import validate_task
+from reformer_cli.tasks.bytes_spec import ENWIK8_SPLIT_SIZES
 from reformer_cli.errors import ConfigError
 
 from ..conftest import compose

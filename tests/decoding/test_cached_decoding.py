@@ -41,7 +41,7 @@ def model_of(case: str, layer: str, positions: str):
         overrides.remove("attention.n_buckets=4")
     cfg = compose(overrides)
     torch.manual_seed(0)
-    model = build_model(cfg, vocab_size=19).double().eval()
+    model = build_model(cfg, 19, int(cfg.task.seq_len)).double().eval()
     if positions == "axial":
         for table in model.positions.tables:  # trained-looking, not N(0, 1) noise that swamps the tokens
             table.data.mul_(0.5)

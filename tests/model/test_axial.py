@@ -75,7 +75,7 @@ def test_axial_tables_are_trained_and_initialised_like_trax():
     from reformer_cli.model.reformer import build_model
 
     torch.manual_seed(0)
-    model = build_model(compose(["model=tiny", "task.seq_len=1024", "model.positions=axial"]), 16)
+    model = build_model(compose(["model=tiny", "model.positions=axial"]), 16, 1024)
     tables = list(model.positions.tables)
     assert [tuple(t.shape) for t in tables] == [(32, 32), (32, 32)]
     values = torch.cat([t.flatten() for t in tables])

@@ -18,7 +18,7 @@ LENGTH = 32
 def build(*overrides, vocab=64):
     cfg = compose(["model=tiny", "attention=full", f"task.seq_len={LENGTH}", "model.d_model=32", "model.d_ff=128", *overrides])
     torch.manual_seed(0)
-    return build_model(cfg, vocab).double().train()
+    return build_model(cfg, vocab, cfg.task.seq_len).double().train()
 
 
 def loss_and_grads(model, vocab=64):

@@ -15,7 +15,7 @@ from ..conftest import compose
 def tiny_model(*overrides):
     cfg = compose(["model=tiny", "attention=full", "task.seq_len=16", *overrides])
     torch.manual_seed(0)
-    return build_model(cfg, 128).double(), cfg
+    return build_model(cfg, 128, cfg.task.seq_len).double(), cfg
 
 
 def test_model_is_causal():

@@ -16,7 +16,7 @@ from ..conftest import compose
 def test_learned_position_table_starts_at_the_configured_scale(std):
     cfg = compose(["model=table2", f"model.position_init_std={std}"])
     torch.manual_seed(0)
-    table = build_model(cfg, 128).positions.table
+    table = build_model(cfg, 128, cfg.task.seq_len).positions.table
     assert table.shape == (1024, 256)
     assert abs(table.std().item() - std) < 0.02 * std
     assert compose(["model=table2"]).model.position_init_std == 0.02  # the default is unchanged
@@ -34,5 +34,5 @@ def test_configs_saved_before_the_option_still_build():
     saved = OmegaConf.to_container(compose(["model=table2"]), resolve=True)
     del saved["model"]["position_init_std"]
     torch.manual_seed(0)
-    table = build_model(OmegaConf.create(saved), 128).positions.table
+    table = build_model(OmegaConf.create(saved), 128, saved["task"]["seq_len"]).positions.table
     assert abs(table.std().item() - 0.02) < 0.001

@@ -24,7 +24,7 @@ DROPOUT = ["model.dropout=0.2", "attention.dropout=0.1"]
 def build(overrides, seed=0):
     cfg = compose(["model=tiny", "attention=full", f"task.seq_len={LENGTH}", "model.n_layers=3", *overrides])
     torch.manual_seed(seed)
-    return build_model(cfg, VOCAB).double().train()
+    return build_model(cfg, VOCAB, cfg.task.seq_len).double().train()
 
 
 def batch(seed=0):
@@ -160,7 +160,7 @@ def bf16_step(*overrides):
     cfg = compose(["model=tiny", "attention=full", "task.seq_len=64", "layer=reversible", "model.n_layers=6", "model.ff_chunks=2",
                    *DROPOUT, *overrides])
     torch.manual_seed(0)
-    model = build_model(cfg, VOCAB).train()  # fp32 weights, bf16 autocast: the GPU setting
+    model = build_model(cfg, VOCAB, cfg.task.seq_len).train()  # fp32 weights, bf16 autocast: the GPU setting
     dtypes = []  # the output dtype of every attention / feed-forward output projection call
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) and module is not model.head:
@@ -193,7 +193,7 @@ def saved_bytes(layer, depth):
     cfg = compose(["model=tiny", "attention=full", "task.seq_len=64", f"layer={layer}", f"model.n_layers={depth}",
                    "model.d_model=32", "model.d_ff=64"])
     torch.manual_seed(0)
-    model = build_model(cfg, VOCAB).train()
+    model = build_model(cfg, VOCAB, cfg.task.seq_len).train()
     tokens = torch.randint(0, VOCAB, (1, 64))
     with SavedBytes(exclude=model.parameters()) as meter:
         totals = model.loss(tokens, tokens, torch.ones(1, 64))

@@ -85,7 +85,7 @@ def test_evaluation_bpc_equals_a_direct_computation_over_the_same_bytes(corpus):
     torch.manual_seed(0)
     config = cfg(folder)
     task = build_task(config.task, seed=0)
-    model = build_model(config, task.vocab_size).double().eval()
+    model = build_model(config, task.vocab_size, task.seq_len).double().eval()
     metrics = evaluate(model, task, split="test", batch_size=16, max_batches=0, device=torch.device("cpu"),
                        precision="fp32", seed=0)
 

@@ -66,7 +66,7 @@ def test_bits_per_dim_equals_a_direct_computation_over_every_window(folder):
     seq = 768  # 16 windows per image
     config = cfg(folder, seq_len=seq)
     task = build_task(config.task, seed=0)
-    model = build_model(config, task.vocab_size).double().eval()
+    model = build_model(config, task.vocab_size, task.seq_len).double().eval()
     metrics = evaluate(model, task, split="valid", batch_size=5, max_batches=0, device=torch.device("cpu"),
                        precision="fp32", seed=0)
     with torch.no_grad():  # each window on its own, read after the start token 0
