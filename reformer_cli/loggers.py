@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError, one_line
-from .tasks import metric_directions
+from .primitives.task_registry import metric_directions  # the tasks fill it before a run logs
 
 log = logging.getLogger("reformer")
 

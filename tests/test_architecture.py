@@ -8,11 +8,14 @@ Layer rules, checked twice: in fresh interpreters (what importing a module reall
 * nothing outside `reformer_cli.commands` and `reformer_cli.cli` imports `reformer_cli.commands`;
 * `reformer_cli.config` imports nothing from `model` or `tasks` (nor torch), and from `attention`
   only the attention specs (`ATTENTION_SPECS`: what each type is, without torch);
+* `reformer_cli.definitions` (experiment definitions, curated records) imports nothing from
+  `reproduce` or `table`, and `table` nothing from `reproduce`: both read the layer below;
 * no import cycle anywhere.
 
 And the blocks that used to be repeated have one home each: config composition (hydra_entry),
 the optimizer (optimization.py), the OOM check (bench/common.py), `bucket_factors`
-(primitives/attention_settings.py), the run label (naming.attention_label). The LSH keywords
+(primitives/attention_settings.py), the run label (naming.attention_label), the rule of a stale
+evaluation record (definitions/curated.py). The LSH keywords
 have theirs in tests/primitives/test_attention_settings.py.
 """
 
@@ -168,6 +171,10 @@ def test_the_layer_rules_hold_for_every_import_statement():
             assert not {m for m in imported if under(m, "reformer_cli.model")}, name
         if not under(name, "reformer_cli.commands", "reformer_cli.cli"):
             assert not {m for m in imported if under(m, "reformer_cli.commands")}, name
+        if under(name, "reformer_cli.definitions"):
+            assert not {m for m in imported if under(m, "reformer_cli.reproduce", "reformer_cli.table")}, name
+        if under(name, "reformer_cli.table"):
+            assert not {m for m in imported if under(m, "reformer_cli.reproduce")}, name
     config = GRAPH["reformer_cli.config"]
     assert not {m for m in config if under(m, "reformer_cli.model", "reformer_cli.tasks")}
     assert all(under(m, *ATTENTION_SPECS) for m in config if under(m, "reformer_cli.attention"))
@@ -208,6 +215,7 @@ def calls_under(prefix: str) -> dict[str, list[str]]:
     ("compose", "reformer_cli.hydra_entry"),
     ("attention_label", "reformer_cli.naming"),
     ("derive_seed", "reformer_cli.primitives.context"),
+    ("evaluated_before_training", "reformer_cli.definitions.curated"),
 ])
 def test_one_definition(function, home):
     assert definitions()[function] == [home]

@@ -152,7 +152,7 @@ def test_packing_to_a_folder_leaves_no_temp_file_beside_it(tmp_path):
 @pytest.mark.parametrize("text", ['["completed"]', '"completed"', "[" * 10_000 + "]" * 10_000,
                                   '{"status": "completed", "config": ["trainer"]}'])
 def test_a_reproduce_step_whose_summary_is_not_an_object_is_unfinished(text, tmp_path, monkeypatch, capsys):
-    from reformer_cli.reproduce.experiments import load_experiment
+    from reformer_cli.definitions.experiments import load_experiment
     from reformer_cli.reproduce.runner import Reproduction
 
     from .reproduce.test_runner import definitions
@@ -162,11 +162,11 @@ def test_a_reproduce_step_whose_summary_is_not_an_object_is_unfinished(text, tmp
     runner = Reproduction("quick", [tiny], outputs=Path("out"), results=Path("results"))
     train = next(s for s in tiny.profile("quick").steps if s.kind == "train")
     evaluation = next(s for s in tiny.profile("quick").steps if s.kind == "eval" and s.evaluates == train.name)
-    runner.claim_folder(train)
-    (runner.step_dir(train) / "summary.json").write_text(text)
-    assert not runner.is_done(train)
-    assert runner.before(train) is None  # it runs again (resuming from its checkpoint)
-    assert runner.before(evaluation).message == f"its training run {train.name} did not complete"
+    runner.job(train).claim()
+    (runner.job(train).folder / "summary.json").write_text(text)
+    assert not runner.job(train).done()
+    assert runner.before(runner.job(train)) is None  # it runs again (resuming from its checkpoint)
+    assert runner.before(runner.job(evaluation)).message == f"its training run {train.name} did not complete"
     assert [s.name for s in runner.unfinished()] == [train.name]
     err = capsys.readouterr().err
     if text.startswith("{"):
@@ -176,7 +176,7 @@ def test_a_reproduce_step_whose_summary_is_not_an_object_is_unfinished(text, tmp
 
 
 def test_a_reproduce_step_whose_summary_says_completed_is_done(tmp_path, monkeypatch, capsys):
-    from reformer_cli.reproduce.experiments import load_experiment
+    from reformer_cli.definitions.experiments import load_experiment
     from reformer_cli.reproduce.runner import Reproduction
 
     from .reproduce.test_runner import definitions
@@ -185,10 +185,10 @@ def test_a_reproduce_step_whose_summary_says_completed_is_done(tmp_path, monkeyp
     tiny = load_experiment(definitions(tmp_path / "defs", max_steps=1500) / "tiny.yaml")
     runner = Reproduction("quick", [tiny], outputs=Path("out"), results=Path("results"))
     train = next(s for s in tiny.profile("quick").steps if s.kind == "train")
-    runner.claim_folder(train)
-    (runner.step_dir(train) / "summary.json").write_text(json.dumps(
+    runner.job(train).claim()
+    (runner.job(train).folder / "summary.json").write_text(json.dumps(
         {"status": "completed", "steps": 1500, "config": {"trainer": {"max_steps": 1500}}}))
-    assert runner.folder_done(train)
+    assert runner.job(train).finished()
     assert capsys.readouterr().err == ""
 
 

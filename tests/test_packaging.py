@@ -51,7 +51,7 @@ def test_package_data_covers_every_config_and_definition():
 def test_the_package_finds_its_folders_in_a_clone():
     from reformer_cli import shipped
     from reformer_cli.hydra_entry import CONF_DIR
-    from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR
+    from reformer_cli.definitions.experiments import EXPERIMENTS_DIR
 
     assert CONF_DIR == shipped("conf") == REPO / "conf"
     assert EXPERIMENTS_DIR == REPO / "experiments"

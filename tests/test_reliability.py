@@ -119,7 +119,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
 
 def test_reproduce_refuses_a_step_folder_in_use(tmp_path):
     from reformer_cli.errors import UserError
-    from reformer_cli.reproduce.experiments import Step
+    from reformer_cli.definitions.experiments import Step
     from reformer_cli.reproduce.runner import Reproduction
 
     folder = tmp_path / "out" / "smoke" / "exp" / "train"
@@ -127,7 +127,7 @@ def test_reproduce_refuses_a_step_folder_in_use(tmp_path):
         step = Step(experiment="exp", profile="smoke", name="train", kind="train", args=["run"])
         runner = Reproduction("smoke", [], outputs=tmp_path / "out", results=tmp_path / "results")
         with pytest.raises(UserError, match=f"in use by another process \\(pid {holder.pid}\\)"):
-            runner.claim_folder(step)
+            runner.folders.claim(step)
 
 
 def _alive(pid: int) -> bool:

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
-from ..reproduce.experiments import EXPERIMENTS_DIR, PROFILES
+from ..definitions.experiments import EXPERIMENTS_DIR, PROFILES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
 
 def list_steps(runner, folder: Path) -> None:
     """Each experiment's steps at the runner's profile, each with the command the runner runs
-    (`Reproduction.command`: an evaluation's checkpoint= its training folder, the run folder, ...)."""
+    (`StepRun.command`: an evaluation's checkpoint= its training folder, the run folder, ...)."""
     import shlex
 
     experiments, profile = runner.experiments, runner.profile
@@ -57,7 +57,7 @@ def list_steps(runner, folder: Path) -> None:
         print(f"{e.name}: {e.title}")
         print(f"  {profile}: {p.about} ({p.estimate})")
         for step in p.steps:
-            print(f"    {step.name:24s} reformer {shlex.join(runner.command(step))}")
+            print(f"    {step.name:24s} reformer {shlex.join(runner.job(step).command())}")
 
 
 def results_folder(opts: argparse.Namespace) -> Path:
@@ -70,7 +70,7 @@ def results_folder(opts: argparse.Namespace) -> Path:
 
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
-    from ..reproduce.experiments import load_experiments
+    from ..definitions.experiments import load_experiments
     from ..reproduce.runner import Reproduction
 
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
 from . import matplotlib_or_note
-from ..reproduce.experiments import EXPERIMENTS_DIR, PROFILES
+from ..definitions.experiments import EXPERIMENTS_DIR, PROFILES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
-    from ..reproduce.experiments import load_experiments
+    from ..definitions.experiments import load_experiments
     from ..table import build_pages, update_readme, write_pages
 
     try:

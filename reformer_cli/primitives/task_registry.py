@@ -43,3 +43,8 @@ def task_spec(name: Any) -> Any:
     if spec is None:
         raise ConfigError(f"unknown task '{name}' (available: {', '.join(_SPECS)})")
     return spec
+
+
+def metric_directions() -> dict[str, bool]:
+    """Every metric the registered tasks report -> whether higher is better."""
+    return {name: higher for spec in _SPECS.values() for name, higher in spec.metrics.items()}

@@ -1,10 +1,12 @@
-"""Curated run records: the small JSON files in `results/runs/<profile>/<experiment>/<step>.json`.
+"""Curated run records, the writing side: the small JSON files in
+`results/runs/<profile>/<experiment>/<step>.json`.
 
 `reformer reproduce` writes one after each step from what the step left in its folder
 (summary.json + metrics.jsonl of a training run, eval.json of an evaluation, the JSON of a
-benchmark); `reformer table` reads nothing else. A record keeps what a table or plot needs and
-what says where a number came from (config, metrics, the validation curve, device, date, code
-version, the command), never checkpoints. Every record starts with the same header:
+benchmark); `reformer table` reads nothing else (through reformer_cli/definitions/curated.py). A
+record keeps what a table or plot needs and what says where a number came from (config, metrics,
+the validation curve, device, date, code version, the command), never checkpoints. Every
+record starts with the same header:
 
     schema, experiment, profile, step, kind (train | eval | bench), labels (run, task_key,
     evaluates, as_), command, definition (the step's arguments as experiments/ defines them:
@@ -19,14 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from ..definitions.curated import SCHEMA, record_path
 from ..errors import DataError
 from ..records import MetricsLog, write_json_atomic
-
-SCHEMA = 1
 
 # summary.json keys kept in a training record (the rest: W&B id, etc.)
 TRAIN_KEYS = (
@@ -106,16 +106,9 @@ def bench_payload(path: Path) -> dict:
     }
 
 
-def curate(step: Any, step_dir: Path, command: str, base: Path) -> dict:
-    """The record of a finished step (`step`: an experiments.Step)."""
-    if step.kind == "train":
-        payload = train_payload(step_dir)
-    elif step.kind == "eval":
-        payload = eval_payload(step_dir / "eval.json")
-    elif step.kind == "bench":
-        payload = bench_payload(step_dir / "bench.json")
-    else:
-        raise ValueError(f"no record for a {step.kind} step")
+def curate(step: Any, payload: dict, command: str, base: Path) -> dict:
+    """The record of a finished step (`step`: an experiments.Step): the header, then the payload its
+    kind took from its folder (train_payload, eval_payload or bench_payload)."""
     record = {
         "schema": SCHEMA,
         "experiment": step.experiment,
@@ -130,83 +123,7 @@ def curate(step: Any, step_dir: Path, command: str, base: Path) -> dict:
     return relative_paths(record, base)
 
 
-def record_path(results: Path, step: Any) -> Path:
-    return Path(results) / "runs" / step.profile / step.experiment / f"{step.name}.json"
-
-
 def write_record(results: Path, step: Any, record: dict) -> Path:
     path = record_path(results, step)
     write_json_atomic(path, record)
     return path
-
-
-def _kind_of(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(type(value), type(value).__name__)
-
-
-def _not_numbers(value: Any, where: str) -> str | None:
-    """Where `value` (an object or list of metrics, nested) holds something other than a number,
-    a boolean or null: 'metrics.accuracy is a string'; None if nowhere."""
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = ((str(i), v) for i, v in enumerate(value))
-    elif value is None or isinstance(value, (int, float)):
-        return None
-    else:
-        return f"{where} is {_kind_of(value)}, not a number"
-    for key, item in items:
-        if key == "split" and isinstance(item, str):  # a curve point's split
-            continue
-        problem = _not_numbers(item, f"{where}.{key}")
-        if problem:
-            return problem
-    return None
-
-
-def record_problem(record: Any) -> str | None:
-    """Why a parsed record cannot be shown (not an object, a field of the wrong type, a string
-    where a metric number belongs); None if it can."""
-    if not isinstance(record, dict):
-        return f"it is {_kind_of(record)}, not a JSON object"
-    for key in ("labels", "code_version", "metrics", "final", "best", "result"):
-        if record.get(key) is not None and not isinstance(record[key], dict):
-            return f"its {key} is {_kind_of(record[key])}, not an object"
-    for key in ("curve", "definition"):
-        if record.get(key) is not None and not isinstance(record[key], list):
-            return f"its {key} is {_kind_of(record[key])}, not a list"
-    for key in ("metrics", "final", "best", "curve", "steps", "n_parameters", "train_seconds"):
-        problem = _not_numbers(record.get(key), key)
-        if problem:
-            return f"its {problem}"
-    result = record.get("result") or {}
-    for key in ("rows", "results"):
-        rows = result.get(key)
-        if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
-            return f"its result.{key} is not a list of objects"
-    return None
-
-
-def read_records(runs: Path, profile: str, experiment: str) -> dict[str, dict]:
-    """{step name: record} of one experiment and profile ({} if none). A record that cannot be
-    read or shown (not JSON, not an object, nested too deeply, a string where a number belongs)
-    is skipped with one line on stderr, `skipped <path>: <why>`."""
-    folder = Path(runs) / profile / experiment
-    if not folder.is_dir():
-        return {}
-    records = {}
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-            problem = record_problem(record)
-        except RecursionError:  # json.loads recurses once per level of [ or {
-            problem = "its JSON is nested too deeply"
-        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            problem = f"it is not readable JSON ({type(exc).__name__}: {exc})"
-        if problem:
-            sys.stderr.write(f"skipped {path}: {problem}\n")
-            continue
-        if record.get("schema") != SCHEMA:
-            raise DataError(f"{path} is not a curated run record (schema {record.get('schema')!r}, expected {SCHEMA})")
-        records[path.stem] = record
-    return records

@@ -2,12 +2,12 @@
 
 `reformer reproduce` evaluates each trained model of Table 2 several ways; one process for all of
 them saves a Python + torch start-up per evaluation (seconds each, on a CPU and on a GPU machine).
-The runner writes a spec (`write_spec`): a list of argument lists, each exactly what follows
-`reformer eval` on the command line (with `output=PATH`), and starts
+The runner writes a spec (`write_spec`): a list of `Evaluation`s (the checkpoint, the settings the
+experiment defines, the record to write, the folder), and starts
 `python -m reformer_cli.reproduce.evaluations SPEC.json RESULTS.json`. Each evaluation writes the
-record that command would write (evaluation.evaluate_checkpoint); the process writes RESULTS.json,
-one entry per evaluation: {output, status: ok | error, seconds, message}, which the runner reads
-(`read_results`). Exit code 1 if any failed.
+record `reformer eval <Evaluation.arguments()>` would write (evaluation.evaluate_checkpoint); the
+process writes RESULTS.json, one entry per evaluation: {output, status: ok | error, seconds,
+message}, which the runner reads (`read_results`). Exit code 1 if any failed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,22 @@ from ..records import write_json_atomic
 
 
 @dataclass
+class Evaluation:
+    """One evaluation of a batch: `reformer eval` of `checkpoint` under `settings` (the overrides the
+    experiment defines), its record written to `output`, its run folder `folder`."""
+
+    checkpoint: str
+    settings: list[str]
+    output: str
+    folder: str
+
+    def arguments(self) -> list[str]:
+        """What follows `reformer eval` on the command line for this evaluation."""
+        return [f"checkpoint={self.checkpoint}", *self.settings, f"output={self.output}",
+                f"hydra.run.dir={self.folder}", "progress=plain"]
+
+
+@dataclass
 class Result:
     output: str  # the record the evaluation was to write
     status: str  # ok | error
@@ -30,9 +46,13 @@ class Result:
     message: str = ""
 
 
-def write_spec(path: Path, commands: list[list[str]]) -> None:
-    """The spec of a batch: each entry the arguments after `reformer eval`."""
-    path.write_text(json.dumps(commands, indent=1) + "\n")
+def write_spec(path: Path, evaluations: list[Evaluation]) -> None:
+    """The spec of a batch: one object per evaluation."""
+    path.write_text(json.dumps([asdict(e) for e in evaluations], indent=1) + "\n")
+
+
+def read_spec(path: Path) -> list[Evaluation]:
+    return [Evaluation(**entry) for entry in json.loads(Path(path).read_text())]
 
 
 def read_results(path: Path) -> dict[str, Result]:
@@ -44,36 +64,26 @@ def read_results(path: Path) -> dict[str, Result]:
     return {entry["output"]: Result(**entry) for entry in entries}
 
 
-def output_of(args: list[str]) -> str:
-    return next((a.split("=", 1)[1] for a in args if a.startswith("output=")), "?")
-
-
-def evaluate_one(args: list[str]) -> Path:
+def evaluate_one(evaluation: Evaluation) -> None:
     from ..evaluation import evaluate_checkpoint
     from ..hydra_entry import compose, select_trained_attention
 
-    args = select_trained_attention(list(args))
-    cfg = compose("eval", args)
-    if not cfg.output:
-        raise UserError("output=PATH is required in a batch")
-    out = Path(cfg.output)
-    evaluate_checkpoint(cfg, args, out)
-    return out
+    args = select_trained_attention(evaluation.arguments())
+    evaluate_checkpoint(compose("eval", args), args, Path(evaluation.output))
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         sys.stderr.write("usage: python -m reformer_cli.reproduce.evaluations SPEC.json RESULTS.json\n")
         return 2
-    batch = json.loads(Path(argv[0]).read_text())
     results: list[Result] = []
-    for args in batch:
+    for evaluation in read_spec(Path(argv[0])):
         start = time.monotonic()
         try:
-            evaluate_one(args)
-            results.append(Result(output_of(args), "ok", time.monotonic() - start))
+            evaluate_one(evaluation)
+            results.append(Result(evaluation.output, "ok", time.monotonic() - start))
         except UserError as exc:
-            results.append(Result(output_of(args), "error", time.monotonic() - start, one_line(str(exc))))
+            results.append(Result(evaluation.output, "error", time.monotonic() - start, one_line(str(exc))))
         write_json_atomic(Path(argv[1]), [asdict(r) for r in results])  # after each: a stop keeps the done ones
     return 1 if any(r.status == "error" for r in results) else 0
 

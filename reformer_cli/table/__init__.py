@@ -11,15 +11,16 @@ is not comparable to the paper; a cell without a record says `missing`.
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
+from typing import Callable
 
-from ..reproduce.curate import read_records
+from ..definitions.curated import read_records
+from ..definitions.experiments import Experiment
 from ..errors import UserError
-from ..reproduce.experiments import Experiment
-from . import curves, matrix, memory, speed
+from . import curves, matrix
 from .common import Context, Page, provenance, table
 
-BUILDERS = {"matrix": matrix.build, "curves": curves.build, "speed": speed.build, "memory": memory.build}
 PREFERENCE = ("paper", "quick", "cpu", "smoke")
 README_BEGIN = "<!-- reformer table: table2 begin -->"
 README_END = "<!-- reformer table: table2 end -->"
@@ -34,6 +35,12 @@ def shown(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
+
+
+def builder(layout: str) -> Callable[[Context], Page]:
+    """The page builder of a layout: `build` of the module of this package named like it (the
+    layouts are listed once, in definitions.experiments.LAYOUTS)."""
+    return import_module(f"{__name__}.{layout}").build
 
 
 def context(experiment: Experiment, runs: Path, profile: str | None) -> Context:
@@ -124,7 +131,7 @@ def experiment_verdicts(experiment: Experiment, runs: Path, profile: str | None 
 
 def build_pages(experiments: list[Experiment], runs: Path, profile: str | None = None) -> tuple[list[Context], list[Page]]:
     contexts = [context(e, runs, profile) for e in experiments]
-    return contexts, [BUILDERS[ctx.experiment.layout](ctx) for ctx in contexts]
+    return contexts, [builder(ctx.experiment.layout)(ctx) for ctx in contexts]
 
 
 def write_pages(pages: list[Page], contexts: list[Context], out: Path, plots: bool = True) -> list[Path]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..definitions.curated import evaluated_before_training
+
 MISSING = "missing"
 
 
@@ -198,7 +200,7 @@ def stale_records(ctx: Context) -> list[str]:
         trained = ctx.records.get(step.evaluates or "") if step.kind == "eval" else None
         if (name in stale_train or r.get("definition") != step.args
                 or (step.kind == "eval" and (step.evaluates in stale_train or (
-                    trained is not None and str(r.get("date") or "") < str(trained.get("date") or ""))))):
+                    trained is not None and evaluated_before_training(r, trained))))):
             out.append(name)
     return sorted(out)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..reproduce.experiments import EXPECTATIONS
+from ..definitions.experiments import EXPECTATIONS
 
 HOLDS = "holds"
 FAILS = "does not hold"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..primitives.task_registry import find_task, register_task, task_names, task_spec, task_specs
+from ..primitives.task_registry import find_task, metric_directions, register_task, task_names, task_spec, task_specs
 from .bytes_spec import ENWIK8, TEXT
 from .imagenet64_spec import IMAGENET64
 from .spec import PreparedTaskSpec, TaskSpec
@@ -23,11 +23,6 @@ for _spec in (SYNTHETIC, ENWIK8, TEXT, IMAGENET64):
 def build_task(cfg: Any, seed: int) -> Any:
     """The `Task` (base.py) of the task config `cfg` for a run of `seed`."""
     return task_spec(cfg.name).build(cfg, seed)
-
-
-def metric_directions() -> dict[str, bool]:
-    """Every metric the registered tasks report -> whether higher is better."""
-    return {name: higher for spec in task_specs() for name, higher in spec.metrics.items()}
 
 
 __all__ = ["metric_directions", "TaskSpec", "PreparedTaskSpec", "build_task", "register_task", "task_spec", "task_specs", "task_names",

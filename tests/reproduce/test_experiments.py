@@ -14,7 +14,7 @@ from reformer_cli.evaluation import explicit_attention_keys, merge_attention
 from reformer_cli.config import validate_attention, validate_eval
 from reformer_cli.errors import ConfigError
 from reformer_cli.hydra_entry import compose
-from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
+from reformer_cli.definitions.experiments import EXPERIMENTS_DIR, ORDER, PROFILES, load_experiment, load_experiments, resolve
 from reformer_cli.reproduce.plan import compose_run as _compose_run
 
 _composed: dict = {}

@@ -165,17 +165,24 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     assert "not comparable" not in page
 
     # 8. smoke records never count as done: running is the smoke profile's point
-    from reformer_cli.reproduce.experiments import load_experiment
+    from reformer_cli.definitions.experiments import load_experiment
+    from reformer_cli.reproduce.folders import StepFolders
     from reformer_cli.reproduce.runner import Reproduction
+    from reformer_cli.reproduce.steps import step_runs
 
     quick = load_experiment(third / "defs" / "tiny.yaml")
     step = quick.profile("quick").steps[1]  # full__full
-    assert Reproduction("quick", [quick], results=third / "results").record_done(step)
-    smoke_step = dataclasses.replace(step, profile="smoke")
+
+    def recorded(step) -> bool:
+        return Reproduction("quick", [quick], results=third / "results").job(step).recorded()
+
+    assert recorded(step)
+    smoke_steps = [dataclasses.replace(s, profile="smoke") for s in quick.profile("quick").steps]
     record = third / "results" / "runs" / "smoke" / "tiny" / "full__full.json"
     record.parent.mkdir(parents=True)
     shutil.copy(third / "results" / "runs" / "quick" / "tiny" / "full__full.json", record)
-    assert not Reproduction("smoke", [quick], results=third / "results").record_done(smoke_step)
+    smoke_runs = step_runs(smoke_steps, StepFolders(third / "out" / "smoke", third / "defs", third / "results"))
+    assert smoke_runs[1].name == "full__full" and not smoke_runs[1].recorded()
 
     # 9. an evaluation recorded before its training run was made again, or of a training run of
     # another definition, is not an evaluation of the current one
@@ -183,11 +190,11 @@ def test_interrupted_moved_resumed_then_never_rerun(tmp_path):
     trained = json.loads(train_path.read_text())
     later = {**trained, "date": "9999-01-01T00:00:00+00:00"}
     train_path.write_text(json.dumps(later))
-    assert not Reproduction("quick", [quick], results=third / "results").record_done(step)
+    assert not recorded(step)
     train_path.write_text(json.dumps({**trained, "definition": [*trained["definition"], "trainer.max_steps=9"]}))
-    assert not Reproduction("quick", [quick], results=third / "results").record_done(step)
+    assert not recorded(step)
     train_path.write_text(json.dumps(trained))
-    assert Reproduction("quick", [quick], results=third / "results").record_done(step)
+    assert recorded(step)
 
 
 QUICK = """

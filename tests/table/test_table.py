@@ -120,6 +120,16 @@ def test_readme_verdicts_block_lists_every_claim_of_the_curves_pages(workdir):
     assert "old" not in block
 
 
+def test_every_layout_has_a_page_builder_and_every_builder_a_layout():
+    """The layouts are listed once (definitions.experiments.LAYOUTS); each names its builder's module."""
+    import reformer_cli.table as table
+    from reformer_cli.definitions.experiments import LAYOUTS
+
+    assert all(callable(table.builder(layout)) for layout in LAYOUTS)
+    builders = {p.stem for p in Path(table.__file__).parent.glob("*.py") if "def build(" in p.read_text()}
+    assert builders == set(LAYOUTS)
+
+
 def test_table_imports_no_torch(workdir):
     code = (
         "import sys; from reformer_cli.cli import main; rc = main(['table', '--runs', 'runs', '--out', 'out']);"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reformer_cli.reproduce.experiments import load_experiment
+from reformer_cli.definitions.experiments import load_experiment
 from reformer_cli.table import experiment_verdicts
 from reformer_cli.table.verdicts import FAILS, HOLDS, INCONCLUSIVE, MISSING, decide, paired_differences, spread, verdict
 
@@ -149,7 +149,7 @@ def test_verdicts_as_data(seeded):
 def test_curves_pages_say_which_lsh_their_records_computed():
     """A page built from records of the old across-bucket LSH says so (fig4's smoke records predate
     the paper's same-bucket rule); records of the paper's LSH say that instead."""
-    from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR
+    from reformer_cli.definitions.experiments import EXPERIMENTS_DIR
     from reformer_cli.table.common import Context
     from reformer_cli.table.curves import lsh_semantics
 
@@ -170,7 +170,7 @@ def test_a_page_names_records_made_by_an_earlier_definition_of_their_step():
     """Table 2's cpu LSH rows were retrained with more steps: until a row runs again its old
     records are shown, and the page says which; an evaluation older than its training run is
     stale too, while records of the current definitions are not."""
-    from reformer_cli.reproduce.experiments import EXPERIMENTS_DIR
+    from reformer_cli.definitions.experiments import EXPERIMENTS_DIR
     from reformer_cli.table.common import Context, stale_records
 
     table2 = load_experiment(EXPERIMENTS_DIR / "table2.yaml")
@@ -187,3 +187,14 @@ def test_a_page_names_records_made_by_an_earlier_definition_of_their_step():
         "lsh-2__lsh-8": record("lsh-2__lsh-8", "2026-01-02"),
     }
     assert stale_records(Context(table2, "cpu", records, "runs")) == ["lsh-1__lsh-1", "lsh-2", "lsh-2__lsh-8"]
+
+
+def test_an_evaluation_is_stale_unless_dated_at_or_after_its_training_run():
+    """The one rule the runner (is the step done?) and the pages (is the record stale?) share."""
+    from reformer_cli.definitions.curated import evaluated_before_training as before
+
+    assert before({"date": "2026-01-01T10:00:00"}, {"date": "2026-01-02T09:00:00"})
+    assert not before({"date": "2026-01-02T09:00:00"}, {"date": "2026-01-02T09:00:00"})
+    assert not before({"date": "2026-01-03T00:00:00"}, {"date": "2026-01-02T23:59:59"})
+    assert before({}, {"date": "2026-01-02"})  # an evaluation without a date predates every training run
+    assert before({"date": "2026-01-02"}, {"date": None})  # nothing says it saw an undated training run

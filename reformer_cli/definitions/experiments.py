@@ -57,6 +57,7 @@ EXPERIMENTS_DIR = shipped("experiments")  # inside the installed package, or the
 # smoke: the pipeline on a CPU in minutes; cpu: a scaled-down result a 2-core machine finishes in
 # about an hour; quick: one GPU, minutes to half an hour; paper: the paper's sizes and steps.
 PROFILES = ("smoke", "cpu", "quick", "paper")
+# the page layouts, each the name of its builder's module in reformer_cli/table/ (the one list of them)
 LAYOUTS = ("matrix", "curves", "speed", "memory")
 PLACEHOLDERS = ("experiments", "root", "dir")
 # The paper's order (runs and pages follow it; other definitions come after, by name). Table 2
