@@ -35,7 +35,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str]) -> int:
-    opts = parser().parse_args(args)
+    p = parser()
+    opts, rest = p.parse_known_args(args)  # overrides may come after --out too
+    flags = [a for a in rest if a.startswith("-")]
+    if flags:
+        p.error(f"unrecognized arguments: {' '.join(flags)}")
+    opts.overrides = [*opts.overrides, *rest]
     from ..hf_import.importer import import_hf
 
     try:
