@@ -360,8 +360,8 @@ def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, untouche
     negative_step_checkpoint(trained, edited)
     code, err = in_process(["run", *BASE, "trainer.max_steps=4", f"resume={edited}", "hydra.run.dir=run"], capsys)
     assert code == 2
-    assert one_error_line(err) == ("error: no usable checkpoint to resume from (edited.pt: its step is not a positive"
-                                   " integer (-5)); delete them to start over")
+    assert one_error_line(err) == ("error: no usable checkpoint to resume from (edited.pt: its step is not an integer"
+                                   " >= 0 (-5)); delete them to start over")
     assert not list((tmp_path / "run").rglob("step-*"))
 
 

@@ -1,4 +1,4 @@
-"""transformers' Reformer weights -> this project's state dict (docs/hf-import.md, "Weights").
+"""transformers' Reformer weights -> this project's state dict (docs/hf-import.md).
 
 The files: model.safetensors or pytorch_model.bin, or their sharded forms (an `.index.json` whose
 `weight_map` names the shards). A .bin is a torch state dict read with `weights_only=True`.
