@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 
 from . import __version__
-from .commands import bench, compare, data, evaluate, reproduce, run, runs, sample, table
+from .commands import bench, compare, data, evaluate, importing, reproduce, run, runs, sample, table
 
 # command word -> (module with a `main(args: list[str]) -> int | None`, one-line description)
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "reproduce": (reproduce, "run the paper's experiments (experiments/) at a profile: smoke, quick, paper"),
     "runs": (runs, "list the runs under outputs/ (or folders): status, steps, final and best metric; filter, sort, --json"),
     "compare": (compare, "plot and tabulate several runs (or sweeps) side by side: compare.png, compare.md"),
+    "import": (importing, "a saved HuggingFace transformers Reformer (config.json + weights) as a run folder: import hf PATH"),
     "table": (table, "rebuild results/*.md tables and plots from results/runs/, beside the paper's numbers"),
 }
 

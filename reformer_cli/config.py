@@ -56,6 +56,9 @@ class ModelConfig:
     # settings of the attentions in attn_layers other than `attention`'s type, by type
     # (`{local: {chunk_length: 128}}`); unset keys take that type's defaults
     attn_settings: Dict[str, Any] = field(default_factory=dict)
+    # the epsilon of every LayerNorm (torch's default 1e-5; HF's Reformer configs use 1e-12, and an
+    # imported checkpoint keeps its own: `reformer import hf`)
+    layer_norm_eps: float = 1e-5
 
 
 @dataclass
@@ -320,6 +323,7 @@ def validate_model(model: Any, seq_len: int) -> None:
     _choice("model.ff_activation", model.ff_activation, ACTIVATIONS)
     _choice("model.positions", model.positions, POSITIONS)
     _above("model.position_init_std", getattr(model, "position_init_std", 0.02), 0)
+    _above("model.layer_norm_eps", getattr(model, "layer_norm_eps", 1e-5), 0)
     if model.positions == "axial":
         validate_axial(model, seq_len)
 

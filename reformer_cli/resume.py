@@ -14,7 +14,7 @@ resume per job inside a fixed `hydra.sweep.dir`.
 Inside a folder the newest checkpoint that loads and holds only finite values is used
 (`load_usable_checkpoint`); a truncated or non-finite newer one is skipped with a message, and so
 is one that would unpack to more than the model can need (read from its zip directory, unread) or
-whose step is not a positive integer.
+whose step is not an integer >= 0.
 """
 
 from __future__ import annotations
@@ -167,9 +167,10 @@ def checkpoint_problem(saved: Any) -> str | None:
     if wrong is not None:
         return wrong
     step = saved["state"].get("step") if isinstance(saved["state"], dict) else None
-    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
-        # a resumed run would cut metrics.jsonl back to it and name its checkpoints step--N.pt
-        return f"its step is not a positive integer ({step!r})"
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        # a resumed run would cut metrics.jsonl back to it and name its checkpoints step--N.pt; step 0
+        # is a model no step of this project trained (`reformer import hf`)
+        return f"its step is not an integer >= 0 ({step!r})"
     if not all_finite([saved["model"], saved["optimizer"]]):
         return "it holds non-finite values"
     return None

@@ -121,6 +121,20 @@ class StopRequest:
         return self.signal is not None
 
 
+def checkpoint_contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
+                        window: list[float], config: dict) -> dict:
+    """What a checkpoint holds (records.py writes it): weights, optimizer state, the training
+    state, the log window's sums and the run's resolved config."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "state": state.as_dict(),
+        "window": {"sums": list(window)},
+        "config": config,
+    }
+
+
 def _resume_candidates(cfg: RunConfig, run_dir: Path, owner: bool = True) -> list[Path]:
     """The checkpoints to continue from, newest first, per `resume` (null / auto / path). Only the
     folder's owner (rank 0) refuses a folder that already holds a run: under torchrun the other
@@ -281,14 +295,7 @@ class Trainer:
         self.check_finite()
         if not self.is_main:
             return None
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "state": self.state.as_dict(),
-            "window": {"sums": self.window.tolist()},
-            "config": self.config_dict,
-        }
+        state = checkpoint_contents(self.model, self.optimizer, self.state, self.window.tolist(), self.config_dict)
         if not all_finite([state["model"], state["optimizer"]]):
             raise self.diverged(self.state.step, "the weights or optimizer state hold non-finite values")
         return state

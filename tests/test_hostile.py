@@ -348,7 +348,7 @@ def test_a_checkpoint_with_a_negative_step_is_skipped(trained, untouched, tmp_pa
     code, err = in_process(["run", *BASE, "trainer.max_steps=4", "trainer.ckpt_every=2", "trainer.log_every=1",
                             "resume=auto", f"hydra.run.dir={run}"], capsys)
     assert code in (0, None), err
-    assert f"resume: skipping {newest} (its step is not a positive integer (-5))" in (run / "reformer.log").read_text()
+    assert f"resume: skipping {newest} (its step is not an integer >= 0 (-5))" in (run / "reformer.log").read_text()
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == reference
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         "step-00000002.pt", "step-00000004.pt", "step-00000004.pt.unusable"]
@@ -361,7 +361,7 @@ def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, untouche
     code, err = in_process(["run", *BASE, "trainer.max_steps=4", f"resume={edited}", "hydra.run.dir=run"], capsys)
     assert code == 2
     assert one_error_line(err) == (f"error: cannot resume from {edited}: it is not a run folder, nor a usable"
-                                   " checkpoint (its step is not a positive integer (-5))")
+                                   " checkpoint (its step is not an integer >= 0 (-5))")
     assert not list((tmp_path / "run").rglob("step-*"))
 
 

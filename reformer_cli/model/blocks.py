@@ -20,6 +20,11 @@ from .chunking import map_chunks
 from .feedforward import FeedForward
 
 
+def layer_norm_eps_of(model: ModelConfig) -> float:
+    """The LayerNorms' epsilon: `model.layer_norm_eps` (configs saved before the key existed: 1e-5)."""
+    return float(getattr(model, "layer_norm_eps", 1e-5))
+
+
 def d_head_of(model: ModelConfig) -> int:
     """The width of one attention head: `model.d_head`, or d_model / n_heads when it is null."""
     return model.d_head if model.d_head is not None else model.d_model // model.n_heads
@@ -30,7 +35,7 @@ class AttentionSublayer(nn.Module):
 
     def __init__(self, model: ModelConfig, attention: AttentionConfig, layer: int):
         super().__init__()
-        self.norm = nn.LayerNorm(model.d_model)
+        self.norm = nn.LayerNorm(model.d_model, eps=layer_norm_eps_of(model))
         self.attention = SelfAttention(model.d_model, model.n_heads, d_head_of(model), attention, layer)
         self.dropout, self.layer = float(model.dropout), layer
 
@@ -51,7 +56,7 @@ class FeedForwardSublayer(nn.Module):
 
     def __init__(self, model: ModelConfig, layer: int):
         super().__init__()
-        self.norm = nn.LayerNorm(model.d_model)
+        self.norm = nn.LayerNorm(model.d_model, eps=layer_norm_eps_of(model))
         self.feedforward = FeedForward(model.d_model, model.d_ff, model.ff_activation, float(model.dropout), layer)
         self.dropout, self.layer, self.chunks = float(model.dropout), layer, int(model.ff_chunks)
 

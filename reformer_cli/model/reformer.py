@@ -19,7 +19,7 @@ from ..attention.per_layer import layer_attentions
 from ..config import LayerConfig, ModelConfig, RunConfig
 from ..primitives.context import ForwardContext
 from .axial import AxialPositions
-from .blocks import Block, StandardStack
+from .blocks import Block, StandardStack, layer_norm_eps_of
 from .chunking import split, sum_chunks
 from .positions import LearnedPositions, NoPositions
 from .reversible import ReversibleStack
@@ -72,7 +72,7 @@ class ReformerLM(nn.Module):
         self.swappable = [a is attention for a in attentions]
         blocks = [Block(model, layer_attention, i) for i, layer_attention in enumerate(attentions)]
         self.stack = build_stack(layer, blocks, model.d_model)
-        self.norm = nn.LayerNorm(self.stack.out_width)
+        self.norm = nn.LayerNorm(self.stack.out_width, eps=layer_norm_eps_of(model))
         self.head = nn.Linear(self.stack.out_width, vocab_size)
         if model.tie_embeddings and self.stack.out_width == model.d_model:
             self.head.weight = self.embed.weight
