@@ -75,16 +75,17 @@ def import_hf(source: Path, user_overrides: list[str], out: Path | None = None) 
     overrides = run_overrides(hf, user_overrides)
     cfg = compose("config", overrides)
     validate(cfg)
-    vocab = build_task(cfg.task, int(cfg.seed)).vocab_size
+    task = build_task(cfg.task, int(cfg.seed))
+    vocab, length = task.vocab_size, task.seq_len
     rows, token_note = token_rows(int(setting(hf, "vocab_size")), vocab, cfg.task.name in BYTE_TASKS)
     if "run_name" not in {o.split("=", 1)[0] for o in user_overrides}:
         overrides.append(f"run_name=hf-{run_folder.folder_label(source.resolve().name)}")
         cfg = compose("config", overrides)
 
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build_model(cfg, vocab).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in build_model(cfg, vocab, length).state_dict().items()}
     state = map_weights(read_weights(source), expected, int(cfg.model.n_layers), rows, int(cfg.task.seq_len))
-    model = build_model(cfg, vocab)
+    model = build_model(cfg, vocab, length)
     model.load_state_dict(state)
     optimizer = build_optimizer(cfg.trainer, model)
 

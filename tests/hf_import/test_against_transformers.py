@@ -61,7 +61,7 @@ def imported_logits(folder, tokens, dtype=torch.float32):
     [path] = (folder / "checkpoints").glob("step-*.pt")
     saved = load_checkpoint(path)
     cfg = OmegaConf.create(saved["config"])
-    model = build_model(cfg, saved["model"]["embed.weight"].shape[0])
+    model = build_model(cfg, saved["model"]["embed.weight"].shape[0], int(cfg.task.seq_len))
     model.load_state_dict(saved["model"])
     with torch.no_grad():
         return model.to(dtype).eval()(tokens), cfg
