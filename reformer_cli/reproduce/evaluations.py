@@ -45,19 +45,22 @@ def read_results(path: Path) -> dict[str, Result]:
 
 
 def output_of(args: list[str]) -> str:
-    return next((a.split("=", 1)[1] for a in args if a.startswith("output=")), "?")
+    from ..eval_arguments import EvalArguments
+
+    return EvalArguments.parse(args).output or "?"
 
 
 def evaluate_one(args: list[str]) -> Path:
+    from ..eval_arguments import EvalArguments
     from ..evaluation import evaluate_checkpoint
-    from ..hydra_entry import compose, select_trained_attention
+    from ..hydra_entry import compose
 
-    args = select_trained_attention(list(args))
-    cfg = compose("eval", args)
+    arguments = EvalArguments.parse(args).with_trained_attention()
+    cfg = compose("eval", list(arguments.args))
     if not cfg.output:
         raise UserError("output=PATH is required in a batch")
     out = Path(cfg.output)
-    evaluate_checkpoint(cfg, args, out)
+    evaluate_checkpoint(cfg, arguments.explicit, out)
     return out
 
 
