@@ -68,8 +68,8 @@ def init_world(device_name: str) -> tuple[World, str]:
 
 
 def shutdown(world: World) -> None:
+    """Leave the process group (no barrier: a process ending on an error must not wait for the others)."""
     if world.distributed and dist.is_initialized():
-        dist.barrier()
         dist.destroy_process_group()
 
 

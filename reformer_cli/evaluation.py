@@ -21,7 +21,6 @@ everywhere (records, tables, run names).
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +38,6 @@ from .tasks.base import Task
 
 log = logging.getLogger("reformer")
 
-_ATTENTION_KEY = re.compile(r"^[+~]*attention\.([A-Za-z_][A-Za-z0-9_]*)")
 _loaded: dict[Path, dict] = {}  # checkpoint file -> its contents (read once per process)
 _chosen: dict[Path, Path] = {}  # a run folder's newest checkpoint -> the usable one evaluated instead
 
@@ -134,11 +132,6 @@ def trained_model(path: Path, saved: dict, run_cfg: Any, *, check_data: bool = T
     return model, task
 
 
-def explicit_attention_keys(overrides: list[str]) -> set[str]:
-    """The attention keys a user set on the command line (`attention.n_rounds=8` -> n_rounds)."""
-    return {m.group(1) for m in map(_ATTENTION_KEY.match, overrides) if m}
-
-
 def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> dict:
     """The attention to evaluate (the rules of the module docstring)."""
     if chosen is None:
@@ -155,9 +148,9 @@ def merge_attention(trained: dict, chosen: dict | None, explicit: set[str]) -> d
     return merged
 
 
-def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: Path | None = None) -> dict:
-    """Evaluate `cfg` (a composed eval config; `overrides`: the command line's, which say which
-    attention keys were given explicitly) and write the record to `out` (checked writable before
+def evaluate_checkpoint(cfg: EvalConfig, explicit: set[str], out: Path, safe: Path | None = None) -> dict:
+    """Evaluate `cfg` (a composed eval config; `explicit`: the attention keys its command line set,
+    eval_arguments.EvalArguments.explicit) and write the record to `out` (checked writable before
     the work; with `safe`, the record is written there first, so a write to `out` that fails at
     the end loses nothing). Also used without a Hydra app, by `reformer reproduce` to evaluate one
     checkpoint several ways in one process."""
@@ -180,7 +173,7 @@ def evaluate_checkpoint(cfg: EvalConfig, overrides: list[str], out: Path, safe: 
     run_cfg, legacy = trained_run_config(saved)
     trained = OmegaConf.to_container(run_cfg.attention, resolve=True)
     chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
-    evaluated = merge_attention(trained, chosen, explicit_attention_keys(overrides))
+    evaluated = merge_attention(trained, chosen, explicit)
     evaluated_cfg = OmegaConf.create(evaluated)
     validate_attention(evaluated_cfg, int(run_cfg.task.seq_len))
 

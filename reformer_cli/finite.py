@@ -37,9 +37,6 @@ class FiniteWatch:
         value = int(self._first.item())
         return None if value < 0 else value
 
-    def reset(self) -> None:
-        self._first.fill_(-1)
-
 
 def tensors_of(obj: Any) -> Iterable[torch.Tensor]:
     """Every tensor inside nested dicts / lists (a state dict, an optimizer state)."""

@@ -1,6 +1,6 @@
 """The one boundary with Hydra: composing a config (`compose`), running a Hydra app with one-line
 user errors (`run_hydra`), and the rewriting of a command line before Hydra sees it (torchrun,
-`resume=auto`, the trained attention of `reformer eval`).
+`resume=auto`).
 
 `reformer run ...` and `reformer eval ...` hand everything after the command word to a
 `@hydra.main` function, so `-m` sweeps, `--cfg job`, `--info`, `-cd` and overrides reach Hydra
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -430,13 +429,6 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def task_overrides() -> list[str]:
-    """The current Hydra job's overrides, as given on its command line."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task)
-
-
 # ------------------------------------------------------------------------------------ rewriting
 
 
@@ -522,25 +514,3 @@ def torchrun_arguments(args: list[str]) -> list[str]:
     if int(os.environ.get("RANK", "0")) > 0:
         extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     return [*args, *extra]
-
-
-_ATTENTION_CHOICE = re.compile(r"^[+~]*attention=")
-
-
-def select_trained_attention(args: list[str]) -> list[str]:
-    """`reformer eval ... attention.<key>=...` without `attention=<name>`: select the trained
-    attention's option, so that its keys exist when Hydra composes the overrides."""
-    from .evaluation import explicit_attention_keys, load_trained
-
-    explicit = explicit_attention_keys(args)
-    if any(_ATTENTION_CHOICE.match(a) for a in args) or not explicit:
-        return args
-    checkpoint = argument_value(args, "checkpoint")
-    if checkpoint is None:
-        raise UserError("checkpoint=PATH is required (a checkpoint file or a run folder)")
-    if "," in checkpoint:  # a sweep over checkpoints: each must name its attention itself
-        return args
-    _, saved = load_trained(checkpoint)
-    # beside the user's first attention key, so Hydra's overrides stay one contiguous list
-    at = next(i for i, a in enumerate(args) if explicit_attention_keys([a]))
-    return [*args[:at], f"attention={saved['config']['attention']['name']}", *args[at:]]

@@ -36,6 +36,7 @@ from .errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_RE = re.compile(r"^step-(\d+)\.pt$")
+CHECKPOINT_FORMAT = 1  # the layout of a checkpoint's fields (checkpointer.py writes it)
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -115,8 +116,21 @@ def _temp_beside(path: Path) -> tuple[int, str]:
     return fd, name
 
 
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write via a temp file in the same folder, fsync, then rename over `path`."""
+def _interrupted(exc: BaseException | None) -> bool:
+    """Whether a Ctrl-C (KeyboardInterrupt) is `exc` or behind it: torch's zip writer, interrupted
+    inside a write, reports the interrupt as a RuntimeError of its own on closing the archive."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write via a temp file in the same folder, fsync, then rename over `path`: `path` is the
+    old file or the whole new one, never part of one. A Ctrl-C during the write abandons it (the
+    temp file removed) and comes out as a plain KeyboardInterrupt, whatever the writer made of it."""
     path = Path(path)
     fd, tmp = _temp_beside(path)
     try:
@@ -126,6 +140,9 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        if _interrupted(exc):
+            Path(tmp).unlink(missing_ok=True)
+            raise KeyboardInterrupt from None
         free = _free_bytes(path.parent) if isinstance(exc, (OSError, RuntimeError)) else None
         Path(tmp).unlink(missing_ok=True)
         error = write_error(path, exc, free) if isinstance(exc, (OSError, RuntimeError)) else None
@@ -167,11 +184,11 @@ def check_writable(path: Path) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     data = (json.dumps(strict(obj), indent=2, sort_keys=False, default=str, allow_nan=False) + "\n").encode()
-    _atomic_write_bytes(Path(path), lambda f: f.write(data))
+    atomic_write_bytes(Path(path), lambda f: f.write(data))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    _atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
+    atomic_write_bytes(Path(path), lambda f: f.write(text.encode()))
 
 
 BOM = b"\xef\xbb\xbf"
@@ -293,27 +310,6 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted((step, path) for step, path in steps if step is not None)
 
 
-def save_checkpoint(run_dir: Path, step: int, state: dict, keep_last: int) -> Path:
-    """Write `state` as step-N.pt atomically and delete all but the newest `keep_last`."""
-    import torch
-
-    path = checkpoint_path(run_dir, step)
-    _atomic_write_bytes(path, lambda f: torch.save(state, f))
-    for _, old in list_checkpoints(run_dir)[:-keep_last]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def save_named_checkpoint(run_dir: Path, name: str, state: dict) -> Path:
-    """Write `state` as checkpoints/<name> (e.g. best.pt) atomically. Not a `step-N.pt` name, so it
-    is never pruned and never taken for the newest checkpoint (resumption, `reformer eval <run>`)."""
-    import torch
-
-    path = Path(run_dir) / CHECKPOINT_DIR / name
-    _atomic_write_bytes(path, lambda f: torch.save(state, f))
-    return path
-
-
 class OversizedCheckpoint(UserError):
     """A checkpoint whose contents would unpack to more memory than it can legitimately need."""
 
@@ -366,6 +362,9 @@ def checkpoint_type_problem(saved: Any) -> str | None:
 
     if not isinstance(saved, dict):
         return f"it holds {_kind_of(saved)}, not a checkpoint's fields"
+    written = saved.get("format", CHECKPOINT_FORMAT)  # written by every version; a hand-made one may lack it
+    if type(written) is not int or written != CHECKPOINT_FORMAT:
+        return f"its format is {written!r}, not {CHECKPOINT_FORMAT}, the one this version of reformer reads"
     for key in ("model", "optimizer", "state", "window", "config"):
         if saved.get(key) is not None and not isinstance(saved[key], dict):
             return f"its {key} is {_kind_of(saved[key])}, not a mapping"

@@ -4,7 +4,7 @@ Hydra gives every invocation a new timestamped folder. So that re-running the sa
 `resume=auto` continues where the interrupted run stopped, `reformer run` looks, before Hydra
 starts, for the newest folder under `outputs/<task>/` that holds a checkpoint and whose
 config.yaml equals this config up to options that do not change what is computed (`INERT`:
-progress display, logging, evaluation and checkpoint cadence, the run's name; `find_previous_run`),
+progress display, logging, evaluation and checkpoint cadence, the run's name; `choose_run`),
 and points `hydra.run.dir` at it (hydra_entry.resume_arguments). When there is none but an
 unfinished run differs only in options that do change the computation, `resume=auto` does not
 silently start over: it names that run and the differing keys, and the user chooses
@@ -107,12 +107,6 @@ def candidates(cfg: dict, root: Path = OUTPUTS) -> list[Candidate]:
         found.append(Candidate(run_dir, previous, [k for k in keys if not is_inert(k)],
                                [k for k in keys if is_inert(k)], completed, checkpoints[-1][0]))
     return found
-
-
-def find_previous_run(cfg: dict, root: Path = OUTPUTS) -> Path | None:
-    """Newest folder under root/<task>/ with a checkpoint and the same config up to `INERT` options."""
-    match = next((c for c in candidates(cfg, root) if not c.differs), None)
-    return None if match is None else match.folder
 
 
 def _shown(value: Any) -> str:

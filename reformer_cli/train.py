@@ -7,8 +7,9 @@ partial log window too, so a run resumed from a checkpoint continues exactly as 
 lost or written twice. One process writes a run folder (its lock, run_folder.py). A loss or
 gradient that stops being finite is caught at the step it happens (finite.py), never saved, and
 stops the run naming the last finite checkpoint; resuming takes the newest intact, finite
-checkpoint. SIGINT / SIGTERM finish the current step, save a checkpoint and exit (code 130 /
-143); a second Ctrl-C stops at once (one line, code 130).
+checkpoint (writing, keeping and restoring checkpoints: checkpointer.py). SIGINT / SIGTERM finish
+the current step, save a checkpoint and exit (code 130 / 143); a second Ctrl-C stops at once (one
+line, code 130), abandoning a checkpoint being written (the previous one stays).
 
 Evaluations: the periodic one (`valid_estimate`, or `valid` when it covers the whole split) decides
 `best`, `trainer.keep_best` (checkpoints/best.pt) and `trainer.early_stop`; the final one, shown
@@ -23,7 +24,6 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,60 +36,27 @@ from .best import improves, stop_reason
 from .attention.per_layer import layer_attentions
 from .attention.registry import spec_of
 from .config import RunConfig
-from .distributed import any_rank, init_world, wrap_model
-from .errors import Interrupted, UserError
+from .checkpointer import Checkpointer, TrainState
+from .distributed import any_rank, init_world, shutdown, wrap_model
+from .errors import Interrupted
 from .eval_plan import ESTIMATE, SHORT_RUN_STEPS, covered, final_batches, periodic_split
 from .evaluation import eval_seed_of, evaluate
-from .finite import Diverged, FiniteWatch, all_finite
+from .finite import Diverged, FiniteWatch
 from .loggers import NullLogger, RunIdentity, build_logger
 from .model.reformer import build_model, count_parameters
 from .naming import default_run_name  # noqa: F401  (also imported from here)
-from .optimization import apply_settings, build_optimizer, lr_at, train_step
+from .optimization import build_optimizer, lr_at, train_step
 from .primitives.context import derive_seed
 from .progress import make_progress
-from .records import (
-    MetricsLog,
-    checkpoint_step,
-    code_version,
-    list_checkpoints,
-    save_checkpoint,
-    save_named_checkpoint,
-    write_json_atomic,
-    write_text_atomic,
-)
-from .resume import checkpoint_candidates, checkpoint_limit, load_usable_checkpoint
+from .records import MetricsLog, code_version, list_checkpoints, write_json_atomic, write_text_atomic
 from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
 from .tasks import task_spec
 from .tasks.base import Batch
 
 log = logging.getLogger("reformer")
 
-CHECKPOINT_FORMAT = 1
 
-
-# ------------------------------------------------------------------------------------ run state
-
-
-@dataclass
-class TrainState:
-    step: int = 0
-    tokens: int = 0
-    train_seconds: float = 0.0  # time spent in training steps (evaluation excluded)
-    wall_seconds: float = 0.0  # everything, across resumptions
-    best: dict = field(default_factory=dict)
-    evals_since_best: int = 0  # periodic evaluations since the last improvement by early_stop.min_delta
-    wandb_run_id: str | None = None
-
-    def as_dict(self) -> dict:
-        return {
-            "step": self.step,
-            "tokens": self.tokens,
-            "train_seconds": self.train_seconds,
-            "wall_seconds": self.wall_seconds,
-            "best": self.best,
-            "evals_since_best": self.evals_since_best,
-            "wandb_run_id": self.wandb_run_id,
-        }
+# ------------------------------------------------------------------------------------ stopping
 
 
 class StopRequest:
@@ -119,53 +86,6 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal is not None
-
-
-def checkpoint_contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState,
-                        window: list[float], config: dict) -> dict:
-    """What a checkpoint holds (records.py writes it): weights, optimizer state, the training
-    state, the log window's sums and the run's resolved config."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "state": state.as_dict(),
-        "window": {"sums": list(window)},
-        "config": config,
-    }
-
-
-def _resume_candidates(cfg: RunConfig, run_dir: Path, owner: bool = True) -> list[Path]:
-    """The checkpoints to continue from, newest first, per `resume` (null / auto / path). Only the
-    folder's owner (rank 0) refuses a folder that already holds a run: under torchrun the other
-    ranks look at it after rank 0 has started writing its records there."""
-    if cfg.resume is None:
-        if not owner:
-            return []
-        if list_checkpoints(run_dir):
-            raise UserError(
-                f"run folder {run_dir} already holds checkpoints: pass resume=auto to continue it,"
-                " or choose a new folder"
-            )
-        check_no_records(run_dir)
-        return []
-    if cfg.resume == "auto":
-        return checkpoint_candidates(run_dir)
-    found = checkpoint_candidates(cfg.resume)
-    if not found:
-        raise UserError(f"resume={cfg.resume}: no checkpoint found in that run folder")
-    return found
-
-
-def check_no_records(run_dir: Path) -> None:
-    """UserError (one line) when a new run (resume=null) would start in a folder holding another
-    run's records but no checkpoint: it would overwrite them, maybe with another config."""
-    found = [name for name in run_folder.RUN_RECORDS if (Path(run_dir) / name).exists()]
-    if found:
-        raise UserError(
-            f"run folder {run_dir} already holds a run's records ({', '.join(found)}): pass resume=auto to"
-            " continue it, or choose a new folder"
-        )
 
 
 def check_attention_device(attention: Any, device: torch.device) -> None:
@@ -208,7 +128,8 @@ class Trainer:
         # checkpoints so a resumed run writes the same lines
         self.window = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.watch = FiniteWatch(self.device)
-        self.last_checkpoint: Path | None = None
+        self.checkpoints = Checkpointer(self.run_dir, self.model, self.optimizer, self.t, self.config_dict,
+                                        self.is_main)
         # what each evaluation covers (eval_plan.py): the periodic one's name and size, the final one's
         valid_total = self.task.eval_batch_count("valid", self.eval_batch_size)
         self.periodic_total = covered(self.t.eval_batches, valid_total)
@@ -220,101 +141,31 @@ class Trainer:
     # --- state in and out
 
     def restore(self) -> None:
-        candidates = _resume_candidates(self.cfg, self.run_dir, owner=self.is_main)
-        if not candidates:
-            if self.cfg.resume == "auto":
-                log.info("resume=auto: no checkpoint in %s, starting fresh", self.run_dir)
-            if self.is_main:
-                self.metrics.truncate_after(0)
-            return
-        checkpoint, saved, skipped = load_usable_checkpoint(candidates, self.device, checkpoint_limit(self.model))
-        for path, why in skipped:
-            log.info("resume: skipping %s (%s)", path, why)
-        if skipped:
-            log.info("resume: falling back to %s, the newest intact checkpoint with finite values", checkpoint.name)
-            if self.is_main:
-                for path, _ in skipped:
-                    if path.parent == self.run_dir / "checkpoints":
-                        path.replace(path.with_name(path.name + ".unusable"))  # never chosen again
-        self.check_same_optimizer(checkpoint, saved)
-        try:
-            self.model.load_state_dict(saved["model"])
-        except RuntimeError as exc:
-            raise UserError(
-                f"checkpoint {checkpoint} does not fit this model config ({str(exc).splitlines()[0]})"
-            ) from None
-        try:
-            self.optimizer.load_state_dict(saved["optimizer"])
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise UserError(
-                f"checkpoint {checkpoint}: its optimizer state does not fit trainer.optimizer="
-                f"{self.t.optimizer} ({str(exc).splitlines()[0]}); resume with the optimizer it was trained with"
-            ) from None
-        apply_settings(self.optimizer, self.t)
-        s = saved["state"]
-        self.state = TrainState(
-            step=s["step"], tokens=s["tokens"], train_seconds=s["train_seconds"],
-            wall_seconds=s["wall_seconds"], best=s["best"], wandb_run_id=s["wandb_run_id"],
-            evals_since_best=int(s.get("evals_since_best", 0)),
-        )
-        window = saved.get("window") or {}
-        if window:
-            self.window = torch.tensor(window["sums"], dtype=torch.float64, device=self.device)
-        self.last_checkpoint = checkpoint
+        """Continue from the checkpoint `resume` chooses (checkpointer.py), or start fresh; cut
+        metrics.jsonl back to the step continued from."""
+        restored = self.checkpoints.restore(self.cfg.resume, self.device)
+        if restored is not None:
+            self.state, window = restored
+            if window:
+                self.window = torch.tensor(window, dtype=torch.float64, device=self.device)
         if self.is_main:
             self.metrics.truncate_after(self.state.step)
-        log.info("resumed from %s at step %d", checkpoint, self.state.step)
-
-    def check_same_optimizer(self, checkpoint: Path, saved: dict) -> None:
-        """A checkpoint's optimizer state only fits the optimizer that wrote it: one line, before training."""
-        trained = ((saved.get("config") or {}).get("trainer") or {}).get("optimizer")
-        if trained is not None and trained != self.t.optimizer:
-            raise UserError(
-                f"checkpoint {checkpoint} was trained with trainer.optimizer={trained}, this run asks for"
-                f" {self.t.optimizer}: resume with trainer.optimizer={trained}, or start a new run"
-            )
 
     def save(self) -> Path | None:
         """Write a checkpoint, never with a non-finite value (Diverged instead)."""
-        state = self.checkpoint_state()
-        if state is None:
-            return None
-        self.last_checkpoint = save_checkpoint(self.run_dir, self.state.step, state, self.t.keep_last)
-        return self.last_checkpoint
+        self.check_finite()
+        return self.checkpoints.save(self.state, self.window)
 
     def save_best(self) -> None:
-        """checkpoints/best.pt: this step's checkpoint, kept beside the last ones and never pruned
-        (trainer.keep_best); resumption and `reformer eval <run folder>` still take the newest step."""
-        state = self.checkpoint_state()
-        if state is not None:
-            save_named_checkpoint(self.run_dir, "best.pt", state)
-
-    def checkpoint_state(self) -> dict | None:
-        """What a checkpoint holds now (None on the processes that write nothing); Diverged on a
-        non-finite value."""
+        """checkpoints/best.pt (trainer.keep_best), never with a non-finite value."""
         self.check_finite()
-        if not self.is_main:
-            return None
-        state = checkpoint_contents(self.model, self.optimizer, self.state, self.window.tolist(), self.config_dict)
-        if not all_finite([state["model"], state["optimizer"]]):
-            raise self.diverged(self.state.step, "the weights or optimizer state hold non-finite values")
-        return state
+        self.checkpoints.save_best(self.state, self.window)
 
     def check_finite(self) -> None:
         """Diverged if any step so far had a non-finite loss or gradient norm (one device sync)."""
         bad = self.watch.first_bad_step()
         if bad is not None:
-            raise self.diverged(bad, "the loss or the gradient norm became NaN or infinite")
-
-    def diverged(self, step: int, what: str) -> Diverged:
-        last = self.last_checkpoint if self.last_checkpoint is not None and self.last_checkpoint.is_file() else None
-        where = (
-            f"the last finite checkpoint is {last} (step {checkpoint_step(last)}): continue from it with a lower"
-            f" trainer.lr or more trainer.warmup_steps (resume={self.run_dir} trainer.lr=...)"
-            if last is not None
-            else "no checkpoint was written: start again with a lower trainer.lr or more trainer.warmup_steps"
-        )
-        return Diverged(f"training diverged at step {step}: {what}; nothing after it is saved; {where}")
+            raise self.checkpoints.diverged(bad, "the loss or the gradient norm became NaN or infinite")
 
     # --- steps
 
@@ -417,8 +268,7 @@ class Trainer:
             progress.stop()
             stop.restore()
             logger.finish(exit_code)
-            if self.world.distributed and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            shutdown(self.world)
 
     def loop(self, progress: Any, logger: Any, stop: StopRequest, wall_start: float, wall_before: float) -> bool:
         """Train until max_steps or a stop; returns True if stopped early. Each step's loss and

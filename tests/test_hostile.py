@@ -372,7 +372,8 @@ def test_resuming_from_a_file_with_a_negative_step_is_one_line(trained, untouche
 def test_records_are_as_readable_as_the_umask_allows(umask, mode, tmp_path):
     import torch
 
-    from reformer_cli.records import MetricsLog, save_checkpoint, write_json_atomic, write_text_atomic
+    from reformer_cli.checkpointer import save_checkpoint
+    from reformer_cli.records import MetricsLog, write_json_atomic, write_text_atomic
 
     previous = os.umask(umask)
     try:

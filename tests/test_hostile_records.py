@@ -192,7 +192,7 @@ def test_a_reproduce_step_whose_summary_says_completed_is_done(tmp_path, monkeyp
     assert capsys.readouterr().err == ""
 
 
-# ------------------------------------------------------------------------------ 5. checkpoint fields of the wrong type
+# ------------------------------------------------------------------------------ 5. checkpoint fields of the wrong type or format
 
 WRONG = {  # field -> (value, why the checkpoint is unusable)
     "state": (["step", 4], "its state is a list, not a mapping"),
@@ -201,6 +201,7 @@ WRONG = {  # field -> (value, why the checkpoint is unusable)
     "config": ([1, 2], "its config is a list, not a mapping"),
     "model.embed.weight": ([0.5], "its model weight 'embed.weight' is a list, not a tensor"),
     "config.attention": ("lsh", "its config.attention is a string, not a mapping"),
+    "format": (2, "its format is 2, not 1, the one this version of reformer reads"),
 }
 
 

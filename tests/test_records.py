@@ -7,15 +7,9 @@ import json
 import pytest
 import torch
 
+from reformer_cli.checkpointer import save_checkpoint
 from reformer_cli.errors import UserError
-from reformer_cli.records import (
-    MetricsLog,
-    find_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    save_checkpoint,
-    write_json_atomic,
-)
+from reformer_cli.records import MetricsLog, find_checkpoint, list_checkpoints, load_checkpoint, write_json_atomic
 
 
 def test_checkpoints_keep_the_last_k(tmp_path):

@@ -509,6 +509,67 @@ def test_a_second_ctrl_c_is_one_line(tmp_path):
     one_error_line(err, "stopped at once (a second Ctrl-C)")
 
 
+# `reformer run` with every checkpoint write slowed down (a pause after each chunk torch.save
+# writes), and a line on stdout as each write begins, so a test can send a signal in the middle of one
+SLOW_CHECKPOINT_WRITES = """
+import sys, time, torch
+save = torch.save
+class Slow:
+    def __init__(self, f): self.f = f
+    def write(self, data):
+        written = self.f.write(data)
+        time.sleep(0.005)
+        return written
+    def flush(self): return self.f.flush()
+def slow_save(obj, f, *args, **kwargs):
+    print("checkpoint write begins", flush=True)
+    return save(obj, Slow(f), *args, **kwargs)
+torch.save = slow_save
+from reformer_cli.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_a_second_ctrl_c_during_a_checkpoint_write_abandons_it(tmp_path):
+    """The first Ctrl-C asks for a checkpoint; a second one while it is being written stops at once:
+    exit 130, one line, no part of the abandoned checkpoint left, the previous one kept and named."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CHECKPOINT_WRITES, "run", *BASE, "trainer.ckpt_every=1", "trainer.eval_every=1000",
+         "trainer.max_steps=1000", "hydra.run.dir=run"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    folder = tmp_path / "run" / "checkpoints"
+
+    def half_written() -> bool:  # torch's zip writer turns a Ctrl-C this late into an error of its own
+        complete = max((p.stat().st_size for p in folder.glob("step-*.pt")), default=0)
+        return any(p.stat().st_size > complete // 2 for p in folder.glob(".step-*.tmp"))
+
+    try:
+        writes, stop_requested = 0, False
+        for line in proc.stdout:
+            if "checkpoint write begins" in line:
+                writes += 1
+                if stop_requested:  # the write the stop asked for (or a later one): interrupt it
+                    wait_for(half_written, proc=proc)
+                    proc.send_signal(signal.SIGINT)
+                    break
+                if writes == 2:  # step 1's checkpoint is complete
+                    proc.send_signal(signal.SIGINT)
+            stop_requested = stop_requested or "stop requested" in line
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    line = one_error_line(err, "stopped at once (a second Ctrl-C) at step ")
+    step = int(line.split(" at step ")[1].split(";")[0])
+    kept = checkpoints(tmp_path / "run")
+    assert kept and kept[-1].name == f"step-{step - 1:08d}.pt"  # the abandoned step-N.pt is not there
+    assert f"the last checkpoint is " in line and f"/checkpoints/{kept[-1].name}: continue" in line
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if not p.name.startswith("step-")]  # no temp
+    for path in kept:
+        torch.load(path, map_location="cpu", weights_only=True)  # each one whole
+
+
 def test_a_ctrl_c_before_training_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
     """Ctrl-C where no stop is honoured yet (here: as training is about to start)."""
     from reformer_cli import train as train_module

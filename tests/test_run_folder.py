@@ -80,7 +80,7 @@ def test_resume_auto_finds_runs_in_old_and_new_folder_names(tmp_path):
     are both candidates, the newest by time first."""
     from omegaconf import OmegaConf
 
-    from reformer_cli.resume import find_previous_run
+    from reformer_cli.resume import choose_run
 
     from .conftest import TINY, compose
 
@@ -91,6 +91,6 @@ def test_resume_auto_finds_runs_in_old_and_new_folder_names(tmp_path):
         (folder / "checkpoints").mkdir(parents=True)
         (folder / "checkpoints" / "step-00000003.pt").write_bytes(b"")
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    assert find_previous_run(cfg, tmp_path / "outputs") == new
+    assert choose_run(cfg, tmp_path / "outputs") == (new, None)
     (new / "config.yaml").write_text(OmegaConf.to_yaml({**cfg, "seed": 7}))  # another config
-    assert find_previous_run(cfg, tmp_path / "outputs") == old
+    assert choose_run(cfg, tmp_path / "outputs") == (old, None)

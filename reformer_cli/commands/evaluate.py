@@ -6,9 +6,11 @@ The work is `evaluation.evaluate_checkpoint`; this module parses, calls and exit
 from __future__ import annotations
 
 from pathlib import Path
+
 from ..config import EvalConfig, validate_eval
 from ..errors import UserError, report_and_exit
-from ..hydra_entry import run_hydra, select_trained_attention
+from ..eval_arguments import EvalArguments
+from ..hydra_entry import run_hydra
 
 HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
                      [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
@@ -30,15 +32,16 @@ table of trained x evaluated attention, as Table 2) to the sweep folder.
 """
 
 
-def eval_job(cfg: EvalConfig) -> dict:
-    """One Hydra job: load, swap the attention, evaluate, write the record."""
+def eval_job(cfg: EvalConfig, arguments: EvalArguments) -> dict:
+    """One Hydra job (of the command line `arguments`): load, swap the attention, evaluate, write
+    the record."""
     validate_eval(cfg)
     from ..evaluation import evaluate_checkpoint
-    from ..hydra_entry import output_dir, task_overrides
+    from ..hydra_entry import output_dir
 
     own = output_dir() / "eval.json"  # the eval's own folder: the record is written there first
     out = Path(cfg.output) if cfg.output else own
-    return evaluate_checkpoint(cfg, task_overrides(), out, safe=own)
+    return evaluate_checkpoint(cfg, arguments.explicit, out, safe=own)
 
 
 def main(args: list[str]) -> int:
@@ -53,9 +56,14 @@ def main(args: list[str]) -> int:
     from ..sweeps import exit_code, note_sweep
 
     try:
-        args = select_trained_attention(args)
+        arguments = EvalArguments.parse(args).with_trained_attention()
     except UserError as exc:
         report_and_exit(str(exc))
-    note_sweep(args)
-    run_hydra(eval_job, "eval", args, prog="reformer eval", check=validate_eval)
+
+    def job(cfg: EvalConfig) -> dict:
+        return eval_job(cfg, arguments)
+
+    job.__name__ = eval_job.__name__
+    note_sweep(list(arguments.args))
+    run_hydra(job, "eval", list(arguments.args), prog="reformer eval", check=validate_eval)
     return exit_code()

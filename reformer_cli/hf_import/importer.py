@@ -64,9 +64,9 @@ def import_hf(source: Path, user_overrides: list[str], out: Path | None = None) 
     from ..hydra_entry import compose
     from ..model.reformer import build_model, count_parameters
     from ..optimization import build_optimizer
-    from ..records import save_checkpoint, write_text_atomic
+    from ..checkpointer import TrainState, checkpoint_contents, save_checkpoint
+    from ..records import write_text_atomic
     from ..tasks import build_task
-    from ..train import TrainState, checkpoint_contents
     from .weights import map_weights, read_weights, token_rows
 
     source = Path(source)

@@ -33,16 +33,6 @@ class LossTotals:
     weight_sum: torch.Tensor
     correct_sum: torch.Tensor
 
-    def __add__(self, other: "LossTotals") -> "LossTotals":
-        return LossTotals(
-            self.loss_sum + other.loss_sum,
-            self.weight_sum + other.weight_sum,
-            self.correct_sum + other.correct_sum,
-        )
-
-    def detach(self) -> "LossTotals":
-        return LossTotals(self.loss_sum.detach(), self.weight_sum.detach(), self.correct_sum.detach())
-
 
 def build_positions(model: ModelConfig, seq_len: int) -> nn.Module:
     if model.positions == "learned":

@@ -65,11 +65,12 @@ def read_results(path: Path) -> dict[str, Result]:
 
 
 def evaluate_one(evaluation: Evaluation) -> None:
+    from ..eval_arguments import EvalArguments
     from ..evaluation import evaluate_checkpoint
-    from ..hydra_entry import compose, select_trained_attention
+    from ..hydra_entry import compose
 
-    args = select_trained_attention(evaluation.arguments())
-    evaluate_checkpoint(compose("eval", args), args, Path(evaluation.output))
+    arguments = EvalArguments.parse(evaluation.arguments()).with_trained_attention()
+    evaluate_checkpoint(compose("eval", list(arguments.args)), arguments.explicit, Path(evaluation.output))
 
 
 def main(argv: list[str]) -> int:

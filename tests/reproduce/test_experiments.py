@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from reformer_cli.evaluation import explicit_attention_keys, merge_attention
+from reformer_cli.eval_arguments import EvalArguments
+from reformer_cli.evaluation import merge_attention
 from reformer_cli.config import validate_attention, validate_eval
 from reformer_cli.errors import ConfigError
 from reformer_cli.hydra_entry import compose
@@ -65,7 +66,7 @@ def test_every_command_composes_to_a_valid_config(experiment, profile, tmp_path)
             run_cfg = trained[step.evaluates]
             chosen = None if cfg.attention is None else OmegaConf.to_container(cfg.attention, resolve=True)
             merged = merge_attention(OmegaConf.to_container(run_cfg.attention, resolve=True), chosen,
-                                     explicit_attention_keys(args))
+                                     EvalArguments.parse(args).explicit)
             validate_attention(OmegaConf.create(merged), int(run_cfg.task.seq_len))
         elif step.kind == "bench":
             import importlib

@@ -56,7 +56,7 @@ def test_a_task_from_one_module_and_one_config_file_trains_evaluates_and_is_reco
     assert (run.task, run.metric) == ("counting", "hit_rate")
 
     eval_cfg = compose("eval", [f"checkpoint={tmp_path / 'run'}", "device=cpu", "max_batches=1"])
-    record = evaluate_checkpoint(eval_cfg, [], tmp_path / "eval.json")
+    record = evaluate_checkpoint(eval_cfg, set(), tmp_path / "eval.json")
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert record["metric"] == saved["metric"] == "hit_rate" and saved["task"]["name"] == "counting"
     assert 0.0 <= saved["metrics"]["hit_rate"] <= 1.0
