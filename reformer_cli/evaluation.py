@@ -15,7 +15,8 @@ Which attention is evaluated:
 The record (`eval.json` in the eval's own folder, or `output=PATH`) holds the checkpoint, both
 attentions, the split, the metrics and the number of weighted targets, the seed, device, date, code
 version and task description: one row of Table 2. `attention_label` names an attention setting
-everywhere (records, tables, run names).
+everywhere (records, tables, run names); with `model.attn_layers` a record's labels join the
+layers' labels as the run's name does (`naming.model_attention_label`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .distributed import World, all_reduce_sum
 from .errors import UserError
 from .model.reformer import ReformerLM
 from .naming import attention_label  # noqa: F401  (the label's home is naming.py, without torch)
+from .naming import model_attention_label
 from .primitives.context import derive_seed
 from .runtime import autocast
 from .tasks.base import Task
@@ -190,7 +192,9 @@ def evaluate_checkpoint(cfg: EvalConfig, explicit: set[str], out: Path, safe: Pa
     total = task.eval_batch_count(cfg.split, batch_size) or 0
     if cfg.max_batches:
         total = min(total, cfg.max_batches) if total else cfg.max_batches
-    label = f"{attention_label(trained)} -> {attention_label(evaluated)}"
+    # with model.attn_layers, the labels of all layers' attentions, as in the run's name
+    trained_label, evaluated_label = model_attention_label(run_cfg), model_attention_label(run_cfg, evaluated_cfg)
+    label = f"{trained_label} -> {evaluated_label}"
     progress = make_progress(cfg.progress, total, f"eval {label}")
     progress.start(0)
     self_weight = {} if cfg.get("self_weight") else None
@@ -211,8 +215,8 @@ def evaluate_checkpoint(cfg: EvalConfig, explicit: set[str], out: Path, safe: Pa
         "evaluated_attention": evaluated,
         # keys the checkpoint's config lacked (saved before they existed), set to what it trained with
         "trained_attention_filled_in": legacy,
-        "trained_label": attention_label(trained),
-        "evaluated_label": attention_label(evaluated),
+        "trained_label": trained_label,
+        "evaluated_label": evaluated_label,
         "split": cfg.split,
         "metric": task.metric,
         "metrics": metrics,

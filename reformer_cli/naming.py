@@ -16,12 +16,18 @@ def attention_label(attention: Any) -> str:
     return spec_of(attention).label(attention)
 
 
-def model_attention_label(cfg: Any) -> str:
+def model_attention_label(cfg: Any, attention: Any = None) -> str:
     """The label of `cfg.attention`, or with `model.attn_layers` the labels of the layers'
-    attentions joined by `+` in order of first use (`local-64+lsh-2`)."""
+    attentions joined by `+` in order of first use (`local-64+lsh-2`). `attention` (an evaluation's)
+    replaces `cfg.attention` in the layers that ran it, as `ReformerLM.set_attention` does; the
+    other layers keep theirs (`local-64+full` evaluated under `attention=lsh`: `local-64+lsh-2`)."""
+    trained = cfg.attention
     if cfg.model.get("attn_layers") is None:
-        return attention_label(cfg.attention)
-    return "+".join(dict.fromkeys(attention_label(a) for a in layer_attentions(cfg.model, cfg.attention)))
+        return attention_label(trained if attention is None else attention)
+    layers = layer_attentions(cfg.model, trained)
+    if attention is not None:
+        layers = [attention if layer is trained else layer for layer in layers]
+    return "+".join(dict.fromkeys(attention_label(a) for a in layers))
 
 
 def default_run_name(cfg: Any) -> str:

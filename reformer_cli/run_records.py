@@ -19,9 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from . import run_folder
 from .errors import UserError
-from .naming import attention_label
+from .naming import attention_label, model_attention_label
 from .records import MetricsLog, list_checkpoints
 from .tasks import find_task
 
@@ -148,12 +151,16 @@ def _read_config(folder: Path) -> dict:
 
 
 def _label(config: dict) -> str:
+    """The run's attention label, as in its default name (with `model.attn_layers`, every layer's)."""
     attention = config.get("attention")
     if not isinstance(attention, dict) or "name" not in attention:
         return "?"
+    model = config.get("model")
     try:
+        if isinstance(model, dict) and model.get("attn_layers") is not None:
+            return model_attention_label(OmegaConf.create({"model": model, "attention": attention}))
         return attention_label(attention)
-    except (KeyError, TypeError, ValueError, UserError):  # UserError: a type this program does not know
+    except (KeyError, TypeError, ValueError, UserError, OmegaConfBaseException):  # UserError: an unknown type
         return str(attention["name"])
 
 

@@ -344,20 +344,19 @@ def packed_codes(buckets: torch.Tensor, chunks: torch.Tensor, stride: int | None
     return (buckets * 0 + chunks) if stride is None else buckets * stride + chunks
 
 
-def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, causal, across, dedup, n_buckets,
-                 dtype):
+def window_masks(buckets, perm, inverse, real, settings: LSHSettings, n_buckets, dtype):
     """Masks of the look-back without wrap-around, from packed (bucket, chunk) codes.
 
     Returns (excluded `[b, h, R, n, c, W]`, self_slots `[c, W]`, log_counts or None). A key slot is
-    attended when its code is in the query's window (same bucket unless `across`, an existing chunk
-    0..n_chunks_before back), the key is real and, if causal, not later than the query. Without
+    attended when its code is in the query's window (same bucket unless `attend_across_buckets`, an
+    existing chunk 0..n_chunks_before back), the key is real and, if causal, not later than the query. Without
     wrap-around a round holds each key once, so for an attended pair N_ij = 1 + the number of
     *other* rounds r' whose codes put j in i's window; with one round there is no correction. The
     self key sits at the diagonal of the query's own chunk (the last block of the window)."""
     b, h, rounds, padded = perm.shape
-    c, nb = chunk_length, n_chunks_before
+    c, nb = settings.chunk_length, settings.n_chunks_before
     n_chunks = padded // c
-    stride = None if across else n_chunks + nb + 1
+    stride = None if settings.attend_across_buckets else n_chunks + nb + 1
     top_code = n_chunks + (stride or 0) * (n_buckets + 1)  # above every code (padding: bucket n_buckets)
     sentinel = -(top_code + nb + 1)  # code_i - sentinel > nb for every query: in no window
     itype = torch.int64 if 4 * (top_code + nb + 1) >= 2 ** 31 else torch.int32
@@ -370,7 +369,7 @@ def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, ca
     k_codes, valid = look_back(k_codes, nb, False)
     k_codes = k_codes.masked_fill(~valid, sentinel)
     excluded = ~in_window(2 * q_codes - nb, 2 * k_codes, nb)
-    if causal:
+    if settings.causal:
         q_pos = perm.to(itype).view(b, h, rounds, n_chunks, c)
         k_pos, _ = look_back(q_pos, nb, False)
         excluded |= k_pos[..., None, :] > q_pos[..., :, None]
@@ -379,7 +378,7 @@ def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, ca
     self_slots = torch.arange((nb + 1) * c, device=perm.device) == (nb * c + slots)[:, None]  # [c, W]
 
     log_counts = None
-    if dedup and rounds > 1:
+    if settings.dedup and rounds > 1:
         # every round's code of every position, position-major: [b, h, L', R']
         by_position = packed_codes(buckets.to(itype), (inverse // c).to(itype), stride).transpose(2, 3)
         at_slots = SortedOrder(perm, inverse).sort(by_position)  # [b, h, R, L', R']
@@ -397,19 +396,20 @@ def window_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, ca
     return excluded, self_slots, log_counts
 
 
-def wrapped_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, causal, across, dedup, n_buckets,
-                  dtype):
+def wrapped_masks(buckets, perm, inverse, real, settings: LSHSettings, n_buckets, dtype):
     """Masks of the look-back with wrap-around (trax, HF), from positions and bucket ids per slot.
 
     Returns (excluded, self_slots, log_counts or None), all `[b, h, R, n, c, W]` (self_slots: the
     slots holding the query's own position; a wrapped window can hold it in another round)."""
     b, h, rounds, padded = perm.shape
+    chunk_length, n_chunks_before = settings.chunk_length, settings.n_chunks_before
+    across = settings.attend_across_buckets
     n_chunks = padded // chunk_length
     q_pos = perm.view(b, h, rounds, n_chunks, chunk_length)
     k_pos, _ = look_back(q_pos, n_chunks_before, True)
     real_keys = gather_positions(real[:, None, :].expand(b, h, padded), k_pos)
     excluded = ~real_keys[..., None, :]
-    if causal:
+    if settings.causal:
         excluded = excluded | (k_pos[..., None, :] > q_pos[..., :, None])
     if not across:
         ids = bucket_ids_with_round(torch.gather(buckets, -1, perm), n_buckets)
@@ -417,7 +417,7 @@ def wrapped_masks(buckets, perm, inverse, real, chunk_length, n_chunks_before, c
         k_ids, _ = look_back(q_ids, n_chunks_before, True)
         excluded = excluded | (k_ids[..., None, :] != q_ids[..., :, None])
     log_counts = None
-    if dedup:
+    if settings.dedup:
         counts = duplicate_counts(q_pos, k_pos, inverse, chunk_length, n_chunks_before, True,
                                   None if across else buckets)
         log_counts = counts.clamp_min(1).to(dtype).log()
@@ -525,10 +525,7 @@ def lsh_attention_from_buckets(
         values, _ = look_back(order.sort(v_).view_as(queries), n_chunks_before, wrap_lookback)
 
         masks = wrapped_masks if wrap_lookback else window_masks
-        excluded, self_slots, log_counts = masks(
-            buckets, perm, inverse, real, chunk_length, n_chunks_before, s.causal, s.attend_across_buckets,
-            s.dedup, n_buckets, dtype,
-        )
+        excluded, self_slots, log_counts = masks(buckets, perm, inverse, real, s, n_buckets, dtype)
         logits = lsh_logits(queries, keys, self_slots, excluded, log_counts)
         out, lse = attend_per_round(logits, values, probs_dropout)
 

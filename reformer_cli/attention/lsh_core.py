@@ -86,31 +86,29 @@ class LSHAttentionCore(AttentionCore):
         """The bucket factors for a sequence of `length` (`bucket_factors` of the settings)."""
         return [int(f) for f in bucket_factors(self.n_buckets, length, self.settings.chunk_length)]
 
-    def rotations(self, ctx: ForwardContext, layer: int, n_heads: int, d_head: int, length: int,
+    def rotations(self, ctx: ForwardContext, layer: int, n_heads: int, d_head: int, factors: list[int],
                   device: torch.device) -> list[torch.Tensor]:
-        """Random rotations R ~ N(0, 1), one `[heads, d_head, n_rounds, f/2]` tensor per factor (fp32)."""
+        """Random rotations R ~ N(0, 1), one `[heads, d_head, n_rounds, f/2]` tensor per factor f (fp32)."""
         gen = ctx.generator(device, layer, "lsh_rotations")
-        return [
-            torch.randn(rotations_shape(n_heads, d_head, self.n_rounds, f), generator=gen, device=device)
-            for f in self.factors(length)
-        ]
+        return [torch.randn(rotations_shape(n_heads, d_head, self.n_rounds, f), generator=gen, device=device)
+                for f in factors]
 
-    def buckets(self, qk: torch.Tensor, ctx: ForwardContext, layer: int) -> torch.Tensor:
-        """Hash, or replay the forward's buckets from `ctx.cache` (key `(layer, "lsh_buckets")`)."""
+    def buckets(self, qk: torch.Tensor, ctx: ForwardContext, layer: int, factors: list[int]) -> torch.Tensor:
+        """Hash into the bucket `factors`, or replay the forward's buckets from `ctx.cache` (key
+        `(layer, "lsh_buckets")`)."""
         key = (layer, "lsh_buckets")
         if ctx.cache is not None and key in ctx.cache:
             return ctx.cache[key]
-        _, heads, length, d_head = qk.shape
+        _, heads, _, d_head = qk.shape
         hash_fn = lsh_hasher(self.impl, qk.device)
-        buckets = hash_fn(qk, self.rotations(ctx, layer, heads, d_head, length, qk.device))
+        buckets = hash_fn(qk, self.rotations(ctx, layer, heads, d_head, factors, qk.device))
         if ctx.cache is not None:
             ctx.cache[key] = buckets
         return buckets
 
     def __call__(self, q, k, v, ctx, layer, key_padding_mask=None):
-        buckets = self.buckets(q, ctx, layer)
+        factors = self.factors(q.shape[-2])
+        buckets = self.buckets(q, ctx, layer, factors)
         attend = lsh_implementation(self.impl, q.device)
-        return attend(
-            q, v, buckets, n_buckets=math.prod(self.factors(q.shape[-2])), key_padding_mask=key_padding_mask,
-            probs_dropout=self.probs_dropout(ctx, self.dropout, layer), **self.settings.keywords(),
-        )
+        return attend(q, v, buckets, self.settings, n_buckets=math.prod(factors), key_padding_mask=key_padding_mask,
+                      probs_dropout=self.probs_dropout(ctx, self.dropout, layer))

@@ -43,10 +43,6 @@ class LSHSettings:
         """These settings with some fields changed (TypeError naming an unknown keyword)."""
         return dataclasses.replace(self, **keywords) if keywords else self
 
-    def keywords(self) -> dict[str, Any]:
-        """The settings as keyword arguments of the LSH functions."""
-        return dataclasses.asdict(self)
-
     @classmethod
     def of(cls, attention: Any) -> "LSHSettings":
         """The settings of an `attention=lsh` config (any object with these keys), each converted

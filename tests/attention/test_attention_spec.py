@@ -107,3 +107,21 @@ def test_an_unknown_attention_is_one_line_never_full():
     with pytest.raises(ConfigError, match=r"unknown attention 'local2' \(available: full, local, lsh\)"):
         attention_label({"name": "local2"})
     assert attention_label({"name": "local", "chunk_length": 64}) == "local-64"
+
+
+def test_a_mixed_model_is_labelled_by_all_its_layers_before_and_after_a_swap():
+    """model.attn_layers: the label joins the layers' labels; an evaluation's attention replaces only
+    the layers that ran `attention` (docs/model.md's example)."""
+    from omegaconf import OmegaConf
+
+    from reformer_cli.naming import model_attention_label
+
+    from ..conftest import compose
+
+    cfg = compose(["model.n_layers=4", "model.attn_layers=[local,lsh]", "attention=lsh", "attention.n_rounds=4",
+                   "+model.attn_settings.local.chunk_length=128"])
+    assert model_attention_label(cfg) == "local-128+lsh-4"
+    assert model_attention_label(cfg, OmegaConf.merge(cfg.attention, {"n_rounds": 8})) == "local-128+lsh-8"
+    assert model_attention_label(cfg, {"name": "full", "shared_qk": True}) == "local-128+full-sharedqk"
+    plain = compose(["attention=lsh", "attention.n_rounds=4"])
+    assert model_attention_label(plain, {"name": "lsh", "n_rounds": 8}) == "lsh-8"

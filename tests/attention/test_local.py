@@ -87,7 +87,8 @@ def test_bad_settings_are_one_line(overrides, message):
 
 
 def test_mixed_layers_train_resume_and_evaluate(tmp_path, monkeypatch, capsys):
-    """model.attn_layers=[local, full] through the command line: a run, its continuation, an evaluation."""
+    """model.attn_layers=[local, full] through the command line: a run, its continuation, an
+    evaluation whose record and the runs table label the model as its run name does."""
     import json
 
     from ..conftest import TINY, in_process
@@ -105,4 +106,16 @@ def test_mixed_layers_train_resume_and_evaluate(tmp_path, monkeypatch, capsys):
     assert any(json.loads((r / "summary.json").read_text()).get("steps") == 4 for r in runs), runs
     code, err = in_process(["eval", f"checkpoint={run}", "output=eval.json", "progress=none", "max_batches=1"], capsys)
     assert code == 0, err
-    assert json.loads((tmp_path / "eval.json").read_text())["evaluated_label"] == "full"
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["trained_label"] == record["evaluated_label"] == "local-8+full"
+    # under another attention only the layers that ran `attention` (full) change
+    code, err = in_process(["eval", f"checkpoint={run}", "output=eval2.json", "progress=none", "max_batches=1",
+                            "attention=local", "attention.chunk_length=4"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "eval2.json").read_text())
+    assert (record["trained_label"], record["evaluated_label"]) == ("local-8+full", "local-8+local-4"), record
+    from reformer_cli.cli import main
+
+    capsys.readouterr()
+    assert main(["runs", "outputs", "--json"]) in (0, None)
+    assert {r["attention"] for r in json.loads(capsys.readouterr().out)} == {"local-8+full"}

@@ -49,17 +49,18 @@ def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
 def test_rotations_are_fresh_per_seed_and_repeatable():
     core = LSHAttentionCore(lsh_cfg("attention.n_rounds=2"))
     q, _ = inputs(length=64)
-    a = core.buckets(q, ForwardContext(seed=1), 0)
-    b = core.buckets(q, ForwardContext(seed=1), 0)
-    c = core.buckets(q, ForwardContext(seed=2), 0)
-    d = core.buckets(q, ForwardContext(seed=1), 1)  # another layer: other rotations
+    factors = core.factors(64)
+    a = core.buckets(q, ForwardContext(seed=1), 0, factors)
+    b = core.buckets(q, ForwardContext(seed=1), 0, factors)
+    c = core.buckets(q, ForwardContext(seed=2), 0, factors)
+    d = core.buckets(q, ForwardContext(seed=1), 1, factors)  # another layer: other rotations
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
 
 
 def test_default_bucket_count_follows_the_actual_length():
     core = LSHAttentionCore(lsh_cfg())
     assert core.factors(16) == [8] and core.factors(3) == [2] and core.factors(1024) == [512]
-    rotations = core.rotations(ForwardContext(), 0, 2, 8, 16, torch.device("cpu"))
+    rotations = core.rotations(ForwardContext(), 0, 2, 8, core.factors(16), torch.device("cpu"))
     assert [r.shape for r in rotations] == [(2, 8, 2, 4)] and rotations[0].dtype == torch.float32
     fixed = LSHAttentionCore(lsh_cfg("attention.n_buckets=[4,6]"))
     assert fixed.factors(16) == [4, 6]
@@ -71,12 +72,12 @@ def test_buckets_are_replayed_from_the_cache():
     cache: dict = {}
     first = core(q, None, v, ForwardContext(seed=1, training=True, cache=cache), 0)
     buckets = cache[(0, "lsh_buckets")]
-    assert torch.equal(buckets, core.buckets(q, ForwardContext(seed=1), 0))
+    assert torch.equal(buckets, core.buckets(q, ForwardContext(seed=1), 0, core.factors(16)))
     # a recomputation with a slightly different input (and even another seed) reuses the buckets
     q2 = q + 1e-3 * torch.randn_like(q)
     again = core(q2, None, v, ForwardContext(seed=7, training=True, cache=cache), 0)
     assert torch.equal(again, lsh_attention_from_buckets(q2, v, buckets, chunk_length=4, n_buckets=8))
-    assert not torch.equal(hash_buckets(q2, core.rotations(ForwardContext(seed=7), 0, 2, 8, 16, q.device)), buckets)
+    assert not torch.equal(hash_buckets(q2, core.rotations(ForwardContext(seed=7), 0, 2, 8, core.factors(16), q.device)), buckets)
     assert (again - first).abs().max() < 1e-2
 
 

@@ -353,7 +353,7 @@ def test_kernels_compile_for_hopper():
     kernels = [words[0] for words in lines]
     assert len(lines) == 11, result.stdout
     assert kernels.count("lsh_forward_kernel") == 3 and kernels.count("lsh_backward_kernel") == 4, result.stdout
-    paper = [line for line in result.stdout.splitlines() if "SAME=True, DEDUP=True" in line]
+    paper = [line for line in result.stdout.splitlines() if "SAME_BUCKET_ONLY=True, DEDUP=True" in line]
     assert len(paper) == 3, result.stdout  # forward and both backward variants under the paper's defaults
     spills = [(words[0], words[words.index("spill") + 2]) for words in lines if "spill" in words]
     if all(n != "None" for _, n in spills):  # cuobjdump present: check the register budget

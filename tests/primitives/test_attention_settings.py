@@ -26,7 +26,7 @@ FIELDS = [f.name for f in dataclasses.fields(LSHSettings)]
 
 def test_the_schema_takes_the_lsh_defaults_from_the_settings():
     schema = LSHAttentionConfig()
-    assert {name: getattr(schema, name) for name in FIELDS} == LSHSettings().keywords()
+    assert {name: getattr(schema, name) for name in FIELDS} == dataclasses.asdict(LSHSettings())
     assert FullAttentionConfig().self_mask_value == SELF_MASK_VALUE
 
 

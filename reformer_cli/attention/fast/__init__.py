@@ -138,10 +138,8 @@ def lsh_attention_from_buckets(
         return reference_from_buckets(qk, v, buckets, s, n_buckets=n_buckets, key_padding_mask=key_padding_mask,
                                       probs_dropout=probs_dropout)
     b, h, length, d = qk.shape
-    padded = -(-length // chunk_length) * chunk_length
-    geo = Geometry(b, h, length, d, buckets.shape[2], chunk_length, padded, n_chunks_before, bool(s.causal),
-                   bool(s.wrap_lookback), bool(s.attend_across_buckets), bool(s.dedup))
-    perm, sorted_buckets, n_real = sorted_order(buckets, n_buckets, padded, key_padding_mask)
+    geo = Geometry(b, h, length, d, buckets.shape[2], s)
+    perm, sorted_buckets, n_real = sorted_order(buckets, n_buckets, geo.padded, key_padding_mask)
     inverse, runs = slot_tables(perm, sorted_buckets, geo)
     dtype = torch.promote_types(qk.dtype, v.dtype)  # the kernels multiply in one dtype
     qk_, v_ = qk.to(dtype), v.to(dtype)

@@ -25,6 +25,9 @@ DIVISIBLE_BY_16 = {
     "s_xl", "s_rd", "s_bb", "s_bh", "s_br", "L", "N_CHUNKS", "N_TOTAL", "LP",
 }
 
+# the constants that tell the compiled variants of a kernel apart
+VARIANT_KEYS = ("NB", "CAUSAL", "WRAP", "SAME_BUCKET_ONLY", "DEDUP", "ATOMIC", "R")
+
 
 @dataclass
 class Compiled:
@@ -63,7 +66,7 @@ def compile_kernel(fn, types: dict, constants: dict, num_warps: int, arch: int) 
                        attrs=attrs)
     kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"num_warps": num_warps})
     registers, spills = _resource_usage(kernel.asm["cubin"])
-    variant = ", ".join(f"{k}={v}" for k, v in constants.items() if k in ("NB", "CAUSAL", "WRAP", "SAME", "DEDUP", "ATOMIC", "R"))
+    variant = ", ".join(f"{k}={v}" for k, v in constants.items() if k in VARIANT_KEYS)
     return Compiled(fn.fn.__name__ if hasattr(fn, "fn") else fn.__name__, variant, registers, spills,
                     kernel.metadata.shared)
 
@@ -74,6 +77,7 @@ def compile_all(dtype: str = "bf16", chunk: int = 64, d_head: int = 64, n_chunks
     in three variants (see below)."""
     import torch
 
+    from ...primitives.attention_settings import LSHSettings
     from .backward import lsh_backward_kernel, output_dot_grad_kernel
     from .forward import lsh_forward_kernel, merge_rounds_kernel
     from .function import Geometry
@@ -91,7 +95,9 @@ def compile_all(dtype: str = "bf16", chunk: int = 64, d_head: int = 64, n_chunks
     # kernel), and wrap-around across buckets with the correction (the count visits earlier rounds)
     for wrap, across, dedup, atomics in [(False, False, True, (True, False)), (False, True, False, (True,)),
                                          (True, True, True, (True,))]:
-        geo = Geometry(1, 1, 4 * chunk, d_head, rounds, chunk, 4 * chunk, n_chunks_before, True, wrap, across, dedup)
+        settings = LSHSettings(chunk_length=chunk, causal=True, n_chunks_before=n_chunks_before, wrap_lookback=wrap,
+                               attend_across_buckets=across, dedup=dedup)
+        geo = Geometry(1, 1, 4 * chunk, d_head, rounds, settings)
         args = {**geo.kernel_args(torch_dtype), "UPCAST": False}
         warps = geo.warps(torch_dtype)
         out.append(compile_kernel(lsh_forward_kernel, fwd_types, args, warps, arch))

@@ -60,7 +60,7 @@ def lsh_backward_kernel(
     H, L, N_CHUNKS, N_TOTAL, R, DR,
     C: tl.constexpr, BLOCK_C: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
     NB: tl.constexpr, CAUSAL: tl.constexpr, WRAP: tl.constexpr,
-    SAME: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr, ATOMIC: tl.constexpr,
+    SAME_BUCKET_ONLY: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr, ATOMIC: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     g = tl.program_id(0)
@@ -116,7 +116,7 @@ def lsh_backward_kernel(
         s = mm(xq, tl.trans(x), PREC, UPCAST) * inv[None, :]
         s, frozen = masked_logits(s, q_pos, pos, (qc % N_CHUNKS) * C + lanes, slot, n_real, before_first, lane_ok,
                                   qc // N_CHUNKS, rnd, slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
-                                  C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
+                                  C, NB, CAUSAL, WRAP, SAME_BUCKET_ONLY, DEDUP, REPS)
         p = tl.exp((s - mq[:, None]) - lse_q[:, None])
         dp = mm(doq, tl.trans(v), PREC, UPCAST)
         ds = tl.where(frozen, 0.0, p * (dp - delta_q[:, None]))
@@ -126,7 +126,8 @@ def lsh_backward_kernel(
     # The (g, g) tile: g's queries against its own keys feed dV, dK and dQ.
     s = mm(x, tl.trans(x), PREC, UPCAST) * inv[None, :]
     s, frozen = masked_logits(s, pos, pos, slot, slot, n_real, n < 0, lane_ok, rnd, rnd,
-                              slot_of, runs, R, DR, N_CHUNKS, N_TOTAL, C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
+                              slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
+                              C, NB, CAUSAL, WRAP, SAME_BUCKET_ONLY, DEDUP, REPS)
     p = tl.exp((s - m[:, None]) - lse[:, None])
     dp = mm(do, tl.trans(v), PREC, UPCAST)
     ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))
@@ -155,7 +156,7 @@ def lsh_backward_kernel(
         s = mm(x, tl.trans(xk), PREC, UPCAST) * inv_k[None, :]
         s, frozen = masked_logits(s, pos, k_pos, slot, k_slot, n_real, before_first, lane_ok, rnd, kc // N_CHUNKS,
                                   slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
-                                  C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
+                                  C, NB, CAUSAL, WRAP, SAME_BUCKET_ONLY, DEDUP, REPS)
         p = tl.exp((s - m[:, None]) - lse[:, None])
         dp = mm(do, tl.trans(vk), PREC, UPCAST)
         ds = tl.where(frozen, 0.0, p * (dp - delta[:, None]))

@@ -35,7 +35,7 @@ def lsh_forward_kernel(
     H, L, N_CHUNKS, N_TOTAL, R, DR,
     C: tl.constexpr, BLOCK_C: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr,
     NB: tl.constexpr, CAUSAL: tl.constexpr, WRAP: tl.constexpr,
-    SAME: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr,
+    SAME_BUCKET_ONLY: tl.constexpr, DEDUP: tl.constexpr, REPS: tl.constexpr,
     PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
     g = tl.program_id(0)  # global chunk: round * N_CHUNKS + chunk
@@ -51,7 +51,7 @@ def lsh_forward_kernel(
     n_real = tl.load(NREAL + b)
     perm = PERM + bh.to(tl.int64) * N_TOTAL * C
     slot_of = INV + bh.to(tl.int64) * N_TOTAL * C  # slot of each position per round (DEDUP)
-    runs = RUNS + bh.to(tl.int64) * N_TOTAL * C * 2  # its bucket's first and last slot, per slot (SAME)
+    runs = RUNS + bh.to(tl.int64) * N_TOTAL * C * 2  # first and last slot of each slot's bucket (SAME_BUCKET_ONLY)
     qk = QK + b.to(tl.int64) * s_qb + h.to(tl.int64) * s_qh
     vv = V + b.to(tl.int64) * s_vb + h.to(tl.int64) * s_vh
 
@@ -74,7 +74,7 @@ def lsh_forward_kernel(
         k_slot = (kc % N_CHUNKS) * C + lanes
         s, _ = masked_logits(s, q_pos, k_pos, n * C + lanes, k_slot, n_real, before_first, lane_ok, rnd,
                              kc // N_CHUNKS, slot_of, runs, R, DR, N_CHUNKS, N_TOTAL,
-                             C, NB, CAUSAL, WRAP, SAME, DEDUP, REPS)
+                             C, NB, CAUSAL, WRAP, SAME_BUCKET_ONLY, DEDUP, REPS)
         m_new = tl.maximum(m, tl.max(s, 1))
         alpha = tl.exp(m - m_new)
         p = tl.exp(s - m_new[:, None])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from ...primitives.attention_settings import LSHSettings
 from .backward import lsh_backward_kernel, output_dot_grad_kernel
 from .forward import lsh_forward_kernel, merge_rounds_kernel
 from .hashing import bucket_runs, inverse_order
@@ -16,24 +17,23 @@ from .runtime import INTERPRET, block, dot_precision
 
 @dataclass(frozen=True)
 class Geometry:
-    """Sizes and switches of one call (everything the kernels are specialised on)."""
+    """Sizes and settings of one call (everything the kernels are specialised on)."""
 
     batch: int
     heads: int
     length: int
     d_head: int
     rounds: int
-    chunk_length: int
-    padded: int  # length rounded up to a multiple of chunk_length
-    n_chunks_before: int
-    causal: bool
-    wrap_lookback: bool
-    attend_across_buckets: bool  # False: the paper's same-bucket rule
-    dedup: bool  # the duplicate correction (subtract log N_ij)
+    settings: LSHSettings
+
+    @property
+    def padded(self) -> int:
+        """The length rounded up to a multiple of chunk_length."""
+        return -(-self.length // self.settings.chunk_length) * self.settings.chunk_length
 
     @property
     def n_chunks(self) -> int:
-        return self.padded // self.chunk_length
+        return self.padded // self.settings.chunk_length
 
     @property
     def rounds_back(self) -> int:
@@ -41,25 +41,28 @@ class Geometry:
         With wrap-around and attention across buckets, query i's window in round r holds key j's
         slot of round r - back only if back * n_chunks - (n_chunks - 1) <= n_chunks_before; the
         duplicate counts visit just those rounds. Otherwise only the own round counts."""
-        if not (self.wrap_lookback and self.attend_across_buckets):
+        s = self.settings
+        if not (s.wrap_lookback and s.attend_across_buckets):
             return 1
-        return min(self.rounds, -(-self.n_chunks_before // self.n_chunks) + 1)
+        return min(self.rounds, -(-s.n_chunks_before // self.n_chunks) + 1)
 
     @property
     def window_repeats(self) -> int:
         """REPS of the kernels: the most times one chunk occurs in a window (more than once only
         with wrap-around over fewer chunks, all rounds together, than the window has)."""
-        return self.n_chunks_before // (self.rounds * self.n_chunks) + 1 if self.wrap_lookback else 1
+        s = self.settings
+        return s.n_chunks_before // (self.rounds * self.n_chunks) + 1 if s.wrap_lookback else 1
 
     def scalar_args(self) -> tuple:
         """H, L, N_CHUNKS, N_TOTAL, R, DR."""
         return self.heads, self.length, self.n_chunks, self.rounds * self.n_chunks, self.rounds, self.rounds_back
 
     def kernel_args(self, dtype: torch.dtype) -> dict:
+        s = self.settings
         return dict(
-            C=self.chunk_length, BLOCK_C=block(self.chunk_length), D=self.d_head, BLOCK_D=block(self.d_head),
-            NB=self.n_chunks_before, CAUSAL=self.causal, WRAP=self.wrap_lookback,
-            SAME=not self.attend_across_buckets, DEDUP=self.dedup, REPS=self.window_repeats,
+            C=s.chunk_length, BLOCK_C=block(s.chunk_length), D=self.d_head, BLOCK_D=block(self.d_head),
+            NB=s.n_chunks_before, CAUSAL=s.causal, WRAP=s.wrap_lookback,
+            SAME_BUCKET_ONLY=not s.attend_across_buckets, DEDUP=s.dedup, REPS=self.window_repeats,
             PREC=dot_precision(dtype), UPCAST=INTERPRET,
         )
 
@@ -78,8 +81,8 @@ def slot_tables(perm: torch.Tensor, sorted_buckets: torch.Tensor, geo: Geometry)
     """(inverse, runs), what the kernels read for the duplicate correction (each position's slot in
     every round, hashing.inverse_order) and for the same-bucket rule (each slot's bucket run,
     hashing.bucket_runs); perm stands in for a table the setting does not read."""
-    inverse = inverse_order(perm, geo.padded) if geo.dedup else perm
-    runs = perm if geo.attend_across_buckets else bucket_runs(sorted_buckets, geo.padded)
+    inverse = inverse_order(perm, geo.padded) if geo.settings.dedup else perm
+    runs = perm if geo.settings.attend_across_buckets else bucket_runs(sorted_buckets, geo.padded)
     return inverse, runs
 
 

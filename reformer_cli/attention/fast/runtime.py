@@ -107,34 +107,36 @@ def window_hits(d, NB: tl.constexpr, N_TOTAL, REPS: tl.constexpr):
 
 @triton.jit
 def log_duplicates(s, q_pos, k_pos, lane_ok, INV, RUNS, R, DR, N_CHUNKS, N_TOTAL, LP, C: tl.constexpr,
-                   NB: tl.constexpr, WRAP: tl.constexpr, SAME: tl.constexpr, REPS: tl.constexpr):
+                   NB: tl.constexpr, WRAP: tl.constexpr, SAME_BUCKET_ONLY: tl.constexpr,
+                   REPS: tl.constexpr):
     """log N_ij of the paper's Appendix A (lsh.duplicate_counts) for the [queries, keys] tile s: N_ij =
     how many attended slots of query i, over all R rounds, hold key j. INV: the round-local slot of
     every position in every round; RUNS: the first and last slot of the bucket of every slot.
 
     Without wrap, query i's attended slots in round r are one interval: the slots of its window
-    (chunks c - NB .. c, c its chunk), under the same-bucket rule (SAME) intersected with its
-    bucket's run, so key j counts when its slot of round r lies in it. With wrap, by chunk distance
-    modulo all rounds' chunks (window_hits), under SAME within the own round only and inside the
-    bucket's run; across buckets key j's slots of earlier rounds r - back count too (only
-    back < DR can be within NB chunks). Per round one load per key, two per query; the count (small
-    integers, exact in fp16) is seeded from s so that it lives in s's register layout."""
+    (chunks c - NB .. c, c its chunk), under the same-bucket rule (SAME_BUCKET_ONLY: the setting
+    attend_across_buckets=False) intersected with its bucket's run, so key j counts when its slot
+    of round r lies in it. With wrap, by chunk distance modulo all rounds' chunks (window_hits),
+    under SAME_BUCKET_ONLY within the own round only and inside the bucket's run; across buckets
+    key j's slots of earlier rounds r - back count too (only back < DR can be within NB chunks).
+    Per round one load per key, two per query; the count (small integers, exact in fp16) is seeded
+    from s so that it lives in s's register layout."""
     count = (s * 0.0).to(tl.float16)
     for r in range(R):
         s_q = tl.load(INV + r * LP + q_pos, mask=lane_ok, other=0)
-        if SAME:
+        if SAME_BUCKET_ONLY:
             run = RUNS + 2 * (r * LP + s_q)
             first = tl.load(run, mask=lane_ok, other=0)
             last = tl.load(run + 1, mask=lane_ok, other=0)
         if not WRAP:
             lo = (s_q // C - NB) * C
             hi = (s_q // C) * C + (C - 1)
-            if SAME:
+            if SAME_BUCKET_ONLY:
                 lo = tl.maximum(lo, first)
                 hi = tl.minimum(hi, last)
             s_k = tl.load(INV + r * LP + k_pos, mask=lane_ok, other=0)[None, :]
             count += ((s_k >= lo[:, None]) & (s_k <= hi[:, None])).to(tl.float16)
-        elif SAME:
+        elif SAME_BUCKET_ONLY:
             s_k = tl.load(INV + r * LP + k_pos, mask=lane_ok, other=0)[None, :]
             hits = window_hits((s_q // C)[:, None] - s_k // C, NB, N_TOTAL, REPS)
             count += tl.where((s_k >= first[:, None]) & (s_k <= last[:, None]), hits, 0.0)
@@ -148,15 +150,15 @@ def log_duplicates(s, q_pos, k_pos, lane_ok, INV, RUNS, R, DR, N_CHUNKS, N_TOTAL
 @triton.jit
 def masked_logits(s, q_pos, k_pos, q_slot, k_slot, n_real, before_first, k_lane, q_round, k_round,
                   INV, RUNS, R, DR, N_CHUNKS, N_TOTAL, C: tl.constexpr, NB: tl.constexpr,
-                  CAUSAL: tl.constexpr, WRAP: tl.constexpr, SAME: tl.constexpr, DEDUP: tl.constexpr,
-                  REPS: tl.constexpr):
+                  CAUSAL: tl.constexpr, WRAP: tl.constexpr, SAME_BUCKET_ONLY: tl.constexpr,
+                  DEDUP: tl.constexpr, REPS: tl.constexpr):
     """The reference's masks on a [queries, keys] tile of q . k / |k| (lsh.lsh_logits) whose queries
     are the slots q_slot of round q_round and whose keys are the slots k_slot of round k_round
     (round-local slots): the self logit replaced by -1e5; `log N_ij` subtracted (DEDUP,
     log_duplicates); excluded keys replaced by -1e9: padding / masked keys (they sort after every real
     key, so their slot is >= n_real), slots before the first chunk, later keys when causal, and under
-    the same-bucket rule (SAME) slots of another round or outside the run of slots of the query's
-    bucket (RUNS: first and last slot of the bucket of every slot; slots are sorted by bucket, so
+    the same-bucket rule (SAME_BUCKET_ONLY) slots of another round or outside the run of slots of the
+    query's bucket (RUNS: first and last slot of the bucket of every slot; slots are sorted by bucket, so
     that run is the bucket); lanes past the chunk's end do not exist (-inf, no weight at all).
 
     Returns (logits, frozen): frozen marks logits that were replaced (no gradient flows to q, k)."""
@@ -165,7 +167,7 @@ def masked_logits(s, q_pos, k_pos, q_slot, k_slot, n_real, before_first, k_lane,
     excluded = ((k_slot >= n_real) | before_first)[None, :]
     if CAUSAL:
         excluded = excluded | (k_pos[None, :] > q_pos[:, None])
-    if SAME:
+    if SAME_BUCKET_ONLY:
         run = RUNS + 2 * (q_round * LP + q_slot)
         first = tl.load(run, mask=k_lane, other=0)
         last = tl.load(run + 1, mask=k_lane, other=0)
@@ -173,8 +175,8 @@ def masked_logits(s, q_pos, k_pos, q_slot, k_slot, n_real, before_first, k_lane,
             (q_round != k_round)
     s = tl.where(is_self, SELF_LOGIT, s)
     if DEDUP:
-        s = s - log_duplicates(s, q_pos, k_pos, k_lane, INV, RUNS, R, DR, N_CHUNKS, N_TOTAL, LP, C, NB, WRAP, SAME,
-                               REPS)
+        s = s - log_duplicates(s, q_pos, k_pos, k_lane, INV, RUNS, R, DR, N_CHUNKS, N_TOTAL, LP, C, NB, WRAP,
+                               SAME_BUCKET_ONLY, REPS)
     s = tl.where(excluded, EXCLUDED_LOGIT, s)
     s = tl.where(k_lane[None, :], s, float("-inf"))
     frozen = is_self | excluded | (s == float("-inf"))
