@@ -126,8 +126,8 @@ class LSHCache(AttentionCache):
     def __init__(self, spec: CacheSpec, core: LSHAttentionCore):
         super().__init__(spec)
         self.core, self.settings = core, core.settings
-        self.rotations = core.rotations(spec.ctx, spec.layer, spec.n_heads, spec.d_head, spec.rotation_length,
-                                        spec.device)
+        self.rotations = core.rotations(spec.ctx, spec.layer, spec.n_heads, spec.d_head,
+                                        core.factors(spec.rotation_length), spec.device)
 
     def attend(self, q, k, v):
         queries, keys = self._advance(q.shape[2])

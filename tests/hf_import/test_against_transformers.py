@@ -43,10 +43,9 @@ def hf_model(**settings):
     return model.eval()
 
 
-def hf_rotations(self, ctx, layer, n_heads, d_head, length, device):
+def hf_rotations(self, ctx, layer, n_heads, d_head, factors, device):
     """transformers' draw: torch.randn(heads, d_head, rounds, sum(factors) / 2) after manual_seed, in
     its columns per factor."""
-    factors = self.factors(length)
     drawn = torch.randn((n_heads, d_head, self.n_rounds, sum(factors) // 2), dtype=DTYPE["now"],
                         generator=torch.Generator().manual_seed(HASH_SEED))
     return list(drawn.split([f // 2 for f in factors], dim=-1))
