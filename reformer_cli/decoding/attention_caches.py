@@ -21,7 +21,8 @@ What a row computes is the model's attention over the prefix with the sequence i
   it changes nothing and is ignored here.
 
 `CACHES` maps an attention core's class to the function that builds its cache; another attention
-(a local window, say) plugs in with `register_cache(CoreClass, build)`.
+plugs in with `register_cache(CoreClass, build)`, as local attention does (local_cache.py, which
+incremental.py imports).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..model.reformer import ReformerLM
 from ..model.reversible import ReversibleStack
 from ..primitives.context import ForwardContext, derive_seed
+from . import local_cache  # noqa: F401  (registers local attention's cache)
 from .attention_caches import AttentionCache, CacheSpec, cache_for
 
 

@@ -29,12 +29,18 @@ CASES = {
     "lsh-2-no-dedup": ["attention=lsh", "attention.n_rounds=2", "attention.dedup=false"],
     "lsh-2-across-buckets": ["attention=lsh", "attention.n_rounds=2", "attention.attend_across_buckets=true"],
     "lsh-2-wrap": ["attention=lsh", "attention.n_rounds=2", "attention.wrap_lookback=true"],
+    # local attention decodes with its trained chunks (chunking by position: no one-chunk stand-in)
+    "local": ["attention=local", "attention.chunk_length=4"],
+    "local-b2": ["attention=local", "attention.chunk_length=5", "attention.n_chunks_before=2"],
+    "local+full": ["attention=local", "attention.chunk_length=4", "model.attn_layers=[local,full]"],
+    "local+lsh-2": ["attention=lsh", "attention.n_rounds=2", "model.attn_layers=[local,lsh]",
+                    "+model.attn_settings.local.chunk_length=4"],
 }
 LSH_WHOLE = ["attention.chunk_length=32", "attention.n_buckets=4"]  # one chunk; few buckets: many collisions
 
 
 def model_of(case: str, layer: str, positions: str):
-    extra = LSH_WHOLE if case.startswith("lsh") else []
+    extra = LSH_WHOLE if "attention=lsh" in CASES[case] else []
     overrides = ["model=tiny", "task.seq_len=32", f"layer={layer}", f"model.positions={positions}",
                  "model.position_init_std=1.0", *extra, *CASES[case]]
     if "n_buckets=[2,2]" in " ".join(CASES[case]):
@@ -84,3 +90,12 @@ def test_the_lsh_cache_differs_from_full_attention():
     lsh, full = model_of("lsh-2", "standard", "learned"), model_of("full-shared-qk", "standard", "learned")
     tokens = torch.randint(0, 19, (1, LENGTH), generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(decoded_logits(lsh, tokens), decoded_logits(full, tokens), atol=1e-3)
+
+
+def test_the_local_cache_differs_from_full_attention():
+    """The local cases can fail: chunks of 4 over 24 positions are not full attention (same weights)."""
+    local, full = model_of("local", "standard", "learned"), model_of("full", "standard", "learned")
+    tokens = torch.randint(0, 19, (1, LENGTH), generator=torch.Generator().manual_seed(3))
+    local_logits, full_logits = decoded_logits(local, tokens), decoded_logits(full, tokens)
+    assert torch.allclose(local_logits[:, :8], full_logits[:, :8], atol=1e-5)  # the first two chunks see all
+    assert not torch.allclose(local_logits, full_logits, atol=1e-3)
