@@ -1,4 +1,4 @@
-"""Which attention each layer runs: `model.attn_layers` (docs/model.md, "Attention per layer").
+"""Which attention each layer runs: `model.attn_layers` (docs/model.md, "Attention types and attention per layer").
 
 `model.attn_layers: null` (the default): every layer runs `attention`. A list of attention names
 (`[local, lsh]`) chooses one per layer and is cycled over `model.n_layers` when shorter, as
