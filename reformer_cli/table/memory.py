@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import Context, Page, cell, header, recipe, table
+from .common import Context, Page, cell, header, table
+from .speed import how_measured  # the benchmarks' recipe heading
 
 MIB = 2**20
 
@@ -79,7 +80,7 @@ def build(ctx: Context) -> Page:
         lines += length_table(records)
     png = f"{ctx.experiment.name}.png"
     lines += [f"![{ctx.experiment.title}]({png})", ""]
-    lines += recipe(ctx)
+    lines += how_measured(ctx)
     first_rows = (records[0].get("result") or {}).get("results") or []
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", {png: lambda path: plot(ctx, first_rows, path)})
 

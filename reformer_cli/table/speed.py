@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .common import MISSING, Context, Page, cell, header, recipe, table
+from .common import MISSING, Context, Page, cell, header, table
 
 
 def paper_rows(paper: dict) -> dict[int, tuple[int, dict[str, float]]]:
@@ -48,7 +48,11 @@ def shown_ms(row: dict | None) -> str:
         return MISSING
     if row.get("error"):
         return str(row["error"])
-    return "-" if row.get("ms") is None else f"{float(row['ms']):.2f}"
+    if row.get("ms") is None:
+        return "-"
+    spread = f" ({float(row['ms_min']):.2f}-{float(row['ms_max']):.2f})" if row.get("ms_min") is not None \
+        and row.get("ms_max") is not None and row.get("repeats", 2) != 1 else ""
+    return f"{float(row['ms']):.2f}{spread}"
 
 
 def crossover(times: dict[int, dict[str, float | None]], method: str) -> int | None:
@@ -89,6 +93,8 @@ def build(ctx: Context) -> Page:
     ]
     if record:
         lines += ["## Ours (ms)", ""]
+        if any(row.get("ms_min") is not None for _, rows in ours.values() for row in rows.values()):
+            lines += ["Each cell: the median of the timed calls (their min-max).", ""]
         body = [[f"{length:,}", str(batch)] + [shown_ms(rows.get(m)) for m in methods] for length, (batch, rows) in ours.items()]
         lines += table(["length", "batch", *methods], body)
         lines.append("")
@@ -143,7 +149,7 @@ def build(ctx: Context) -> Page:
     png = f"{ctx.experiment.name}.png"
     lines += [f"![{ctx.experiment.title}]({png})", ""]
     plots[png] = lambda path: plot(ctx, methods, ours, theirs, path)
-    lines += recipe(ctx)
+    lines += how_measured(ctx)
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
 
 
@@ -231,3 +237,10 @@ def plot(ctx: Context, methods: list[str], ours: dict, theirs: dict, path: Path)
           f"{ours_text}; paper: a training step at {int(paper['tokens']):,} tokens per batch. Different problems,"
           " so both are shown relative to full attention at the same length: compare how they grow")
     save(fig, path)
+
+
+def how_measured(ctx: Context) -> list[str]:
+    """The profile's `recipe` under a benchmark's heading (the memory page's too): how it was measured and why."""
+    if not ctx.spec or not ctx.spec.recipe:
+        return []
+    return ["## How it was measured, and why", "", ctx.spec.recipe, ""]

@@ -89,3 +89,10 @@ def test_a_memory_page_of_several_records_has_a_section_each_and_a_length_table(
     # depth 2 at length 2,048 vs 1,024: standard 10 / 3 MiB; Table 3: (2 * 2048^2) / (2 * 1024^2) = 4
     assert "| attention full | 2,048 | standard | 2 | 10.0 | 3.33 / 4.00 / -0.67 |" in page
     assert "| attention full | 2,048 | reversible | 2 | 6.0 | 3.00 / 4.00 / -1.00 |" in page
+
+
+def test_our_times_show_their_spread_when_the_record_has_one():
+    assert speed.shown_ms({"ms": 3.0, "ms_min": 2.5, "ms_max": 4.25, "repeats": 3}) == "3.00 (2.50-4.25)"
+    assert speed.shown_ms({"ms": 3.0}) == "3.00"  # a record without a spread
+    assert speed.shown_ms({"ms": 3.0, "ms_min": 3.0, "ms_max": 3.0, "repeats": 1}) == "3.00"  # one call: none
+    assert speed.shown_ms({"ms": None, "error": "OOM"}) == "OOM"
