@@ -144,7 +144,7 @@ def length_table(records: list[dict]) -> list[str]:
             base.setdefault(key, (length, float(deepest["saved_bytes"])))
             l0, b0 = base[key]
             predicted = table3_memory(s, length) / table3_memory(s, l0)
-            body.append([attention_text(s), f"{length:,}", layer, str(deepest["depth"]), mib(deepest["saved_bytes"]),
+            body.append([attention_text(s).removeprefix("attention "), f"{length:,}", layer, str(deepest["depth"]), mib(deepest["saved_bytes"]),
                          cell(deepest["saved_bytes"] / b0 if b0 else None, round(predicted, 2), 2, as_printed=False)])
     lines += table(["attention", "length", "layers", "depth", "saved for backward (MiB)", "growth vs the shortest length"],
                    body)

@@ -87,8 +87,8 @@ def test_a_memory_page_of_several_records_has_a_section_each_and_a_length_table(
     assert "## Attention full, length 1,024" in page and "## Attention full, length 2,048" in page
     assert page.count("**holds**") == 2
     # depth 2 at length 2,048 vs 1,024: standard 10 / 3 MiB; Table 3: (2 * 2048^2) / (2 * 1024^2) = 4
-    assert "| attention full | 2,048 | standard | 2 | 10.0 | 3.33 / 4.00 / -0.67 |" in page
-    assert "| attention full | 2,048 | reversible | 2 | 6.0 | 3.00 / 4.00 / -1.00 |" in page
+    assert "| full | 2,048 | standard | 2 | 10.0 | 3.33 / 4.00 / -0.67 |" in page
+    assert "| full | 2,048 | reversible | 2 | 6.0 | 3.00 / 4.00 / -1.00 |" in page
 
 
 def test_our_times_show_their_spread_when_the_record_has_one():
