@@ -8,10 +8,11 @@ length, and each LSH setting's time relative to full attention at the same lengt
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-from .common import MISSING, Context, Page, cell, header, recipe, table
+from .common import MISSING, Context, Page, cell, header, table
 
 
 def paper_rows(paper: dict) -> dict[int, tuple[int, dict[str, float]]]:
@@ -47,14 +48,36 @@ def shown_ms(row: dict | None) -> str:
         return MISSING
     if row.get("error"):
         return str(row["error"])
-    return "-" if row.get("ms") is None else f"{float(row['ms']):.2f}"
+    if row.get("ms") is None:
+        return "-"
+    spread = f" ({float(row['ms_min']):.2f}-{float(row['ms_max']):.2f})" if row.get("ms_min") is not None \
+        and row.get("ms_max") is not None and row.get("repeats", 2) != 1 else ""
+    return f"{float(row['ms']):.2f}{spread}"
+
+
+def crossover(times: dict[int, dict[str, float | None]], method: str) -> int | None:
+    """The shortest length from which on `method` is faster than full attention at every longer
+    length measured (medians); None when it is not faster at the longest length."""
+    found = None
+    for length in sorted(times, reverse=True):
+        full, other = times[length].get("full"), times[length].get(method)
+        if full is None or other is None or other >= full:
+            break
+        found = length
+    return found
+
+
+def bench_records(ctx: Context) -> list[dict]:
+    """The profile's speed records in step order (a profile may time long lengths in a step of its own)."""
+    return [r for r in ctx.records.values() if r.get("kind") == "bench"]
 
 
 def build(ctx: Context) -> Page:
     paper = ctx.experiment.paper
-    record = next((r for r in ctx.records.values() if r.get("kind") == "bench"), None)
+    records = bench_records(ctx)
+    record = records[0] if records else None
     result = (record or {}).get("result") or {}
-    methods, ours = our_rows(result)
+    methods, ours = our_rows({"rows": [row for r in records for row in ((r.get("result") or {}).get("rows") or [])]})
     theirs = paper_rows(paper)
     lines = header(ctx)
     tokens = result.get("tokens")
@@ -70,6 +93,8 @@ def build(ctx: Context) -> Page:
     ]
     if record:
         lines += ["## Ours (ms)", ""]
+        if any(row.get("ms_min") is not None for _, rows in ours.values() for row in rows.values()):
+            lines += ["Each cell: the median of the timed calls (their min-max).", ""]
         body = [[f"{length:,}", str(batch)] + [shown_ms(rows.get(m)) for m in methods] for length, (batch, rows) in ours.items()]
         lines += table(["length", "batch", *methods], body)
         lines.append("")
@@ -114,14 +139,45 @@ def build(ctx: Context) -> Page:
         lines.append("")
     elif record:
         lines += ["No sequence length is in both ours and the paper's: no ratio to compare.", ""]
-    if record and result.get("command"):
-        lines += [f"Benchmark command: `{result['command']}`", ""]
+    if record:
+        lines += crossovers(methods, ours, theirs)
+    commands = [(r.get("result") or {}).get("command") for r in records]
+    if [c for c in commands if c]:
+        lines += [f"Benchmark command{'s' if len(commands) > 1 else ''}: "
+                  + "; ".join(f"`{c}`" for c in commands if c), ""]
     plots = {}
     png = f"{ctx.experiment.name}.png"
     lines += [f"![{ctx.experiment.title}]({png})", ""]
     plots[png] = lambda path: plot(ctx, methods, ours, theirs, path)
-    lines += recipe(ctx)
+    lines += how_measured(ctx)
     return Page(ctx.experiment.name, "\n".join(lines).rstrip() + "\n", plots)
+
+
+def crossovers(methods: list[str], ours: dict, theirs: dict) -> list[str]:
+    """Where each LSH setting overtakes full attention, ours (medians of the records) beside the paper's.
+    Where full attention failed (out of memory) and LSH ran, LSH counts as faster."""
+    mine = {length: {m: ms(rows.get(m)) for m in methods} for length, (_, rows) in ours.items()}
+    for length, (_, rows) in ours.items():  # full attention out of memory (or failed) where LSH ran: LSH wins
+        if (rows.get("full") or {}).get("error"):
+            mine[length]["full"] = math.inf
+    paper = {length: dict(values) for length, (_, values) in theirs.items()}
+    lsh = [m for m in methods if m != "full" and "full" in methods]
+    if not lsh:
+        return []
+    lines = ["## Where LSH overtakes full attention", "",
+             "The shortest length from which on each LSH setting's median time is below full attention's at"
+             f" every longer length measured (ours: {min(mine):,} to {max(mine):,}; the paper:"
+             f" {min(paper):,} to {max(paper):,}; the shortest length itself: already faster there; where full attention ran"
+             " out of memory, LSH counts as faster).", ""]
+
+    def shown(length: int | None, lengths: dict) -> str:
+        return f"{length:,}" if length is not None else f"not by {max(lengths):,}"
+
+    body = [[m, shown(crossover(mine, m), mine), shown(crossover(paper, m), paper) if m in next(iter(paper.values()), {}) else "-"]
+            for m in lsh]
+    lines += table(["method", "ours", "paper"], body)
+    lines.append("")
+    return lines
 
 
 def reference_length(ours: dict, theirs: dict) -> tuple[int | None, int | None]:
@@ -174,10 +230,17 @@ def plot(ctx: Context, methods: list[str], ours: dict, theirs: dict, path: Path)
         ax.text(0.5, 0.05, "no benchmark record yet: the paper's curves only", transform=ax.transAxes,
                 ha="center", color="gray")
     note = f"profile {ctx.profile}" + ("" if ctx.comparable else ", not comparable") if ctx.profile else "no record"
-    record = next((r for r in ctx.records.values() if r.get("kind") == "bench"), None)
+    record = next(iter(bench_records(ctx)), None)
     tokens = ((record or {}).get("result") or {}).get("tokens")
     ours_text = f"ours ({note}): attention forward + backward" + (f", {tokens:,} tokens per batch" if tokens else "")
     title(fig, ctx.experiment.title,
           f"{ours_text}; paper: a training step at {int(paper['tokens']):,} tokens per batch. Different problems,"
           " so both are shown relative to full attention at the same length: compare how they grow")
     save(fig, path)
+
+
+def how_measured(ctx: Context) -> list[str]:
+    """The profile's `recipe` under a benchmark's heading (the memory page's too): how it was measured and why."""
+    if not ctx.spec or not ctx.spec.recipe:
+        return []
+    return ["## How it was measured, and why", "", ctx.spec.recipe, ""]
