@@ -19,8 +19,6 @@ from .. import run_folder
 from ..errors import UserError
 from .hf_config import check_expressible, model_overrides, notes, read_config, setting, training_length
 
-BYTE_TASKS = ("enwik8", "text")
-
 
 @dataclass
 class Imported:
@@ -36,13 +34,13 @@ def _given(overrides: list[str], key: str) -> bool:
 
 def run_overrides(hf: dict, user: list[str]) -> list[str]:
     """The overrides of the imported run: the model's, then the task's defaults that follow from the
-    model (sequence length, the synthetic task's vocabulary), then the user's."""
+    model (sequence length; the vocabulary, for a task whose config sets it), then the user's."""
     from ..hydra_entry import compose
 
     task = compose("config", list(user)).task
     seq_len = int(task.seq_len) if _given(user, "task.seq_len") else training_length(hf)
     derived = [f"task.seq_len={seq_len}"]
-    if task.name == "synthetic" and not _given(user, "task.vocab_size"):
+    if "vocab_size" in task and not _given(user, "task.vocab_size"):
         derived.append(f"task.vocab_size={int(setting(hf, 'vocab_size'))}")
     return [*model_overrides(hf, seq_len), *derived, *user]
 
@@ -66,7 +64,7 @@ def import_hf(source: Path, user_overrides: list[str], out: Path | None = None) 
     from ..optimization import build_optimizer
     from ..checkpointer import TrainState, checkpoint_contents, save_checkpoint
     from ..records import write_text_atomic
-    from ..tasks import build_task
+    from ..tasks import build_task, task_spec
     from .weights import map_weights, read_weights, token_rows
 
     source = Path(source)
@@ -77,7 +75,7 @@ def import_hf(source: Path, user_overrides: list[str], out: Path | None = None) 
     validate(cfg)
     task = build_task(cfg.task, int(cfg.seed))
     vocab, length = task.vocab_size, task.seq_len
-    rows, token_note = token_rows(int(setting(hf, "vocab_size")), vocab, cfg.task.name in BYTE_TASKS)
+    rows, token_note = token_rows(int(setting(hf, "vocab_size")), vocab, task_spec(str(cfg.task.name)).byte_tokens)
     if "run_name" not in {o.split("=", 1)[0] for o in user_overrides}:
         overrides.append(f"run_name=hf-{run_folder.folder_label(source.resolve().name)}")
         cfg = compose("config", overrides)

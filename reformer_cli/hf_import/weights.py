@@ -9,7 +9,9 @@ Names (HF prefix `reformer.`, absent when a bare ReformerModel was saved; layer 
     embeddings.position_embeddings.weights.k            -> positions.tables.k ([1, .., n_k, .., d_k] -> [n_k, d_k])
     embeddings.position_embeddings.embedding.weight     -> positions.table (its first seq_len rows)
     encoder.layers.i.attention.layer_norm               -> stack.blocks.i.attention.norm
-    encoder.layers.i.attention.self_attention.query_key -> stack.blocks.i.attention.attention.to_qk
+    encoder.layers.i.attention.self_attention.query_key -> stack.blocks.i.attention.attention.to_qk (LSH)
+    encoder.layers.i.attention.self_attention.query     -> stack.blocks.i.attention.attention.to_q (local)
+    encoder.layers.i.attention.self_attention.key       -> stack.blocks.i.attention.attention.to_k (local)
     encoder.layers.i.attention.self_attention.value     -> stack.blocks.i.attention.attention.to_v
     encoder.layers.i.attention.output.dense             -> stack.blocks.i.attention.attention.to_out
     encoder.layers.i.feed_forward.layer_norm            -> stack.blocks.i.feedforward.norm
@@ -39,6 +41,8 @@ PREFIX = "reformer."
 LAYER_PARTS = {
     "attention.layer_norm": "attention.norm",
     "attention.self_attention.query_key": "attention.attention.to_qk",
+    "attention.self_attention.query": "attention.attention.to_q",
+    "attention.self_attention.key": "attention.attention.to_k",
     "attention.self_attention.value": "attention.attention.to_v",
     "attention.output.dense": "attention.attention.to_out",
     "feed_forward.layer_norm": "feedforward.norm",

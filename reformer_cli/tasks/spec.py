@@ -8,6 +8,8 @@ task by name, so a new task is one module (its spec and its batches) plus one co
 * `build(cfg, seed)`: the `Task` (tasks/base.py) that makes the batches and the metrics.
 * `metric`: the headline metric of summaries and tables; `metrics`: every metric its evaluation
   reports, each with its direction (True: higher is better).
+* `byte_tokens`: its tokens are the 256 byte values followed by the start token (vocabulary 257),
+  so a byte model made elsewhere can be mapped onto it (`reformer import hf`).
 * Data on disk, for the tasks `reformer data prepare` fills (`prepared = True`): where the files
   go, preparing and loading them, and what `reformer data verify` says of their source.
 
@@ -30,6 +32,7 @@ class TaskSpec:
     # every metric a run of this task logs under valid/ -> higher is better
     metrics: dict[str, bool] = COMMON_METRICS
     prepared: bool = False  # its data is prepared on disk by `reformer data prepare`
+    byte_tokens: bool = False  # tokens: byte b is id b (0..255), the start token 256
 
     def check(self, cfg: Any) -> None:
         """ConfigError (one line) for a value the schema's types allow but the task does not."""

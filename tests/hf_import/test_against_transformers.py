@@ -30,6 +30,7 @@ DTYPE = {"now": torch.float32}  # the precision of the comparison under way (tra
 
 
 def hf_model(**settings):
+    """A tiny random ReformerModelWithLMHead in eval mode (LSH layers unless attn_layers says otherwise)."""
     config = transformers.ReformerConfig(
         **{"attn_layers": ["lsh", "lsh"], "hidden_size": 16, "feed_forward_size": 24, "num_attention_heads": 2,
            "attention_head_size": 8, "axial_pos_shape": [4, 8], "axial_pos_embds_dim": [6, 10], "vocab_size": 11,
@@ -43,12 +44,22 @@ def hf_model(**settings):
     return model.eval()
 
 
-def hf_rotations(self, ctx, layer, n_heads, d_head, factors, device):
-    """transformers' draw: torch.randn(heads, d_head, rounds, sum(factors) / 2) after manual_seed, in
-    its columns per factor."""
-    drawn = torch.randn((n_heads, d_head, self.n_rounds, sum(factors) // 2), dtype=DTYPE["now"],
-                        generator=torch.Generator().manual_seed(HASH_SEED))
-    return list(drawn.split([f // 2 for f in factors], dim=-1))
+def use_hf_rotations(monkeypatch):
+    """Make this project's LSH layers hash with transformers' rotations: torch.randn(heads, d_head,
+    rounds, sum(factors) / 2) after manual_seed(hash_seed), in the working precision, split into
+    its columns per factor (the same draw for every LSH layer, as HF reseeds in each).
+
+    Depends on LSHAttentionCore.rotations(self, ctx, layer, n_heads, d_head, <length or factors>,
+    device) returning one [heads, d_head, rounds, f/2] tensor per bucket factor f, and on
+    LSHAttentionCore.factors(length) when it is given the length."""
+
+    def rotations(self, ctx, layer, n_heads, d_head, length_or_factors, device):
+        factors = self.factors(length_or_factors) if isinstance(length_or_factors, int) else length_or_factors
+        drawn = torch.randn((n_heads, d_head, self.n_rounds, sum(factors) // 2), dtype=DTYPE["now"],
+                            generator=torch.Generator().manual_seed(HASH_SEED))
+        return list(drawn.split([f // 2 for f in factors], dim=-1))
+
+    monkeypatch.setattr(LSHAttentionCore, "rotations", rotations)
 
 
 def imported_logits(folder, tokens, dtype=torch.float32):
@@ -76,27 +87,82 @@ CASES = {
                                                 lsh_num_chunks_before=2),
     "learned positions": dict(num_hashes=2, lsh_attn_chunk_length=8, num_buckets=4, axial_pos_embds=False,
                               max_position_embeddings=40),
+    "local, chunks of 4": dict(attn_layers=["local", "local"], local_attn_chunk_length=4),
+    "local, chunks of 8, two back, learned positions": dict(
+        attn_layers=["local", "local", "local"], local_attn_chunk_length=8, local_num_chunks_before=2,
+        axial_pos_embds=False, max_position_embeddings=40),
+    "local, two chunks of 16": dict(attn_layers=["local"], local_attn_chunk_length=16),
+    "local, one chunk of 32 (HF: unchunked)": dict(attn_layers=["local", "local"], local_attn_chunk_length=32),
+    "local, no look-back, gelu": dict(attn_layers=["local", "local"], local_attn_chunk_length=4,
+                                      local_num_chunks_before=0, hidden_act="gelu"),
+    "local and lsh": dict(attn_layers=["local", "lsh"], local_attn_chunk_length=4, num_hashes=1,
+                          lsh_attn_chunk_length=8, num_buckets=4),
+    "lsh, local, local, lsh, two rounds": dict(attn_layers=["lsh", "local", "local", "lsh"], num_hashes=2,
+                                               local_attn_chunk_length=8, lsh_attn_chunk_length=8,
+                                               num_buckets=[2, 2], local_num_chunks_before=2),
 }
+
+
+def imported_from(model, tmp_path, capsys, *extra):
+    model.save_pretrained(tmp_path / "hf")
+    code, err = in_process(["import", "hf", str(tmp_path / "hf"), "--out", str(tmp_path / "run"), *extra], capsys)
+    assert code == 0, err
+    return tmp_path / "run"
 
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("length", [32, 27])
 def test_logits_equal_transformers(case, length, tmp_path, capsys, monkeypatch):
     model = hf_model(**CASES[case])
-    if CASES[case]["num_buckets"] is None:  # HF sets it on its first forward (at the full length 32)
-        model(torch.zeros(1, 32, dtype=torch.long))
-    model.save_pretrained(tmp_path / "hf")
-    code, err = in_process(["import", "hf", str(tmp_path / "hf"), "--out", str(tmp_path / "run")], capsys)
-    assert code == 0, err
+    if "num_buckets" in CASES[case] and CASES[case]["num_buckets"] is None:  # HF sets it on its first forward
+        model(torch.zeros(1, 32, dtype=torch.long))  # (at the full length 32)
+    folder = imported_from(model, tmp_path, capsys)
     tokens = torch.randint(0, 11, (2, length), generator=torch.Generator().manual_seed(1))
-    dtype = torch.float32 if CASES[case]["num_hashes"] == 1 else torch.float64
+    dtype = torch.float32 if CASES[case].get("num_hashes", 1) == 1 else torch.float64
     monkeypatch.setitem(DTYPE, "now", dtype)
     with torch.no_grad():
         expected = model.to(dtype)(tokens).logits
-    monkeypatch.setattr(LSHAttentionCore, "rotations", hf_rotations)
-    got, cfg = imported_logits(tmp_path / "run", tokens, dtype)
-    assert cfg.attention.wrap_lookback and cfg.attention.attend_across_buckets and not cfg.attention.dedup
+    use_hf_rotations(monkeypatch)
+    got, cfg = imported_logits(folder, tokens, dtype)
+    kinds = set(CASES[case].get("attn_layers", ["lsh"]))
+    assert cfg.attention.name == ("lsh" if "lsh" in kinds else "local")
+    assert (cfg.model.attn_layers is not None) == (len(kinds) == 2)
     assert expected.abs().max() > 1  # logits that tell models apart
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_local_layers_are_imported_as_local_attention(tmp_path, capsys):
+    """The local layers' settings and their separate query and key weights arrive where they belong."""
+    model = hf_model(**CASES["local and lsh"], local_num_chunks_before=3, local_attention_probs_dropout_prob=0.25)
+    folder = imported_from(model, tmp_path, capsys)
+    from reformer_cli.records import load_checkpoint
+
+    [path] = (folder / "checkpoints").glob("step-*.pt")
+    saved = load_checkpoint(path)
+    local = saved["config"]["model"]["attn_settings"]["local"]
+    assert saved["config"]["model"]["attn_layers"] == ["local", "lsh"]
+    assert [local[k] for k in ("chunk_length", "n_chunks_before", "n_chunks_after", "dropout")] == [4, 3, 0, 0.25]
+    theirs = model.state_dict()
+    for ours, name in (("to_q", "query"), ("to_k", "key"), ("to_v", "value")):
+        assert torch.equal(saved["model"][f"stack.blocks.0.attention.attention.{ours}.weight"],
+                           theirs[f"reformer.encoder.layers.0.attention.self_attention.{name}.weight"])
+    assert "stack.blocks.1.attention.attention.to_qk.weight" in saved["model"]
+
+
+def test_padding_to_the_chunk_lengths_multiple_is_noted(tmp_path, capsys, monkeypatch):
+    """With local chunks of 8 and LSH chunks of 4, transformers pads every input to a multiple of 8,
+    the LSH layers here to a multiple of 4 (at a length that is not a multiple of 8 the look-back
+    from a round's first chunk can reach other keys): the import says so; at 32 the logits agree."""
+    model = hf_model(attn_layers=["local", "lsh"], local_attn_chunk_length=8, lsh_attn_chunk_length=4,
+                     num_hashes=1, num_buckets=4)
+    folder = imported_from(model, tmp_path, capsys)
+    notes = json.loads((folder / "import.json").read_text())["notes"]
+    assert any("pads an input to a multiple of 8" in line for line in notes), notes
+    use_hf_rotations(monkeypatch)
+    tokens = torch.randint(0, 11, (2, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(tokens).logits
+    got, _ = imported_logits(folder, tokens)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
@@ -112,7 +178,7 @@ def test_the_rotations_matter(tmp_path, capsys):
     assert (got - expected).abs().max() > 1e-3
 
 
-def test_byte_model_maps_trax_ids(tmp_path, capsys):
+def test_byte_model_maps_trax_ids(tmp_path, capsys, monkeypatch):
     """A 258-id byte model (trax's enwik8 ids: byte + 2, 0 the start) imported for a byte task: the
     log-probabilities here are HF's renormalised without id 1."""
     model = hf_model(vocab_size=258, num_hashes=1, lsh_attn_chunk_length=8, num_buckets=4)
@@ -126,14 +192,8 @@ def test_byte_model_maps_trax_ids(tmp_path, capsys):
         hf_logp = model(theirs).logits.log_softmax(-1)
     rows = torch.cat([torch.arange(2, 258), torch.zeros(1, dtype=torch.long)])
     expected = hf_logp[..., rows] - hf_logp[..., rows].logsumexp(-1, keepdim=True)
-    import reformer_cli.attention.lsh_core as lsh_core
-
-    original = lsh_core.LSHAttentionCore.rotations
-    lsh_core.LSHAttentionCore.rotations = hf_rotations
-    try:
-        got, cfg = imported_logits(tmp_path / "run", ours)
-    finally:
-        lsh_core.LSHAttentionCore.rotations = original
+    use_hf_rotations(monkeypatch)
+    got, cfg = imported_logits(tmp_path / "run", ours)
     assert cfg.task.name == "enwik8" and cfg.task.seq_len == 32
     torch.testing.assert_close(got.log_softmax(-1), expected, atol=1e-5, rtol=0)
 

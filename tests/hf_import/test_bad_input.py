@@ -90,6 +90,25 @@ def test_hand_written_files_import(tmp_path, capsys, fmt):
     assert state["state"]["step"] == 0
 
 
+def test_hand_written_local_layer_imports(tmp_path, capsys):
+    """A local layer's separate query and key weights become to_q and to_k of attention=local."""
+    w = weights()
+    layer = "reformer.encoder.layers.0.attention.self_attention."
+    w[f"{layer}query.weight"] = w.pop(f"{layer}query_key.weight")
+    w[f"{layer}key.weight"] = -w[f"{layer}query.weight"]
+    config = {**CONFIG, "attn_layers": ["local"], "local_attn_chunk_length": 4, "local_num_chunks_before": 2}
+    code, err = imported(saved(tmp_path, config, w), tmp_path, capsys)
+    assert code == 0, err
+    from reformer_cli.records import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "step-00000000.pt")
+    assert torch.equal(state["model"]["stack.blocks.0.attention.attention.to_q.weight"], w[f"{layer}query.weight"])
+    assert torch.equal(state["model"]["stack.blocks.0.attention.attention.to_k.weight"], w[f"{layer}key.weight"])
+    attention = state["config"]["attention"]
+    assert (attention["name"], attention["chunk_length"], attention["n_chunks_before"]) == ("local", 4, 2)
+    assert attention["causal"] and attention["dropout"] == 0.05  # transformers' default, config.json omits it
+
+
 def test_safetensors_reader_reads_dtypes_and_shapes(tmp_path):
     tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([1.5])}
     save_safetensors(tensors, tmp_path / "x.safetensors")
@@ -113,7 +132,11 @@ CASES = {
     "not a Reformer": (broken({"model_type": "bert"}), "model_type 'bert' is not a Reformer"),
     "a classifier": (broken({"architectures": ["ReformerForSequenceClassification"]}),
                      "architecture ReformerForSequenceClassification is not supported"),
-    "local layers": (broken({"attn_layers": ["local"]}), "local attention layers are not supported by this build yet"),
+    "a layer kind transformers lacks": (broken({"attn_layers": ["lsh", "full"]}), "attn_layers holds 'full'"),
+    "local layers without a causal mask": (broken({"attn_layers": ["local"], "is_decoder": False}),
+                                           "is_decoder=false with local_num_chunks_before=1 cannot be expressed"),
+    "local chunks after": (broken({"attn_layers": ["local"], "local_num_chunks_after": 1}),
+                           "local_num_chunks_after=1 cannot be expressed here"),
     "chunks after": (broken({"lsh_num_chunks_after": 1}), "lsh_num_chunks_after=1 cannot be expressed here"),
     "activation": (broken({"hidden_act": "gelu_new"}), "hidden_act='gelu_new' cannot be expressed here"),
     "weight missing": (broken(drop="reformer.encoder.layers.0.attention.output.dense.weight"),
