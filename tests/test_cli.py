@@ -35,7 +35,7 @@ def test_run_help_lists_groups(tmp_path):
 def test_eval_help_lists_attention_options(tmp_path):
     out = run_cli(["eval", "--help"], tmp_path)
     assert out.returncode == 0
-    assert "checkpoint=PATH" in out.stdout and "full, lsh" in out.stdout
+    assert "checkpoint=PATH" in out.stdout and "attention:  full, local, lsh" in out.stdout
 
 
 def test_unknown_command(tmp_path):
