@@ -18,7 +18,7 @@ from typing import Callable
 from ..definitions.curated import read_records
 from ..definitions.experiments import Experiment
 from ..errors import UserError
-from . import curves, matrix
+from . import curves, matrix, memory, speed
 from .common import Context, Page, provenance, table
 
 PREFERENCE = ("paper", "quick", "cpu", "smoke")
@@ -87,6 +87,12 @@ def verdicts_block(contexts: list[Context], out: str) -> str:
     measured difference and the page, so that the README says 'holds' only where a page does."""
     body = []
     for ctx in contexts:
+        link = f"[{ctx.experiment.name}]({out}/{ctx.experiment.name}.md)"
+        if ctx.experiment.layout in ("memory", "speed"):  # one claim each, decided on its page
+            rows = (memory if ctx.experiment.layout == "memory" else speed).claim_rows(ctx)
+            body += [[claim, link, ctx.profile or "-", measured, seeds, f"**{verdict}**"]
+                     for claim, measured, seeds, verdict in rows]
+            continue
         if ctx.experiment.layout != "curves":
             continue
         for v in curves.verdicts(ctx):
@@ -100,7 +106,7 @@ def verdicts_block(contexts: list[Context], out: str) -> str:
                          f"{v.run} − {v.baseline}: {measured}", seeds, f"**{v.verdict}**"])
     if not body:
         return "No claim has records yet."
-    return "\n".join(table(["claim", "page", "profile", "measured (run − baseline)", "seeds", "verdict"], body))
+    return "\n".join(table(["claim", "page", "profile", "measured", "seeds", "verdict"], body))
 
 
 def update_readme(readme: Path, ctx: Context, page: str, contexts: list[Context] | None = None,

@@ -141,6 +141,10 @@ def build(ctx: Context) -> Page:
         lines += ["No sequence length is in both ours and the paper's: no ratio to compare.", ""]
     if record:
         lines += crossovers(methods, ours, theirs)
+        found = flatness(ours)
+        if found is not None:
+            lines += [f"Verdict: the paper's claim that LSH attention's speed remains flat while full attention's"
+                      f" time grows with length — {found[0]}: **{found[1]}** (rule: {FLAT_RULE}).", ""]
     commands = [(r.get("result") or {}).get("command") for r in records]
     if [c for c in commands if c]:
         lines += [f"Benchmark command{'s' if len(commands) > 1 else ''}: "
@@ -178,6 +182,43 @@ def crossovers(methods: list[str], ours: dict, theirs: dict) -> list[str]:
     lines += table(["method", "ours", "paper"], body)
     lines.append("")
     return lines
+
+
+FLAT_RULE = ("holds where, over lengths at least 4x apart, every LSH setting's time grows at most 2x and"
+             " full attention's at least twice as much as the fastest-growing LSH setting's; does not hold"
+             " otherwise; inconclusive over a shorter span")
+
+
+def flatness(ours: dict) -> tuple[str, str] | None:
+    """(the measured growth, the verdict) of the paper's speed claim over our lengths (FLAT_RULE), or
+    None without full attention and LSH at two lengths."""
+    lengths = [length for length, (_, rows) in ours.items()
+               if ms(rows.get("full")) is not None and any(m != "full" and ms(r) is not None for m, r in rows.items())]
+    if len(lengths) < 2:
+        return None
+    short, long = min(lengths), max(lengths)
+    growth = {m: ms(ours[long][1].get(m)) / ms(ours[short][1].get(m)) for m in ours[short][1]
+              if ms(ours[short][1].get(m)) and ms(ours[long][1].get(m)) is not None}
+    if "full" not in growth or len(growth) < 2:
+        return None
+    lsh = {m: g for m, g in growth.items() if m != "full"}
+    measured = (f"from {short:,} to {long:,}: full x{growth['full']:.1f}, "
+                + ", ".join(f"{m} x{g:.2f}" for m, g in lsh.items()))
+    if long / short < 4:
+        return measured, "inconclusive at this scale"
+    flat = max(lsh.values()) <= 2 and growth["full"] >= 2 * max(lsh.values())
+    return measured, "holds" if flat else "does not hold"
+
+
+def claim_rows(ctx: Context) -> list[tuple[str, str, str, str]]:
+    """The README's line for the paper's speed claim: (claim, measured, seeds, verdict)."""
+    records = bench_records(ctx)
+    _, ours = our_rows({"rows": [row for r in records for row in ((r.get("result") or {}).get("rows") or [])]})
+    found = flatness(ours)
+    if found is None:
+        return []
+    return [("LSH attention's speed remains flat with length while full attention's time grows (Figure 5 right)",
+             found[0], "- (medians of timed repeats)", found[1])]
 
 
 def reference_length(ours: dict, theirs: dict) -> tuple[int | None, int | None]:

@@ -96,3 +96,35 @@ def test_our_times_show_their_spread_when_the_record_has_one():
     assert speed.shown_ms({"ms": 3.0}) == "3.00"  # a record without a spread
     assert speed.shown_ms({"ms": 3.0, "ms_min": 3.0, "ms_max": 3.0, "repeats": 1}) == "3.00"  # one call: none
     assert speed.shown_ms({"ms": None, "error": "OOM"}) == "OOM"
+
+
+def speed_rows(times: dict[int, dict[str, float]]) -> dict:
+    return {length: (1, {m: {"ms": t} for m, t in row.items()}) for length, row in times.items()}
+
+
+def test_the_speed_claim_is_decided_by_how_each_time_grows():
+    flat = {1024: {"full": 1.0, "lsh-2": 3.0}, 4096: {"full": 4.5, "lsh-2": 3.3}}
+    measured, verdict = speed.flatness(speed_rows(flat))
+    assert verdict == "holds" and "full x4.5" in measured and "lsh-2 x1.10" in measured
+    grows = {1024: {"full": 1.0, "lsh-2": 3.0}, 4096: {"full": 4.5, "lsh-2": 7.5}}  # LSH x2.5
+    assert speed.flatness(speed_rows(grows))[1] == "does not hold"
+    full_flat = {1024: {"full": 1.0, "lsh-2": 3.0}, 4096: {"full": 1.5, "lsh-2": 3.0}}  # full barely grows
+    assert speed.flatness(speed_rows(full_flat))[1] == "does not hold"
+    short = {1024: {"full": 1.0, "lsh-2": 3.0}, 2048: {"full": 2.0, "lsh-2": 3.0}}  # lengths 2x apart
+    assert speed.flatness(speed_rows(short))[1] == "inconclusive at this scale"
+    assert speed.flatness(speed_rows({1024: {"full": 1.0, "lsh-2": 3.0}})) is None
+
+
+def test_the_memory_claim_holds_only_where_every_record_holds():
+    def record(reversible_per_layer: float) -> dict:
+        rows = [{"layer": layer, "depth": d, "status": "ok",
+                 "saved_bytes": int((10 + d * (20 if layer == "standard" else reversible_per_layer)) * MIB)}
+                for layer in ("standard", "reversible") for d in (1, 2, 4)]
+        return {"kind": "bench", "result": {"results": rows}}
+
+    ctx = SimpleNamespace(records={"a": record(0.0), "b": record(0.5)})
+    [(claim, measured, _, verdict)] = memory.claim_rows(ctx)
+    assert verdict == "holds" and "at most 2.5% of the standard's" in measured and "2 settings" in measured
+    ctx.records["c"] = record(2.0)  # 10% of the standard's growth per layer
+    assert memory.claim_rows(ctx)[0][3] == "does not hold"
+    assert memory.claim_rows(SimpleNamespace(records={})) == []
