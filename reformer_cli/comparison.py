@@ -137,6 +137,8 @@ def write(runs: list[Run], out: Path, metric: str | None, x: str, force: bool, s
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         raise UserError(f"{', '.join(existing)} exists: pass --force to replace it, or --out another folder")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: compare.md cannot be written in it")
     out.mkdir(parents=True, exist_ok=True)
     from .records import write_text_atomic
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import UserError
 from .evaluation import load_trained, trained_model, trained_run_config
 from .model.reformer import ReformerLM
 from .tasks.base import Task
@@ -31,8 +32,14 @@ def load(run_folder_or_checkpoint: str | Path, device: str = "cpu") -> Trained:
     A path that is neither, or a damaged checkpoint, is a UserError (one line)."""
     import torch
 
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device {device!r} is not a device (cpu, cuda, cuda:N, mps)") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device}: no CUDA device is available")
     path, saved = load_trained(str(run_folder_or_checkpoint))
     config, _ = trained_run_config(saved)
     model, task = trained_model(path, saved, config, check_data=False)
-    model.to(torch.device(device)).eval()
+    model.to(target).eval()
     return Trained(model, config, task, path, (saved.get("state") or {}).get("step"))

@@ -4,8 +4,10 @@ the one line for an allocation failure that happens anyway (`allocation_failure`
 
 The terms (bytes, float32): parameters x 4 x 4 (weights, gradients, Adam's two moments); the
 logits, batch x seq_len x vocab x 4 (/ model.loss_chunks); full attention's weights, batch x heads x
-seq_len^2 x 4. It is a lower bound of what a step needs; the check refuses only runs whose
-estimate alone exceeds the device's total memory.
+seq_len^2 x 4; what an attention's spec counts per query and head (`memory_per_query`: LSH's and
+local attention's window weights, LSH's hash projections), x batch x heads x seq_len x 4. It is a
+lower bound of what a step needs; the check refuses only runs whose estimate alone exceeds the
+device's total memory.
 """
 
 from __future__ import annotations
@@ -36,10 +38,16 @@ def memory_terms(cfg: Any) -> list[tuple[int, str]]:
         (batch * seq * d * 4 * 2 * max(1, layers), "the activations, trainer.batch_size x task.seq_len x"
          " model.d_model per layer (reduce trainer.batch_size or model.d_model)"),
     ]
-    if any(spec_of(attention).quadratic_memory for attention in layer_attentions(model, cfg.attention)):
+    attentions = layer_attentions(model, cfg.attention)
+    if any(spec_of(attention).quadratic_memory for attention in attentions):
         terms.append((batch * int(model.n_heads) * seq * seq * 4,
                       "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
                       " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)"))
+    per_query: dict[str, int] = {}  # the largest of each term over the layers' attentions
+    for attention in attentions:
+        for floats, what in spec_of(attention).memory_per_query(attention, seq):
+            per_query[what] = max(per_query.get(what, 0), int(floats))
+    terms += [(batch * int(model.n_heads) * seq * floats * 4, what) for what, floats in per_query.items()]
     return terms
 
 

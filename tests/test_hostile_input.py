@@ -156,7 +156,7 @@ PARAMS = "the parameters with their gradients and Adam's moments"
     ("trainer.batch_size=10000000", "the activations, trainer.batch_size x task.seq_len x model.d_model per"
                                     " layer (reduce trainer.batch_size or model.d_model), 305.2 GiB"),
     ("task.seq_len=100000", "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
-                            " (reduce trainer.batch_size or task.seq_len, or use attention=lsh), 596.0 GiB"),
+                            " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks), 596.0 GiB"),
 ])
 def test_a_run_that_cannot_fit_is_refused_before_it_allocates(override, largest, tmp_path, monkeypatch, capsys):
     from reformer_cli import memory_estimate

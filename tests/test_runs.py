@@ -99,3 +99,12 @@ def test_compare_writes_the_plot_and_the_table(two_runs, tmp_path, capsys):
     code, err = in_process(["compare", str(two_runs / "outputs"), "--out", str(out), "--metric", "nope", "--force"],
                            capsys)
     assert code == 2 and "no run records it" in err and "accuracy" in err
+
+
+def test_compare_into_a_file_is_one_line_and_leaves_it(two_runs, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("kept\n")
+    code, err = in_process(["compare", str(two_runs / "outputs" / "synthetic"), "--out", str(taken), "--no-plot"],
+                           capsys)
+    assert code == 2 and err == f"error: --out {taken} is a file, not a folder: compare.md cannot be written in it\n"
+    assert taken.read_text() == "kept\n"

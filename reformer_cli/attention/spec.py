@@ -70,3 +70,6 @@ class AttentionSpec:
     legacy: Mapping[str, Any] = field(default_factory=dict)
     # whether it forms the full length x length weight matrix (the memory estimate names it)
     quadratic_memory: bool = False
+    # (config, seq_len) -> [(floats it holds per query and head, 'what they are, their shape (the
+    # option that shrinks them)')]: the memory estimate's terms for its tensors beyond the model's
+    memory_per_query: Callable[[Any, int], list[tuple[int, str]]] = lambda attention, seq_len: []

@@ -49,10 +49,11 @@ def main(args: list[str]) -> int:
 
         if opts.prompt_file is not None:
             if not opts.prompt_file.is_file():
-                raise UserError(f"--prompt-file {opts.prompt_file}: no such file")
+                what = "a folder, not a file" if opts.prompt_file.is_dir() else "no such file"
+                raise UserError(f"--prompt-file {opts.prompt_file}: {what}")
             prompt = opts.prompt_file.read_bytes()
-        else:
-            prompt = None if opts.prompt is None else opts.prompt.encode("utf-8")
+        else:  # the bytes given, UTF-8 or not (Python keeps other bytes of argv as surrogates)
+            prompt = None if opts.prompt is None else opts.prompt.encode("utf-8", "surrogateescape")
         request = SampleRequest(prompt=prompt, length=opts.length, temperature=opts.temperature, top_k=opts.top_k,
                                 top_p=opts.top_p, seed=opts.seed, count=opts.count, complete=opts.complete,
                                 prompt_rows=opts.prompt_rows)

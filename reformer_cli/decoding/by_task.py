@@ -40,12 +40,15 @@ def settings_of(request: SampleRequest, greedy_default: bool = False) -> Samplin
 
 def check_request(request: SampleRequest) -> None:
     """The settings a user gives, each wrong one as one line."""
-    if request.temperature is not None and request.temperature < 0:
-        raise UserError(f"--temperature {request.temperature} must be >= 0 (0: the most likely token)")
+    if request.temperature is not None and not 0 <= request.temperature < float("inf"):  # nan too
+        raise UserError(f"--temperature {request.temperature} must be a finite number >= 0 (0: the most likely"
+                        " token)")
     if request.top_k < 0:
         raise UserError(f"--top-k {request.top_k} must be >= 0 (0: every token)")
     if not 0 < request.top_p <= 1:
         raise UserError(f"--top-p {request.top_p} must be in (0, 1]")
+    if not -2**63 <= request.seed < 2**63:
+        raise UserError(f"--seed {request.seed} must be an integer in [-2^63, 2^63)")
     if request.count < 1:
         raise UserError(f"--count {request.count} must be >= 1")
     if request.length is not None and request.length < 1:
@@ -229,6 +232,8 @@ def sample(trained: Trained, request: SampleRequest, out_dir: Path, stdout: Text
         raise UserError(f"no sampling for task '{name}' (sampled: {', '.join(SAMPLERS)})")
     if request.prompt is not None and name == "imagenet64":
         raise UserError("imagenet64 takes no text prompt: --complete N completes valid images from their upper rows")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder: sample.json cannot be written in it")
     out_dir.mkdir(parents=True, exist_ok=True)
     check_writable(out_dir / "sample.json")
     trained.model.eval()

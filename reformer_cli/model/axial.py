@@ -60,16 +60,17 @@ class AxialPositions(nn.Module):
     def from_config(cls, model: ModelConfig, seq_len: int) -> "AxialPositions":
         return cls(*axial_layout(model, seq_len))
 
-    def table(self, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The full [prod(shape), sum(dims)] embedding: per-axis tables broadcast over the grid,
-        concatenated on the feature axis, flattened row-major."""
-        axes = len(self.shape)
-        parts = []
-        for i, table in enumerate(self.tables):
-            view = [1] * axes + [self.dims[i]]
-            view[i] = self.shape[i]
-            parts.append(table.to(dtype or table.dtype).view(view).expand(*self.shape, self.dims[i]))
-        return torch.cat(parts, dim=-1).reshape(self.length, sum(self.dims))
+    def table(self, length: int | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The [length, sum(dims)] embedding of the grid's first `length` positions (default: all of
+        them): each position's row-major coordinates pick a row of every axis's table, concatenated on
+        the feature axis. Only those rows are built, so a grid far longer than the sequence costs no
+        memory."""
+        position = torch.arange(self.length if length is None else length, device=self.tables[0].device)
+        parts, stride = [], self.length
+        for n, table in zip(self.shape, self.tables):
+            stride //= n  # positions per step of this axis (the last axis varies fastest)
+            parts.append(table.to(dtype or table.dtype)[position // stride % n])
+        return torch.cat(parts, dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
@@ -78,4 +79,4 @@ class AxialPositions(nn.Module):
                 f"sequence of length {length} is longer than the axial positions' {self.length}"
                 f" (model.axial_shape={self.shape})"
             )
-        return x + self.table(x.dtype)[:length]
+        return x + self.table(length, x.dtype)

@@ -4,6 +4,7 @@ fixture images, a synthetic run; and one line for each bad input."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -59,10 +60,35 @@ def test_load_returns_the_model_its_config_and_task(text_run):
     (["--prompt", "abc", "--length", "62"], "error: --length 62 after a prompt of 3 bytes needs 65 positions; this"
      " model has 64"),
     (["--top-p", "1.5"], "error: --top-p 1.5 must be in (0, 1]"),
+    *[(["--temperature", value], f"error: --temperature {float(value)} must be a finite number >= 0 (0: the most"
+       " likely token)") for value in ("-1", "nan", "inf")],
+    (["--seed", str(2**63)], f"error: --seed {2**63} must be an integer in [-2^63, 2^63)"),
+    (["--device", "cuda:abc"], "error: device 'cuda:abc' is not a device (cpu, cuda, cuda:N, mps)"),
 ])
 def test_bad_input_is_one_line(text_run, tmp_path, capsys, args, message):
     code, err = in_process(["sample", str(text_run), *args, "--out", str(tmp_path)], capsys)
     assert code == 2 and err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_paths_that_cannot_work_are_one_line(text_run, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("kept\n")
+    code, err = in_process(["sample", str(text_run), "--length", "3", "--out", str(taken)], capsys)
+    assert code == 2 and err == f"error: --out {taken} is a file, not a folder: sample.json cannot be written in it\n"
+    assert taken.read_text() == "kept\n"
+    code, err = in_process(["sample", str(text_run), "--prompt-file", str(tmp_path), "--out", str(tmp_path)], capsys)
+    assert code == 2 and err == f"error: --prompt-file {tmp_path}: a folder, not a file\n"
+
+
+def test_a_prompt_argument_that_is_not_utf8_is_its_bytes(text_run, tmp_path, capsys):
+    (tmp_path / "prompt").write_bytes(b"caf\xe9 ")
+    for how, prompt in (("argument", ["--prompt", os.fsdecode(b"caf\xe9 ")]),
+                        ("file", ["--prompt-file", str(tmp_path / "prompt")])):
+        code, err = in_process(["sample", str(text_run), *prompt, "--length", "4", "--out", str(tmp_path / how)],
+                               capsys)
+        assert code == 0, err
+    drawn = [json.loads((tmp_path / how / "sample.json").read_text())["samples"] for how in ("argument", "file")]
+    assert drawn[0] == drawn[1] and drawn[0][0]["bytes"] == 4
 
 
 def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):

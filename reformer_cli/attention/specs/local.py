@@ -47,5 +47,13 @@ def build_core(attention: Any) -> Any:
     return LocalAttentionCore(attention)
 
 
+def memory_per_query(attention: Any, seq_len: int) -> list[tuple[int, str]]:
+    """Per query and head, a weight for each key of its window (local.chunk_window)."""
+    return [((attention.n_chunks_before + 1 + attention.n_chunks_after) * attention.chunk_length,
+             "local attention's window weights, trainer.batch_size x model.n_heads x task.seq_len x"
+             " (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length (reduce"
+             " attention.n_chunks_before or attention.chunk_length)")]
+
+
 SPEC = AttentionSpec(name="local", schema=LocalAttentionConfig, build_core=build_core, validate=validate,
-                     label=label)
+                     label=label, memory_per_query=memory_per_query)

@@ -82,6 +82,22 @@ def check_device(attention: Any, device: Any) -> None:
         lsh_implementation("fast", device)
 
 
+def memory_per_query(attention: Any, seq_len: int) -> list[tuple[int, str]]:
+    """Per query and head: a weight for each key of its window in every round (lsh.look_back: its
+    chunk and n_chunks_before chunks), and the hash's projections, n_buckets / 2 per round (summed
+    over the factors of factorised buckets; the paper's default n_buckets grows with seq_len)."""
+    rounds = attention.n_rounds
+    projections = sum(bucket_factors(attention.n_buckets, seq_len, attention.chunk_length)) // 2
+    return [
+        (rounds * (attention.n_chunks_before + 1) * attention.chunk_length,
+         "LSH's window weights, trainer.batch_size x model.n_heads x task.seq_len x attention.n_rounds x"
+         " (attention.n_chunks_before + 1) x attention.chunk_length (reduce attention.n_chunks_before or"
+         " attention.chunk_length)"),
+        (rounds * projections, "LSH's hash projections, trainer.batch_size x model.n_heads x task.seq_len x"
+         " attention.n_rounds x attention.n_buckets / 2 (set attention.n_buckets lower, or factorised as a list such as [64, 64])"),
+    ]
+
+
 SPEC = AttentionSpec(
     name="lsh",
     schema=LSHAttentionConfig,
@@ -92,4 +108,5 @@ SPEC = AttentionSpec(
     eval_seed=lambda attention: int(attention.eval_seed or 0),
     check_device=check_device,
     legacy={"attend_across_buckets": True, "dedup": False},
+    memory_per_query=memory_per_query,
 )
