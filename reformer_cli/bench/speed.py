@@ -10,8 +10,11 @@ The standard problem: a fixed number of tokens per batch (65,536: batch x length
   and the merge of rounds included, with `--impl fast` (the Triton kernels, the default on CUDA)
   or `reference` (plain PyTorch); `lsh-across-R`: the same with attention across buckets and no
   duplicate correction (what trax v2 and HF compute; `--semantics paper,across`, the CUDA default);
-* with `--peers`, when importable: lucidrains' reformer-pytorch `LSHAttention` and transformers'
-  `LSHSelfAttention` (which includes its QK and V projections) at `--peer-rounds`.
+* with `--peers`, when importable: lucidrains' reformer-pytorch `LSHAttention` in its default mode
+  (`reformer-pytorch-R`: across buckets, duplicates allowed) and in its paper mode
+  (`reformer-pytorch-dedup-R`: `attend_across_buckets=False, allow_duplicate_attention=False`), and
+  transformers' `LSHSelfAttention` (which includes its QK and V projections) at `--peer-rounds`,
+  with the ratios of our rows to theirs at the same length and rounds (bench/peer_ratios.py).
 
 Columns: ms (median of forward + backward) with its min-max, forward ms (the forward alone, autograd
 recording as in training) with its min-max, n (timed calls of each), tokens/s (forward + backward),
@@ -19,7 +22,8 @@ peak memory (CUDA: bytes allocated at the peak beyond the inputs), the ratio of 
 attention's at the same length (below 1: faster than full attention) and a failure's reason.
 Every method is warmed up first; then the methods of one length, forward + backward and forward
 alone, are timed in turn within each of `--repeats` repeats (bench/common.py, `time_interleaved`),
-so that a change of the machine's load falls on all of them alike. A forward slower than its
+so that a change of the machine's load falls on all of them alike (`--repeats 6,6,3,2`: one
+count per length, the last for the lengths beyond, for long lengths timed fewer times). A forward slower than its
 forward + backward by more than the spread is printed as a warning (and kept in the notes).
 Peers asked for but not installed are listed apart ("missing"), not as rows.
 Out of memory is a result (`OOM`).
@@ -47,6 +51,7 @@ import torch
 from ..errors import OneLineParser, UserError, one_line
 from ..primitives.attention_settings import bucket_factors
 from ..records import write_json_atomic, write_text_atomic
+from .peer_ratios import ratio_table
 from .common import (
     DTYPES, clear_grads, comma_ints, format_rate, header, is_oom, markdown_table, peak_bytes, plain_table, release,
     resolve_device, run_main, time_interleaved,
@@ -98,12 +103,21 @@ class Problem:
     buckets: str  # auto | single | comma-separated factors
     seed: int = 0
     warmup: int = 3
-    reps: int = 10
+    reps: int | list[int] = 10  # one count, or one per length (the last for the lengths beyond)
+    lengths: list[int] = field(default_factory=list)
+    forward_alone: bool = True  # also time the forward alone (--no-forward: forward + backward only)
     notes: list[str] = field(default_factory=list)
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    def reps_at(self, length: int) -> int:
+        """Timed calls of each method at `length`: `reps`, or its entry for this length."""
+        if isinstance(self.reps, int):
+            return self.reps
+        index = self.lengths.index(length) if length in self.lengths else len(self.reps) - 1
+        return self.reps[min(index, len(self.reps) - 1)]
 
     def batch(self, length: int) -> int:
         return max(1, self.tokens // length)
@@ -167,9 +181,12 @@ def measure_all(contenders: list[Contender], problem: Problem) -> list[Row]:
     up first, then interleaved repeat by repeat (common.time_interleaved); then CUDA peak memory."""
     fns: dict[str, Callable[[], Any]] = {}
     for i, c in enumerate(contenders):
-        fns[f"{i} fwd+bwd"], fns[f"{i} fwd"] = c.step, c.forward
+        fns[f"{i} fwd+bwd"] = c.step
+        if problem.forward_alone:
+            fns[f"{i} fwd"] = c.forward
     inputs = [t for c in contenders for t in c.inputs]
-    timings, failed = time_interleaved(fns, problem.device, warmup=problem.warmup, reps=problem.reps,
+    reps = problem.reps_at(contenders[0].row.length) if contenders else 1
+    timings, failed = time_interleaved(fns, problem.device, warmup=problem.warmup, reps=reps,
                                        before_each=lambda: clear_grads(inputs))
     for i, c in enumerate(contenders):
         row = c.row
@@ -177,9 +194,11 @@ def measure_all(contenders: list[Contender], problem: Problem) -> list[Row]:
         if error is not None:
             fail(row, error)
             continue
-        both, fwd = timings[f"{i} fwd+bwd"], timings[f"{i} fwd"]
+        both = timings[f"{i} fwd+bwd"]
         row.ms, row.ms_min, row.ms_max, row.repeats = both.median, both.low, both.high, both.repeats
-        row.fwd_ms, row.fwd_ms_min, row.fwd_ms_max = fwd.median, fwd.low, fwd.high
+        if problem.forward_alone:
+            fwd = timings[f"{i} fwd"]
+            row.fwd_ms, row.fwd_ms_min, row.fwd_ms_max = fwd.median, fwd.low, fwd.high
         row.tokens_per_s = row.batch * row.length / (row.ms / 1e3)
         try:
             clear_grads(c.inputs)
@@ -284,25 +303,48 @@ def not_installed(method: str, exc: ImportError) -> Missing:
     return Missing(method, one_line(f"not installed ({exc})"))
 
 
-def reformer_pytorch_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
-    """lucidrains/reformer-pytorch `LSHAttention` (shared QK given; heads folded into the batch)."""
+# reformer-pytorch's modes: method name, LSHAttention keywords, what it computes.
+REFORMER_PYTORCH_MODES = {
+    "default": ("reformer-pytorch-{rounds}", {}, "its default: across buckets, duplicates allowed"),
+    "dedup": ("reformer-pytorch-dedup-{rounds}", {"attend_across_buckets": False, "allow_duplicate_attention": False},
+              "same bucket, duplicate correction (the paper's semantics)"),
+}
+
+
+def reformer_pytorch_row(problem: Problem, length: int, rounds: int, mode: str = "default") -> Contender | Missing:
+    """lucidrains/reformer-pytorch `LSHAttention` (shared QK given; heads folded into the batch), in
+    its default mode or its paper mode (`REFORMER_PYTORCH_MODES`). Its `bucket_size` is both the chunk
+    length and the mean bucket size: chunks as ours, n_buckets = length / chunk (half ours), unfactorised."""
     b = problem.batch(length)
-    row = Row(f"reformer-pytorch-{rounds}", "peer", rounds, length, b)
+    method, keywords, about = REFORMER_PYTORCH_MODES[mode]
+    row = Row(method.format(rounds=rounds), "peer", rounds, length, b)
     try:
         import reformer_pytorch
         from reformer_pytorch import LSHAttention
     except ImportError as exc:
         return not_installed(row.method, exc)
-    attn = LSHAttention(bucket_size=problem.chunk, n_hashes=rounds, causal=problem.causal).to(problem.device)
+    attn = LSHAttention(bucket_size=problem.chunk, n_hashes=rounds, causal=problem.causal,
+                        **keywords).to(problem.device)
     shape = (b * problem.heads, length, problem.d_head)
     qk, v = problem.randn(*shape), problem.randn(*shape)
-    row.note = f"reformer-pytorch {getattr(reformer_pytorch, '__version__', '')}".strip()
+    version = getattr(reformer_pytorch, "__version__", "") or _distribution_version("reformer-pytorch")
+    row.note = f"reformer-pytorch {version}; {about}; buckets {max(1, length // problem.chunk)}".replace("  ", " ")
     return contender(row, problem, lambda: attn(qk, v)[0], [qk, v], shape)
+
+
+def _distribution_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return ""
 
 
 def hf_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
     """transformers' `LSHSelfAttention` (its QK and V projections included, as perf.md measured);
-    in fp32 when one step in the problem's dtype fails (as perf.md measured it)."""
+    in fp32 when one step in the problem's dtype fails (as perf.md measured it). Its buckets are
+    ours at this length (2 x length / chunk, factorised as `--buckets` says)."""
     b = problem.batch(length)
     row = Row(f"hf-lsh-{rounds}", "peer", rounds, length, b)
     try:
@@ -311,10 +353,11 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
         from transformers.models.reformer.modeling_reformer import LSHSelfAttention
     except ImportError as exc:
         return not_installed(row.method, exc)
+    factors = problem.factors(length)
     config = ReformerConfig(
         hidden_size=problem.heads * problem.d_head, num_attention_heads=problem.heads,
         attention_head_size=problem.d_head, lsh_attn_chunk_length=problem.chunk, num_hashes=rounds,
-        num_buckets=2 * max(1, length // problem.chunk), lsh_num_chunks_before=1, lsh_num_chunks_after=0,
+        num_buckets=factors[0] if len(factors) == 1 else factors, lsh_num_chunks_before=1, lsh_num_chunks_after=0,
         is_decoder=problem.causal, attn_layers=["lsh"], max_position_embeddings=length,
         lsh_attention_probs_dropout_prob=0.0,
     )
@@ -323,7 +366,7 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
     for attempt in (problem, dataclasses.replace(problem, dtype="fp32")):
         module = LSHSelfAttention(config).to(attempt.device, attempt.torch_dtype).train()
         hidden = attempt.randn(*shape)
-        row.note = f"transformers {transformers.__version__}, {attempt.dtype}{failed}"
+        row.note = f"transformers {transformers.__version__}, {attempt.dtype}{failed}; buckets {'x'.join(map(str, factors))}"
         candidate = contender(row, attempt, lambda module=module, hidden=hidden: module(hidden)[0], [hidden], shape)
         try:
             candidate.step()
@@ -345,7 +388,9 @@ def contenders_at(problem: Problem, length: int, rounds: list[int], impl: str, p
     makers += [(SEMANTICS[sem][0].format(rounds=r), lambda r=r, sem=sem: lsh_row(problem, length, r, impl, sem))
                for sem in semantics for r in rounds]
     if peers:
-        makers += [(f"reformer-pytorch-{r}", lambda r=r: reformer_pytorch_row(problem, length, r)) for r in peer_rounds]
+        makers += [(REFORMER_PYTORCH_MODES[mode][0].format(rounds=r),
+                    lambda r=r, mode=mode: reformer_pytorch_row(problem, length, r, mode))
+                   for mode in ("dedup", "default") for r in peer_rounds]
         makers += [(f"hf-lsh-{r}", lambda r=r: hf_row(problem, length, r)) for r in peer_rounds]
     built: list[Contender | Row] = []
     missing: list[Missing] = []
@@ -407,6 +452,8 @@ def label(method: str) -> str:
         return f"LSH-{rounds} across buckets"
     if method.startswith("hf-lsh-"):
         return f"HF LSH-{rounds}"
+    if method.startswith("reformer-pytorch-dedup-"):
+        return f"reformer-pytorch LSH-{rounds} same bucket + dedup"
     if method.startswith("reformer-pytorch-"):
         return f"reformer-pytorch LSH-{rounds}"
     return f"LSH-{rounds}" if method.startswith("lsh-") else method
@@ -464,6 +511,12 @@ def markdown(record: dict) -> str:
         "",
         *markdown_table(head, body),
     ]
+    ratio_head, ratio_body = ratio_table(record["rows"])
+    if ratio_body:
+        lines += ["", "Ours / the peers' (median forward + backward, same length and rounds; below 1 = ours faster):"
+                  " paper / rp-dedup: `lsh-R` over reformer-pytorch's same bucket + dedup mode; across / rp, hf,"
+                  " best peer: `lsh-across-R` over reformer-pytorch's default mode, transformers', the faster.",
+                  "", *markdown_table(ratio_head, ratio_body)]
     if record.get("missing"):
         lines += ["", "Not measured (not installed):", "", *[f"- {m}" for m in missing_lines(record)]]
     if record.get("notes"):
@@ -572,8 +625,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--peer-rounds", type=comma_ints, default=[4], help="rounds for the peers (4)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--warmup", type=int, default=3, help="untimed calls of each method first (at least 1)")
-    r.add_argument("--repeats", "--reps", dest="reps", type=int, default=10,
-                   help="timed calls of each method, interleaved (10)")
+    r.add_argument("--repeats", "--reps", dest="reps", type=comma_ints, default=[10],
+                   help="timed calls of each method, interleaved (10); or one count per length,"
+                        " comma-separated (the last for the lengths beyond), e.g. 6,6,4,2,2")
+    r.add_argument("--forward", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the forward alone (--no-forward: forward + backward only, about a third"
+                        " less time)")
     r.add_argument("--seed", type=int, default=0)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=None,
@@ -582,6 +639,11 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--replot", type=Path, default=None, metavar="JSON",
                    help="only rebuild speed.md and speed.png from a record (into --out, default its folder)")
     return p
+
+
+def repeats_text(reps: int | list[int]) -> str:
+    """'10', or '6/6/4/2 (per length)'."""
+    return str(reps) if isinstance(reps, int) else f"{'/'.join(map(str, reps))} (per length)"
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
@@ -617,8 +679,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     pick = lambda name: getattr(args, name) if getattr(args, name) is not None else defaults[name]  # noqa: E731
     problem = Problem(tokens=pick("tokens"), heads=pick("heads"), d_head=pick("d_head"), chunk=pick("chunk"),
                       dtype=pick("dtype"), causal=args.causal, device=device, buckets=args.buckets, seed=args.seed,
-                      warmup=max(0, args.warmup), reps=max(1, args.reps))
+                      warmup=max(0, args.warmup), reps=args.reps[0] if len(args.reps) == 1 else args.reps,
+                      forward_alone=args.forward)
     lengths, rounds = pick("lengths"), pick("rounds")
+    problem.lengths = lengths
     for name in ("tokens", "heads", "d_head", "chunk"):
         if getattr(problem, name) < 1:
             raise UserError(f"--{name.replace('_', '-')}={getattr(problem, name)} must be a positive integer")
@@ -636,7 +700,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "dtype": problem.dtype, "chunk_length": problem.chunk, "buckets": problem.buckets, "n_chunks_before": 1,
             "impl": impl, "lengths": lengths, "rounds": rounds, "semantics": pick("semantics"),
             "timing": f"{'CUDA events, L2 flushed' if device.type == 'cuda' else 'perf_counter'}: median, min"
-                      f" and max of {problem.reps} interleaved repeats after {max(1, problem.warmup)} warm-up calls",
+                      f" and max of {repeats_text(problem.reps)} interleaved repeats after {max(1, problem.warmup)}"
+                      " warm-up calls",
             "repeats": problem.reps, "warmup": max(1, problem.warmup),
             "notes": problem.notes,
             "missing": [asdict(m) for m in missing],
@@ -654,6 +719,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     record["notes"] = [*problem.notes, *warnings]
     head, body = table(record["rows"])
     sys.stdout.write(plain_table(head, body) + "\n")
+    ratio_head, ratio_body = ratio_table(record["rows"])
+    if ratio_body:
+        sys.stdout.write("\nours / the peers' (below 1 = ours faster)\n" + plain_table(ratio_head, ratio_body) + "\n")
     for line in missing_lines(record):
         sys.stdout.write(f"missing: {line}\n")
     for line in warnings:
