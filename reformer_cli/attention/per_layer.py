@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
 from .registry import spec_of
 
 
 def _settings_of(model: Any, name: str) -> dict:
+    from omegaconf import OmegaConf  # lazy: the GPU machine's benchmarks run without omegaconf
+
     settings = model.get("attn_settings") if hasattr(model, "get") else getattr(model, "attn_settings", None)
     if not settings:
         return {}
@@ -59,6 +59,9 @@ def layer_attentions(model: Any, attention: Any) -> list[Any]:
             spec = spec_of(name)
         except ConfigError as exc:
             raise ConfigError(f"model.attn_layers: {exc}") from None
+        from omegaconf import OmegaConf  # lazy: only mixed layers need it (benchmarks run without omegaconf)
+        from omegaconf.errors import OmegaConfBaseException
+
         try:
             node = OmegaConf.structured(spec.schema)
             node = OmegaConf.merge(node, {"causal": attention.causal} if "causal" in node else {},
