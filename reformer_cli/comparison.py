@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import UserError
 from .run_records import MalformedRun, Run, find_run_folders, is_run_folder, read_run
+from .text import clock, escape_bars, markdown_table
 
 OUTPUTS = ("compare.png", "compare.md")
 X_AXES = ("step", "tokens")
@@ -61,17 +62,7 @@ def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
 
 
-def _time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def markdown(runs: list[Run], metric: str, shown: Any = str) -> str:
-    from .sweeps import markdown as md_table
-
     header = ["run", "status", f"final valid {metric}", f"best valid {metric}", "steps", "tokens", "parameters",
               "time", "folder"]
     rows = []
@@ -79,10 +70,10 @@ def markdown(runs: list[Run], metric: str, shown: Any = str) -> str:
         final = run.final if run.metric == metric else None
         best = run.best if run.metric == metric else _best_in_records(run, metric)
         rows.append([label, run.status, _num(final), _num(best), f"{_num(run.steps)}/{_num(run.max_steps)}",
-                     _num(run.tokens), _num(run.parameters), _time(run.seconds), shown(run.folder)])
+                     _num(run.tokens), _num(run.parameters), clock(run.seconds), shown(run.folder)])
     lines = [f"# Comparison of {len(runs)} run(s)", "",
              "Final: the run's final evaluation on the validation split; best: its best periodic evaluation.",
-             "Time: wall-clock time of the run. Curves: compare.png.", "", *md_table(header, rows)]
+             "Time: wall-clock time of the run. Curves: compare.png.", "", *markdown_table(header, rows, escape_bars)]
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,8 @@ anywhere, and the config stays free of torch (its errors come before torch is im
 And the blocks that used to be repeated have one home each: config composition (hydra_entry),
 the optimizer (optimization.py), the OOM check (bench/common.py), `bucket_factors`
 (primitives/attention_settings.py), the run label (naming.attention_label), the rule of a stale
-evaluation record (definitions/curated.py). The LSH keywords
+evaluation record (definitions/curated.py), a path as shown and a markdown table (text.py), the
+`-m` test (sweeps.is_multirun). The LSH keywords
 have theirs in tests/primitives/test_attention_settings.py.
 """
 
@@ -40,7 +41,7 @@ MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 # The layers, bottom first: (name, the modules and packages in it, relative to reformer_cli; "" is
 # the package itself: __version__, shipped()). A module belongs to its longest match.
 LAYERS = [
-    ("primitives", ["", "errors", "primitives"]),
+    ("primitives", ["", "errors", "text", "primitives"]),
     ("attention", ["attention"]),
     ("config schemas", ["config"]),
     ("model", ["model"]),
@@ -227,6 +228,9 @@ def calls_under(prefix: str) -> dict[str, list[str]]:
     ("attention_label", "reformer_cli.naming"),
     ("derive_seed", "reformer_cli.primitives.context"),
     ("evaluated_before_training", "reformer_cli.definitions.curated"),
+    ("shown_path", "reformer_cli.text"),
+    ("markdown_table", "reformer_cli.text"),
+    ("is_multirun", "reformer_cli.sweeps"),
 ])
 def test_one_definition(function, home):
     assert definitions()[function] == [home]
