@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .run_records import MalformedRun, Run, find_run_folders, is_run_folder, read_run
+from .records import write_text_atomic
+from .run_records import HIGHER_IS_BETTER, MalformedRun, Run, find_run_folders, is_run_folder, read_run
+from .table.plots import legend_outside, mark_empty, new_figure, save, style, title
 from .text import clock, escape_bars, markdown_table
 
 OUTPUTS = ("compare.png", "compare.md")
@@ -78,8 +80,6 @@ def markdown(runs: list[Run], metric: str, shown: Any = str) -> str:
 
 
 def _best_in_records(run: Run, metric: str) -> float | None:
-    from .run_records import HIGHER_IS_BETTER
-
     _, ys = run.curve("valid", metric)
     if not ys:
         return None
@@ -89,8 +89,6 @@ def _best_in_records(run: Run, metric: str) -> float | None:
 def plot(runs: list[Run], metric: str, x: str, path: Path) -> None:
     """Two panels: the held-out `metric` and the training loss of each run against `x`; one legend
     (a run has one colour, marker and line style in both) to the right of them."""
-    from .table.plots import legend_outside, mark_empty, new_figure, save, style, title
-
     fig, axes = new_figure(1, 2, width=5.5, height=3.8)
     held_out, train = axes[0]
     for i, (run, label) in enumerate(zip(runs, labels(runs))):
@@ -129,7 +127,6 @@ def write(runs: list[Run], out: Path, metric: str | None, x: str, force: bool, s
     if existing and not force:
         raise UserError(f"{', '.join(existing)} exists: pass --force to replace it, or --out another folder")
     out.mkdir(parents=True, exist_ok=True)
-    from .records import write_text_atomic
 
     if plots:
         plot(runs, metric, x, out / "compare.png")

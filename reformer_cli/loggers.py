@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError, one_line
+from .file_loggers import CsvLogger, TensorboardLogger
 from .primitives.task_registry import metric_directions  # the tasks fill it before a run logs
 
 log = logging.getLogger("reformer")
@@ -162,8 +163,6 @@ def build_logger(cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id
                  identity: RunIdentity | None = None):
     """The loggers `cfg` (the `logger` node) switches on: one, a CompositeLogger of several, or a
     NullLogger. A logger that cannot start (a missing package) stops the ones started before it."""
-    from .file_loggers import CsvLogger, TensorboardLogger
-
     makers = []
     if cfg.get("wandb", cfg.get("name") == "wandb"):
         makers.append(lambda: WandbLogger(cfg, run_dir, config, run_name, resume_id, identity))

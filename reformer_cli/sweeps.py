@@ -28,8 +28,12 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
+from . import shipped
 from .errors import UserError, one_line
 from .loggers import RunIdentity
+from .records import write_json_atomic, write_text_atomic
 from .text import clock, escape_bars, markdown_table, shown_path
 
 SWEEP_KEYS_ENV = "REFORMER_SWEEP_KEYS"
@@ -74,10 +78,6 @@ def swept_keys(args: list[str]) -> list[str]:
 def searched_keys(args: list[str]) -> list[str]:
     """The keys a `hparams_search=<name>` preset (conf/hparams_search/) searches, and those given as
     `hydra.sweeper.params.<key>=...`: a search's trials are named by their values too."""
-    import yaml
-
-    from . import shipped
-
     keys: list[str] = []
     for arg in args:
         if arg.startswith("hparams_search="):
@@ -195,8 +195,6 @@ def job_result(result: Any) -> dict | None:
 def run_sweep_job(task_function: Callable[[Any], Any], cfg: Any, full_error: bool = False) -> Any:
     """One job of a sweep. A user error ends this job with one line, a bug with its traceback;
     either way `job.json` records it and the sweep continues. An interruption stops the sweep."""
-    from .records import write_json_atomic
-
     hc = _hydra_config()
     job_dir = Path(hc.runtime.output_dir)
     entry: dict[str, Any] = {"num": int(hc.job.num), "name": job_name(hc), "overrides": list(hc.overrides.task),
@@ -337,8 +335,6 @@ def report_markdown(report: dict) -> str:
 
 def write_report(sweep_dir: Path, command: str, out: Any = None) -> dict:
     """Write sweep.json and sweep.md into `sweep_dir`, print the table; returns the report."""
-    from .records import write_json_atomic, write_text_atomic
-
     global _last_report
     report = build_report(Path(sweep_dir), command)
     write_json_atomic(Path(sweep_dir) / SWEEP_JSON, report)

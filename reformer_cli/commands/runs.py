@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import OneLineParser, UserError, report_and_exit
 from ..text import shown_path
 
@@ -36,8 +38,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_where(items: list[str]) -> list[tuple[str, Any]]:
-    import yaml
-
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")

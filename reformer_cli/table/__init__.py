@@ -18,6 +18,7 @@ from typing import Callable
 from ..definitions.curated import read_records
 from ..definitions.experiments import Experiment
 from ..errors import UserError
+from ..records import write_text_atomic
 from ..text import shown_path
 from . import curves, matrix
 from .common import Context, Page, provenance, table
@@ -100,8 +101,6 @@ def update_readme(readme: Path, ctx: Context, page: str, contexts: list[Context]
                   out: str = "results") -> bool:
     """Replace the Table 2 block of the README, and its verdicts block when it has one (built from
     `contexts`); True if it changed."""
-    from ..records import write_text_atomic
-
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
         raise UserError(f"{readme} has no '{README_BEGIN}' ... '{README_END}' block to fill in")
@@ -129,8 +128,6 @@ def build_pages(experiments: list[Experiment], runs: Path, profile: str | None =
 
 def write_pages(pages: list[Page], contexts: list[Context], out: Path, plots: bool = True) -> list[Path]:
     """Write every page, the index and (with matplotlib) the plots; returns the files written."""
-    from ..records import write_text_atomic
-
     written = []
     for page in pages:
         path = Path(out) / f"{page.name}.md"
