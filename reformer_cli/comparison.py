@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .run_records import MalformedRun, Run, find_run_folders, is_run_folder, read_run
+from .records import write_text_atomic
+from .run_records import HIGHER_IS_BETTER, MalformedRun, Run, find_run_folders, is_run_folder, read_run
+from .table.plots import legend_outside, mark_empty, new_figure, save, style, title
+from .text import clock, escape_bars, markdown_table
 
 OUTPUTS = ("compare.png", "compare.md")
 X_AXES = ("step", "tokens")
@@ -61,17 +64,7 @@ def _num(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
 
 
-def _time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def markdown(runs: list[Run], metric: str, shown: Any = str) -> str:
-    from .sweeps import markdown as md_table
-
     header = ["run", "status", f"final valid {metric}", f"best valid {metric}", "steps", "tokens", "parameters",
               "time", "folder"]
     rows = []
@@ -79,16 +72,14 @@ def markdown(runs: list[Run], metric: str, shown: Any = str) -> str:
         final = run.final if run.metric == metric else None
         best = run.best if run.metric == metric else _best_in_records(run, metric)
         rows.append([label, run.status, _num(final), _num(best), f"{_num(run.steps)}/{_num(run.max_steps)}",
-                     _num(run.tokens), _num(run.parameters), _time(run.seconds), shown(run.folder)])
+                     _num(run.tokens), _num(run.parameters), clock(run.seconds), shown(run.folder)])
     lines = [f"# Comparison of {len(runs)} run(s)", "",
              "Final: the run's final evaluation on the validation split; best: its best periodic evaluation.",
-             "Time: wall-clock time of the run. Curves: compare.png.", "", *md_table(header, rows)]
+             "Time: wall-clock time of the run. Curves: compare.png.", "", *markdown_table(header, rows, escape_bars)]
     return "\n".join(lines) + "\n"
 
 
 def _best_in_records(run: Run, metric: str) -> float | None:
-    from .run_records import HIGHER_IS_BETTER
-
     _, ys = run.curve("valid", metric)
     if not ys:
         return None
@@ -98,8 +89,6 @@ def _best_in_records(run: Run, metric: str) -> float | None:
 def plot(runs: list[Run], metric: str, x: str, path: Path) -> None:
     """Two panels: the held-out `metric` and the training loss of each run against `x`; one legend
     (a run has one colour, marker and line style in both) to the right of them."""
-    from .table.plots import legend_outside, mark_empty, new_figure, save, style, title
-
     fig, axes = new_figure(1, 2, width=5.5, height=3.8)
     held_out, train = axes[0]
     for i, (run, label) in enumerate(zip(runs, labels(runs))):
@@ -140,7 +129,6 @@ def write(runs: list[Run], out: Path, metric: str | None, x: str, force: bool, s
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder: compare.md cannot be written in it")
     out.mkdir(parents=True, exist_ok=True)
-    from .records import write_text_atomic
 
     if plots:
         plot(runs, metric, x, out / "compare.png")

@@ -10,6 +10,7 @@ second.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Dict, List, Optional
@@ -222,6 +223,10 @@ SCHEDULES = ("constant", "rsqrt", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")
 PROGRESS = ("auto", "bar", "plain", "none")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+# the values W&B itself accepts for WANDB_MODE (`run` and `dryrun`: older names of online, offline)
+WANDB_ENV_MODES = ("online", "offline", "disabled", "shared", "run", "dryrun")
+PROJECT_FORBIDDEN = "/\\#?%:"  # W&B refuses a project name holding any of these, or over 128 characters
+PROJECT_LENGTH = 128
 RUN_GROUPS = ("task", "model", "attention", "layer", "trainer", "logger")
 
 
@@ -393,8 +398,6 @@ def validate_task(task: Any) -> None:
 
 def validate_logger(logger: Any) -> None:
     if logger.wandb:
-        from .loggers import wandb_problem
-
         _choice("logger.mode", logger.mode, WANDB_MODES)
         timeout = logger.get("init_timeout", 30.0)
         if not (math.isfinite(timeout) and timeout > 0):
@@ -402,6 +405,24 @@ def validate_logger(logger: Any) -> None:
         problem = wandb_problem(logger)
         if problem is not None:
             raise ConfigError(problem)
+
+
+def wandb_problem(cfg: Any) -> str | None:
+    """Why W&B would refuse to start with the `logger` node `cfg` in this environment (None if it
+    would not): checked before training, so a typo costs no run."""
+    project = cfg.get("project")
+    if project is not None:
+        found = sorted({c for c in str(project) if c in PROJECT_FORBIDDEN})
+        if found or len(str(project)) > PROJECT_LENGTH or not str(project).strip():
+            shown = str(project) if len(str(project)) <= 60 else str(project)[:60] + "..."
+            return (f"logger.project='{shown}' is not a W&B project name: at most {PROJECT_LENGTH} characters,"
+                    f" not empty, none of {' '.join(PROJECT_FORBIDDEN)} (a team goes in logger.entity)")
+    env = os.environ.get("WANDB_MODE")
+    if env and env not in WANDB_ENV_MODES:
+        shown = env if len(env) <= 60 else env[:60] + "..."
+        return (f"WANDB_MODE='{shown}' is not one of: {', '.join(WANDB_ENV_MODES)}; unset it, or choose with"
+                " logger.mode=online|offline|disabled (or logger=none)")
+    return None
 
 
 def validate_eval(cfg: Any) -> None:

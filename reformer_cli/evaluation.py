@@ -22,20 +22,28 @@ layers' labels as the run's name does (`naming.model_attention_label`).
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from omegaconf import OmegaConf
 
 from .attention.registry import spec_of
-from .config import EvalConfig
+from .config import EvalConfig, complete_stored_attention, validate_attention, validate_eval
 from .distributed import World, all_reduce_sum
 from .errors import UserError
-from .model.reformer import ReformerLM
+from .model.reformer import ReformerLM, build_model, count_parameters
 from .naming import attention_label  # noqa: F401  (the label's home is naming.py, without torch)
 from .naming import model_attention_label
 from .primitives.context import derive_seed
-from .runtime import autocast
+from .progress import make_progress
+from .records import (
+    check_writable, checkpoint_type_problem, code_version, find_checkpoint, load_checkpoint, write_json_atomic,
+)
+from .resume import checkpoint_candidates, load_usable_checkpoint
+from .runtime import autocast, device_name, resolve_precision, select_device
+from .tasks import build_task
 from .tasks.base import Task
 
 log = logging.getLogger("reformer")
@@ -47,9 +55,6 @@ _chosen: dict[Path, Path] = {}  # a run folder's newest checkpoint -> the usable
 def load_trained(checkpoint: str) -> tuple[Path, dict]:
     """(checkpoint file, contents) for a checkpoint file or a run folder: its newest usable
     checkpoint, as resuming chooses it (a truncated or damaged newer one is skipped with a warning)."""
-    from .records import checkpoint_type_problem, find_checkpoint, load_checkpoint
-    from .resume import checkpoint_candidates, load_usable_checkpoint
-
     path = find_checkpoint(checkpoint)
     if path is None:
         raise UserError(f"checkpoint={checkpoint}: that run folder holds no checkpoint (checkpoints/step-N.pt)")
@@ -81,8 +86,6 @@ def check_config_fits_weights(path: Path, run_cfg: Any, vocab_size: int, weights
     stored weights' names and shapes. The model is laid out on the meta device (no memory), so an
     edited config (a vocabulary of 10**9) is refused before it makes building the model allocate
     hundreds of GB."""
-    from .model.reformer import build_model
-
     with torch.device("meta"):
         model = build_model(run_cfg, vocab_size, int(run_cfg.task.seq_len))
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -104,10 +107,6 @@ def check_config_fits_weights(path: Path, run_cfg: Any, vocab_size: int, weights
 def trained_run_config(saved: dict) -> tuple[Any, dict]:
     """(the run config a checkpoint stores, its attention completed, the attention keys filled in:
     those saved before they existed get the values the run trained with, said once in the log)."""
-    from omegaconf import OmegaConf
-
-    from .config import complete_stored_attention
-
     stored, legacy = complete_stored_attention(dict(saved["config"]["attention"]))
     if legacy:
         log.info("checkpoint saved before %s existed: evaluated as trained, with %s", ", ".join(legacy),
@@ -118,9 +117,6 @@ def trained_run_config(saved: dict) -> tuple[Any, dict]:
 def trained_model(path: Path, saved: dict, run_cfg: Any, *, check_data: bool = True) -> tuple[ReformerLM, Task]:
     """The trained model (on the CPU, its weights loaded) and its task, from a checkpoint `load_trained`
     read and its `trained_run_config`; `check_data`: the task's data must be there (one line if not)."""
-    from .model.reformer import build_model
-    from .tasks import build_task
-
     task = build_task(run_cfg.task, int(run_cfg.seed))
     if check_data:
         task.check_data()
@@ -156,20 +152,8 @@ def evaluate_checkpoint(cfg: EvalConfig, explicit: set[str], out: Path, safe: Pa
     the work; with `safe`, the record is written there first, so a write to `out` that fails at
     the end loses nothing). Also used without a Hydra app, by `reformer reproduce` to evaluate one
     checkpoint several ways in one process."""
-    from .config import validate_attention, validate_eval
-    from .records import check_writable
-
     validate_eval(cfg)
     check_writable(out)
-    from datetime import datetime, timezone
-
-    import torch
-    from omegaconf import OmegaConf
-
-    from .model.reformer import count_parameters
-    from .progress import make_progress
-    from .records import code_version
-    from .runtime import device_name, resolve_precision, select_device
 
     path, saved = load_trained(str(cfg.checkpoint))
     run_cfg, legacy = trained_run_config(saved)
@@ -249,8 +233,6 @@ def evaluate_checkpoint(cfg: EvalConfig, explicit: set[str], out: Path, safe: Pa
 def write_record(record: dict, out: Path, safe: Path | None) -> None:
     """`record` to `safe` first (when given and not `out`), then to `out`; a failure at `out` is one
     line saying where the record is."""
-    from .records import write_json_atomic
-
     if safe is None or Path(safe).resolve() == out.resolve():
         write_json_atomic(out, record)
         return

@@ -8,12 +8,13 @@ last checkpoint of an interrupted run is not shown twice: TensorBoard hides thos
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .records import MetricsLog, write_text_atomic
+from .records import MetricsLog, open_for_append, write_text_atomic
 
 TENSORBOARD_DIR = "tensorboard"
 CSV_FILE = "metrics.csv"
@@ -78,15 +79,11 @@ class CsvLogger:
 
     @staticmethod
     def _text(rows: list[list[Any]]) -> str:
-        import io
-
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(rows)
         return out.getvalue()
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        from .records import open_for_append
-
         rows = [[step, key, repr(value)] for key, value in _numbers(metrics).items()]
         with open_for_append(self.path) as f:
             f.write(self._text(rows))

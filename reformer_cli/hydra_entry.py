@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import run_folder, shipped
 from .errors import UserError, one_line, report_and_exit
+from .sweeps import MULTIRUN_FLAGS, is_multirun
 
 CONF_DIR = shipped("conf")
 
@@ -312,9 +314,6 @@ def shown_key(key: str) -> str:
     return key if len(key) <= SHOWN_KEY else f"{key[:SHOWN_KEY]}... ({len(key):,} characters)"
 
 
-_FOLDER_FLAGS = ("-m", "--multirun")
-
-
 def _without_sweeps(overrides: list[str]) -> list[str] | None:
     """The overrides a multirun's base config is composed from (sweeps left out, as Hydra does);
     None if they do not parse (Hydra then reports why)."""
@@ -374,7 +373,7 @@ def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], Non
         check_config_files(config_dir, name or config_name)
         config_name = name or config_name
     flags = [a for a in plain if a.startswith("-")]
-    if any(f not in _FOLDER_FLAGS for f in flags):
+    if any(f not in MULTIRUN_FLAGS for f in flags):
         yield args
         return
     multirun = bool(flags)
@@ -500,7 +499,7 @@ def torchrun_arguments(args: list[str]) -> list[str]:
     run folder, and only rank 0 writes Hydra's files and logs."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return args
-    if any(a in ("-m", "--multirun") for a in args):
+    if is_multirun(args):
         report_and_exit("sweeps (-m) cannot run under torchrun; sweep with hydra/launcher=slurm instead")
     extra = []
     if not any(a.startswith("hydra.run.dir=") for a in args):

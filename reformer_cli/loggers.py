@@ -11,7 +11,7 @@ are the periodic estimates (`valid_estimate/...`, eval_plan.py). `summarize` wri
 numbers into the summary (`final/valid/accuracy`), the same numbers as summary.json's `final`.
 
 W&B never stops or stalls a run for long: a project name W&B refuses and a `WANDB_MODE` it does
-not know are one line before training (`wandb_problem`, from config validation); an online start
+not know are one line before training (`config.wandb_problem`, from config validation); an online start
 that fails (no API key, a key the server refuses, no network) waits at most `logger.init_timeout`
 seconds, then the run logs offline with one warning line, so nothing is lost (`wandb sync` uploads
 it later).
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError, one_line
+from .file_loggers import CsvLogger, TensorboardLogger
 from .primitives.task_registry import metric_directions  # the tasks fill it before a run logs
 
 log = logging.getLogger("reformer")
@@ -74,29 +75,7 @@ def wandb_mode(configured: str) -> str:
     return configured
 
 
-# the values W&B itself accepts for WANDB_MODE (`run` and `dryrun`: older names of online, offline)
-WANDB_ENV_MODES = ("online", "offline", "disabled", "shared", "run", "dryrun")
 OFFLINE_MODES = ("offline", "dryrun", "disabled")
-PROJECT_FORBIDDEN = "/\\#?%:"  # W&B refuses a project name holding any of these, or over 128 characters
-PROJECT_LENGTH = 128
-
-
-def wandb_problem(cfg: Any) -> str | None:
-    """Why W&B would refuse to start with the `logger` node `cfg` in this environment (None if it
-    would not): checked before training, so a typo costs no run."""
-    project = cfg.get("project")
-    if project is not None:
-        found = sorted({c for c in str(project) if c in PROJECT_FORBIDDEN})
-        if found or len(str(project)) > PROJECT_LENGTH or not str(project).strip():
-            shown = str(project) if len(str(project)) <= 60 else str(project)[:60] + "..."
-            return (f"logger.project='{shown}' is not a W&B project name: at most {PROJECT_LENGTH} characters,"
-                    f" not empty, none of {' '.join(PROJECT_FORBIDDEN)} (a team goes in logger.entity)")
-    env = os.environ.get("WANDB_MODE")
-    if env and env not in WANDB_ENV_MODES:
-        shown = env if len(env) <= 60 else env[:60] + "..."
-        return (f"WANDB_MODE='{shown}' is not one of: {', '.join(WANDB_ENV_MODES)}; unset it, or choose with"
-                " logger.mode=online|offline|disabled (or logger=none)")
-    return None
 
 
 class WandbLogger:
@@ -184,8 +163,6 @@ def build_logger(cfg: Any, run_dir: Path, config: dict, run_name: str, resume_id
                  identity: RunIdentity | None = None):
     """The loggers `cfg` (the `logger` node) switches on: one, a CompositeLogger of several, or a
     NullLogger. A logger that cannot start (a missing package) stops the ones started before it."""
-    from .file_loggers import CsvLogger, TensorboardLogger
-
     makers = []
     if cfg.get("wandb", cfg.get("name") == "wandb"):
         makers.append(lambda: WandbLogger(cfg, run_dir, config, run_name, resume_id, identity))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from .errors import ConfigError
 
 HIGHER_IS_BETTER = ("accuracy",)
@@ -20,7 +22,6 @@ LOWER_IS_BETTER = ("loss", "bits", "bpc", "bits_per_dim")
 def sweeper_direction() -> Any:
     """The current Hydra job's sweeper direction (`maximize`, `minimize`, or a list), or None."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
 
     if not HydraConfig.initialized():
         return None

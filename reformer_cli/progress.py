@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any
 
+from .text import clock as _clock
+
 log = logging.getLogger("reformer")
 
 EVAL_LINE_SECONDS = 5.0  # plain mode: seconds between an evaluation's progress lines
@@ -36,13 +38,8 @@ def _fmt(fields: dict[str, Any]) -> str:
 
 
 def clock(seconds: float | None) -> str:
-    """0:42, 12:05, 1:02:03; '-' when unknown."""
-    if seconds is None:
-        return "-"
-    seconds = int(round(max(0.0, seconds)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    """0:42, 12:05, 1:02:03; '-' when unknown; never below 0:00 (an estimate can undershoot)."""
+    return _clock(None if seconds is None else max(0.0, seconds))
 
 
 class PlainProgress:

@@ -29,9 +29,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -325,8 +327,6 @@ UNPACK_SLACK = 16 << 20  # bytes beyond the limits below: the pickled config, co
 def unpacked_size(path: Path) -> int | None:
     """The bytes a checkpoint's entries unpack to, read from its zip central directory alone (no
     entry is decompressed); None for a file that is not a zip (torch.load then says why)."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as archive:
             return sum(info.file_size for info in archive.infolist())
@@ -407,8 +407,6 @@ def find_checkpoint(target: str | Path) -> Path | None:
 def code_version() -> dict[str, Any]:
     """Package version and, from a git clone, the commit and whether the tree was modified
     (results/ aside: a reproduction writes its records there while it runs)."""
-    from . import __version__
-
     info: dict[str, Any] = {"package": __version__, "git_sha": None, "git_dirty": None}
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():  # an installed package: the folder around it is not its source

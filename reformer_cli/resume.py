@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from .errors import UserError
 from .records import (CHECKPOINT_DIR, UNPACK_SLACK, OversizedCheckpoint, checkpoint_type_problem, find_checkpoint, list_checkpoints,
                       load_checkpoint)
@@ -76,8 +78,6 @@ class Candidate:
 
 def candidates(cfg: dict, root: Path = OUTPUTS) -> list[Candidate]:
     """The run folders under root/<task>/ holding a checkpoint and a readable config, newest first."""
-    from omegaconf import OmegaConf
-
     folder = Path(root) / str(cfg["task"]["name"])
     if not folder.is_dir():
         return []

@@ -24,6 +24,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Iterator
@@ -99,8 +102,6 @@ def folder_label(name: str) -> str:
     """`name` as part of a folder name: characters other than letters, digits and `.,=+-` become
     `-` (a user's `run_name=a/b c` must not make sub-folders or need quoting), at most
     LABEL_LENGTH characters, never empty and never starting with a dot (a hidden folder)."""
-    import re
-
     label = re.sub(r"[^A-Za-z0-9.,=+-]+", "-", str(name)).strip("-.")[:LABEL_LENGTH].rstrip("-.")
     return label or "run"
 
@@ -125,8 +126,6 @@ def claim_unique(base: Path) -> tuple[Path, Path]:
 def remove_unused(folder: Path, outermost: Path) -> None:
     """Remove `folder` (made by this process for a run that wrote no record) and the empty
     parents made with it, up to `outermost`; a folder another process has written into stays."""
-    import shutil
-
     folder = Path(folder)
     if holds_records(folder):
         return
@@ -181,8 +180,6 @@ def check_paths(folder: Path) -> None:
 def _open_lock(folder: Path, what: str) -> int:
     """A descriptor on `folder`'s lock file, never through a link (O_NOFOLLOW) and never on a file
     that is not a lock file of its own (another name for it: a hard link; not a regular file)."""
-    import stat
-
     path = folder / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -139,8 +140,6 @@ def _read_json(path: Path, folder: Path) -> dict | None:
 
 
 def _read_config(folder: Path) -> dict:
-    import yaml
-
     try:
         config = yaml.safe_load((folder / "config.yaml").read_text())
     except (OSError, ValueError, yaml.YAMLError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
 
 import torch
@@ -55,7 +56,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
 
     return platform.processor() or platform.machine() or "cpu"
 

@@ -28,8 +28,13 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
+from . import shipped
 from .errors import UserError, one_line
 from .loggers import RunIdentity
+from .records import write_json_atomic, write_text_atomic
+from .text import clock, escape_bars, markdown_table, shown_path
 
 SWEEP_KEYS_ENV = "REFORMER_SWEEP_KEYS"
 JOB_RECORD = "job.json"
@@ -44,8 +49,11 @@ _last_report: dict | None = None  # the report of the sweep this process just ra
 # ------------------------------------------------------------------------------------ before Hydra
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
 def is_multirun(args: list[str]) -> bool:
-    return any(a in ("-m", "--multirun") for a in args)
+    return any(a in MULTIRUN_FLAGS for a in args)
 
 
 def swept_keys(args: list[str]) -> list[str]:
@@ -70,10 +78,6 @@ def swept_keys(args: list[str]) -> list[str]:
 def searched_keys(args: list[str]) -> list[str]:
     """The keys a `hparams_search=<name>` preset (conf/hparams_search/) searches, and those given as
     `hydra.sweeper.params.<key>=...`: a search's trials are named by their values too."""
-    import yaml
-
-    from . import shipped
-
     keys: list[str] = []
     for arg in args:
         if arg.startswith("hparams_search="):
@@ -127,12 +131,9 @@ def short_names(keys: list[str]) -> dict[str, str]:
     return names
 
 
-def shown(path: Path) -> str:
-    """A folder relative to the working folder when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def _seconds(value: Any) -> float | None:
+    """A record's number of seconds; None when it holds none."""
+    return value if isinstance(value, (int, float)) else None
 
 
 def job_values(hc: Any) -> dict[str, str]:
@@ -166,7 +167,7 @@ def run_identity() -> RunIdentity:
         return RunIdentity(tags=[t[:MAX_TAG] for t in choices])
     name = job_name(hc)
     tags = [*choices, *(part for part in name.split(",") if "=" in part)]
-    return RunIdentity(name=name, group=shown(Path(hc.sweep.dir)), tags=[t[:MAX_TAG] for t in dict.fromkeys(tags)])
+    return RunIdentity(name=name, group=shown_path(Path(hc.sweep.dir)), tags=[t[:MAX_TAG] for t in dict.fromkeys(tags)])
 
 
 def _finite(obj: Any) -> Any:
@@ -194,12 +195,10 @@ def job_result(result: Any) -> dict | None:
 def run_sweep_job(task_function: Callable[[Any], Any], cfg: Any, full_error: bool = False) -> Any:
     """One job of a sweep. A user error ends this job with one line, a bug with its traceback;
     either way `job.json` records it and the sweep continues. An interruption stops the sweep."""
-    from .records import write_json_atomic
-
     hc = _hydra_config()
     job_dir = Path(hc.runtime.output_dir)
     entry: dict[str, Any] = {"num": int(hc.job.num), "name": job_name(hc), "overrides": list(hc.overrides.task),
-                             "folder": shown(job_dir)}
+                             "folder": shown_path(job_dir)}
     result, error = None, None
     try:
         result = task_function(cfg)
@@ -244,14 +243,6 @@ def _num(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _time(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
-        return "-"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 def train_rows(jobs: list[dict]) -> tuple[list[str], list[list[str]]]:
     metric = next((j["result"]["metric"] for j in jobs if (j.get("result") or {}).get("metric")), "metric")
     header = ["job", "name", "status", "steps", f"final valid {metric}", f"best periodic valid {metric} (step)",
@@ -266,7 +257,7 @@ def train_rows(jobs: list[dict]) -> tuple[list[str], list[list[str]]]:
         best_text = f"{_num(best.get(metric))} ({best.get('step')}{estimate})" if best.get(metric) is not None else "-"
         status = j.get("status", "?") if j.get("status") != "ok" else (r.get("status") or "ok")
         rows.append([str(j.get("num")), str(j.get("name")), status, _num(r.get("steps")), _num(valid.get(metric)),
-                     best_text, _num(valid.get("loss")), _time(r.get("wall_seconds"))])
+                     best_text, _num(valid.get("loss")), clock(_seconds(r.get("wall_seconds")))])
     return header, rows
 
 
@@ -293,7 +284,7 @@ def eval_matrix(jobs: list[dict]) -> tuple[list[str], list[list[str]]] | None:
     percent = metric == "accuracy"
 
     def row_of(r: dict) -> str:
-        run = shown(Path(str(r.get("checkpoint"))).parent.parent)  # <run>/checkpoints/step-N.pt
+        run = shown_path(Path(str(r.get("checkpoint"))).parent.parent)  # <run>/checkpoints/step-N.pt
         return f"{r.get('trained_label')} ({run}, step {r.get('step')})"
 
     rows = list(dict.fromkeys(row_of(r) for r in records))
@@ -307,12 +298,6 @@ def eval_matrix(jobs: list[dict]) -> tuple[list[str], list[list[str]]] | None:
     return header, [[row, *(cells.get((row, c), "-") for c in columns)] for row in rows]
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
-    escape = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(escape, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return lines + ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
-
-
 def plain(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     return ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip() for line in (header, *rows)]
@@ -324,7 +309,7 @@ def build_report(sweep_dir: Path, command: str) -> dict:
     header, rows = (eval_rows if kind == "eval" else train_rows)(jobs)
     failed = [{"num": j.get("num"), "name": j.get("name"), "error": j.get("error")} for j in jobs
               if j.get("status") != "ok"]
-    report: dict[str, Any] = {"sweep": shown(sweep_dir), "command": f"reformer {command}", "jobs": jobs,
+    report: dict[str, Any] = {"sweep": shown_path(sweep_dir), "command": f"reformer {command}", "jobs": jobs,
                               "failed": failed, "table": {"header": header, "rows": rows}}
     if kind == "eval":
         report["records"] = [j["result"] for j in jobs if j.get("status") == "ok" and j.get("result")]
@@ -338,10 +323,10 @@ def report_markdown(report: dict) -> str:
     lines = [f"# Sweep `{report['sweep']}`", "",
              f"`{report['command']} -m`: {n} job(s), {n - failed} ok, {failed} failed. Each job's folder is"
              " `<sweep>/<job>/`; `sweep.json` holds the same table and every job's record.", ""]
-    lines += markdown(report["table"]["header"], report["table"]["rows"])
+    lines += markdown_table(report["table"]["header"], report["table"]["rows"], escape_bars)
     if report.get("matrix"):
         lines += ["", "## Trained x evaluated attention", ""]
-        lines += markdown(report["matrix"]["header"], report["matrix"]["rows"])
+        lines += markdown_table(report["matrix"]["header"], report["matrix"]["rows"], escape_bars)
     if report["failed"]:
         lines += ["", "## Failed jobs", ""]
         lines += [f"* job {f['num']} ({f['name']}): {f['error']}" for f in report["failed"]]
@@ -350,8 +335,6 @@ def report_markdown(report: dict) -> str:
 
 def write_report(sweep_dir: Path, command: str, out: Any = None) -> dict:
     """Write sweep.json and sweep.md into `sweep_dir`, print the table; returns the report."""
-    from .records import write_json_atomic, write_text_atomic
-
     global _last_report
     report = build_report(Path(sweep_dir), command)
     write_json_atomic(Path(sweep_dir) / SWEEP_JSON, report)

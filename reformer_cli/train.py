@@ -52,6 +52,7 @@ from .records import MetricsLog, code_version, list_checkpoints, write_json_atom
 from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
 from .tasks import task_spec
 from .tasks.base import Batch
+from .text import shown_path  # relative to the folder the command ran in, as the README shows it
 
 log = logging.getLogger("reformer")
 
@@ -445,12 +446,8 @@ def done_line(summary: dict, run_dir: Path) -> str:
     if valid.get("loss") is not None:
         result += f", loss {valid['loss']:.4g}"
     m, s = divmod(int(round(summary["wall_seconds"])), 60)
-    try:  # relative to the folder the command ran in, as the README shows it
-        shown = Path(run_dir).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        shown = Path(run_dir)
     why = f" ({summary['stop_reason']})" if summary.get("stop_reason") else ""
-    return f"done in {m}:{s:02d}{why}: {result}; {shown / 'summary.json'}"
+    return f"done in {m}:{s:02d}{why}: {result}; {shown_path(Path(run_dir) / 'summary.json')}"
 
 
 def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from .errors import UserError, one_line
 
 MAX_NODES = 100_000  # the most nodes a config file may expand to (the shipped ones: a few hundred)
@@ -51,8 +53,6 @@ def expanded_size(node, limit: int = MAX_NODES) -> int:
 
 def check_yaml_text(text: str, name: str, limit: int = MAX_NODES) -> None:
     """UnsafeYaml (one line, naming `name`) if `text` is not YAML or expands past `limit` nodes."""
-    import yaml
-
     try:
         documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:

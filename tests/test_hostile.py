@@ -251,6 +251,7 @@ def test_eval_refuses_a_config_edited_to_a_huge_vocabulary_before_building_the_m
                                                                                      capsys):
     import torch
 
+    from reformer_cli import evaluation
     from reformer_cli.model import reformer
 
     build_model = reformer.build_model
@@ -261,6 +262,7 @@ def test_eval_refuses_a_config_edited_to_a_huge_vocabulary_before_building_the_m
         return build_model(cfg, vocab_size, seq_len)
 
     monkeypatch.setattr(reformer, "build_model", guarded)
+    monkeypatch.setattr(evaluation, "build_model", guarded)  # evaluation.py's name for it
     monkeypatch.chdir(tmp_path)
     saved = torch.load(trained / "checkpoints" / "step-00000004.pt", weights_only=True)
     saved["config"]["task"]["vocab_size"] = 10**9

@@ -70,6 +70,15 @@ def test_an_override_key_of_100000_characters_is_one_short_line(tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_folder_name_too_long_for_the_file_system_is_one_short_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = in_process(["run", *BASE, f"hydra.run.dir={'d' * 300}"], capsys)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith("error: cannot write ") and "(300 characters)" in line and len(line) < 250, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_eval_falls_back_past_a_truncated_newest_checkpoint(trained, untouched, tmp_path, monkeypatch, capsys):  # noqa: F811
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"

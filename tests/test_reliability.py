@@ -474,11 +474,13 @@ def test_eval_output_that_cannot_be_written_is_one_line_before_the_work(trained,
 
 
 def test_eval_output_failing_at_the_end_keeps_the_record_safe(trained, tmp_path, monkeypatch, capsys):
+    import reformer_cli.evaluation as evaluation
     import reformer_cli.records as records
 
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "gone" / "eval.json"
-    monkeypatch.setattr(records, "check_writable", lambda path: None)  # the disk changes under it
+    for module in (records, evaluation):  # the disk changes under it
+        monkeypatch.setattr(module, "check_writable", lambda path: None)
     (tmp_path / "gone").write_text("now a file")
     code, err = in_process(["eval", f"checkpoint={trained}", f"output={target}", "progress=none",
                             "hydra.run.dir=evalrun"], capsys)

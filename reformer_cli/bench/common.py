@@ -22,6 +22,7 @@ import torch
 
 from ..errors import UserError, report_and_exit
 from ..runtime import device_name
+from ..text import markdown_table  # noqa: F401  (the benchmarks take it from here)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -207,11 +208,6 @@ def plain_table(header_row: list[str], rows: list[list[str]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header_row, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.rjust(w) if i > 0 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     return "\n".join(lines)
-
-
-def markdown_table(header_row: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header_row) + " |", "|" + "|".join("---" for _ in header_row) + "|",
-            *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 # ------------------------------------------------------------------------------ command line

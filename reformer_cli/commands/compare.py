@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
+from ..text import shown_path
 from . import matplotlib_or_note
 
 
@@ -31,15 +32,14 @@ def parser() -> argparse.ArgumentParser:
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
     from ..comparison import collect, write
-    from ..sweeps import shown
 
     plots = not opts.no_plot and matplotlib_or_note("compare.png")
     try:
         runs, skipped = collect(opts.runs)
         for line in skipped:
             sys.stderr.write(f"skipped {line}\n")
-        written = write(runs, opts.out, opts.metric, opts.x, opts.force, shown, plots)
+        written = write(runs, opts.out, opts.metric, opts.x, opts.force, shown_path, plots)
     except UserError as exc:
         report_and_exit(str(exc))
-    sys.stdout.write(f"{len(runs)} run(s) compared: {', '.join(shown(p) for p in written)}\n")
+    sys.stdout.write(f"{len(runs)} run(s) compared: {', '.join(shown_path(p) for p in written)}\n")
     return 0

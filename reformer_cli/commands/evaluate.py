@@ -5,6 +5,7 @@ The work is `evaluation.evaluate_checkpoint`; this module parses, calls and exit
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..config import EvalConfig, validate_eval
@@ -45,8 +46,6 @@ def eval_job(cfg: EvalConfig, arguments: EvalArguments) -> dict:
 
 
 def main(args: list[str]) -> int:
-    import sys
-
     from ..hydra_entry import group_listing
 
     if "--help" in args or "-h" in args:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
@@ -45,8 +46,6 @@ def parser() -> argparse.ArgumentParser:
 def list_steps(runner, folder: Path) -> None:
     """Each experiment's steps at the runner's profile, each with the command the runner runs
     (`StepRun.command`: an evaluation's checkpoint= its training folder, the run folder, ...)."""
-    import shlex
-
     experiments, profile = runner.experiments, runner.profile
     print(f"definitions (<experiments> in their arguments): {folder.resolve()}")
     for e in experiments:

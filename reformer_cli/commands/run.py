@@ -7,6 +7,8 @@ writes Hydra's files and logs (hydra_entry.torchrun_arguments).
 
 from __future__ import annotations
 
+import sys
+
 from ..config import RunConfig, check_removed_groups, validate
 from ..errors import UserError, report_and_exit
 from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
@@ -45,8 +47,6 @@ resume=auto. Hydra's own options: `reformer run --hydra-help`.
 
 
 def print_help() -> None:
-    import sys
-
     from ..hydra_entry import group_listing
 
     sys.stdout.write(HELP.format(groups=group_listing()))

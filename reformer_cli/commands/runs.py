@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import OneLineParser, UserError, report_and_exit
+from ..text import shown_path
 
 SORTS = ("time", "metric", "name")
 
@@ -35,8 +38,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def parse_where(items: list[str]) -> list[tuple[str, Any]]:
-    import yaml
-
     pairs = []
     for item in items:
         key, sep, value = item.partition("=")
@@ -98,11 +99,11 @@ def _num(value: Any) -> str:
 
 
 def table(runs: list) -> list[str]:
-    from ..sweeps import plain, shown
+    from ..sweeps import plain
 
     header = ["name", "task", "attention", "status", "steps", "metric", "final", "best", "folder"]
     rows = [[r.name, r.task, r.attention, r.status, f"{_num(r.steps)}/{_num(r.max_steps)}", r.metric,
-             _num(r.final), _num(r.best), shown(r.folder)] for r in runs]
+             _num(r.final), _num(r.best), shown_path(r.folder)] for r in runs]
     return plain(header, rows)
 
 

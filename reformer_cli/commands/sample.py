@@ -4,6 +4,7 @@ work; this module parses, calls and exits)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import OneLineParser, UserError, report_and_exit
@@ -38,8 +39,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str]) -> int:
-    import sys
-
     opts = parser().parse_args(args)
     try:
         from datetime import datetime

@@ -23,6 +23,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import __version__
 from ..errors import DataError
 from .files import sha256_file, write_bytes_atomic
 
@@ -38,8 +39,6 @@ def data_checksum(splits: dict[str, dict]) -> str:
 
 
 def build_manifest(task: str, variant: str | None, params: dict, source: dict, splits: dict) -> dict:
-    from .. import __version__
-
     return {
         "format": FORMAT,
         "task": task,

@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .. import shipped
 from ..errors import ConfigError
 
@@ -265,8 +267,6 @@ def _panel_checks(path: Path, paper: dict) -> None:
 
 
 def load_experiment(path: Path) -> Experiment:
-    import yaml
-
     try:
         spec = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:

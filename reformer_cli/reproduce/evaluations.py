@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import UserError, one_line
+from ..eval_arguments import EvalArguments
+from ..hydra_entry import compose
 from ..records import write_json_atomic
 
 
@@ -65,9 +67,7 @@ def read_results(path: Path) -> dict[str, Result]:
 
 
 def evaluate_one(evaluation: Evaluation) -> None:
-    from ..eval_arguments import EvalArguments
     from ..evaluation import evaluate_checkpoint
-    from ..hydra_entry import compose
 
     arguments = EvalArguments.parse(evaluation.arguments()).with_trained_attention()
     evaluate_checkpoint(compose("eval", list(arguments.args)), arguments.explicit, Path(evaluation.output))

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from ..config import validate
 from ..errors import DataError, one_line
+from ..hydra_entry import compose
 
 
 def compose_run(overrides: list[str]) -> Any:
     """The validated config `reformer run <overrides>` would train (UserError with one line if not)."""
-    from ..config import validate
-    from ..hydra_entry import compose
-
     cfg = compose("config", list(overrides))
     validate(cfg)
     return cfg
@@ -28,8 +29,6 @@ class DataCheck:
 
     def missing(self, cfg: Any) -> str | None:
         """One line naming the data a run config needs and does not find."""
-        from omegaconf import OmegaConf
-
         key = OmegaConf.to_yaml(cfg.task)
         if key not in self._checked:
             from ..tasks import build_task

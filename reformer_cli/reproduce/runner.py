@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 from ..definitions.experiments import EXPERIMENTS_DIR, Experiment, Step
 from ..errors import UserError, one_line
+from ..text import clock
 from .curate import write_record
 from .execute import execute
 from .folders import StepFolders, relative
@@ -37,13 +38,6 @@ from .plan import DataCheck
 from .steps import Evaluate, Prepare, StepRun, Train, step_runs
 
 EXIT_OK, EXIT_FAILED, EXIT_SKIPPED, EXIT_TIME_LIMIT = 0, 1, 3, 4
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 @dataclass
@@ -148,7 +142,7 @@ class Reproduction:
             except UserError as exc:
                 outcome = Outcome(run.definition, "failed", f"record: {one_line(str(exc))}", outcome.seconds)
         self.say(f"{where} {outcome.status}: {outcome.message} "
-                 f"[{format_seconds(outcome.seconds)}, total {format_seconds(self.elapsed())}]")
+                 f"[{clock(outcome.seconds)}, total {clock(self.elapsed())}]")
         self.outcomes.append(outcome)
         return outcome
 
@@ -285,7 +279,7 @@ class Reproduction:
         for o in self.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
         shown = ", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing to do"
-        self.say(f"reproduce {self.profile}: {shown} in {format_seconds(self.elapsed())}")
+        self.say(f"reproduce {self.profile}: {shown} in {clock(self.elapsed())}")
         if self.stop_signal is not None:
             return 128 + int(self.stop_signal)
         if counts.get("failed"):

@@ -18,6 +18,8 @@ from typing import Callable
 from ..definitions.curated import read_records
 from ..definitions.experiments import Experiment
 from ..errors import UserError
+from ..records import write_text_atomic
+from ..text import shown_path
 from . import curves, matrix, memory, speed
 from .common import Context, Page, provenance, table
 
@@ -29,14 +31,6 @@ VERDICTS_BEGIN = "<!-- reformer table: verdicts begin -->"
 VERDICTS_END = "<!-- reformer table: verdicts end -->"
 
 
-def shown(path: Path) -> str:
-    """A folder as the pages show it: relative to the working folder when inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def builder(layout: str) -> Callable[[Context], Page]:
     """The page builder of a layout: `build` of the module of this package named like it (the
     layouts are listed once, in definitions.experiments.LAYOUTS)."""
@@ -46,12 +40,12 @@ def builder(layout: str) -> Callable[[Context], Page]:
 def context(experiment: Experiment, runs: Path, profile: str | None) -> Context:
     if profile is not None:
         records = read_records(runs, profile, experiment.name) if experiment.profile(profile) else {}
-        return Context(experiment, profile if experiment.profile(profile) else None, records, shown(runs))
+        return Context(experiment, profile if experiment.profile(profile) else None, records, shown_path(runs))
     for p in PREFERENCE:
         records = read_records(runs, p, experiment.name)
         if records and experiment.profile(p):
-            return Context(experiment, p, records, shown(runs))
-    return Context(experiment, None, {}, shown(runs))
+            return Context(experiment, p, records, shown_path(runs))
+    return Context(experiment, None, {}, shown_path(runs))
 
 
 def index(contexts: list[Context]) -> str:
@@ -113,8 +107,6 @@ def update_readme(readme: Path, ctx: Context, page: str, contexts: list[Context]
                   out: str = "results") -> bool:
     """Replace the Table 2 block of the README, and its verdicts block when it has one (built from
     `contexts`); True if it changed."""
-    from ..records import write_text_atomic
-
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
         raise UserError(f"{readme} has no '{README_BEGIN}' ... '{README_END}' block to fill in")
@@ -142,8 +134,6 @@ def build_pages(experiments: list[Experiment], runs: Path, profile: str | None =
 
 def write_pages(pages: list[Page], contexts: list[Context], out: Path, plots: bool = True) -> list[Path]:
     """Write every page, the index and (with matplotlib) the plots; returns the files written."""
-    from ..records import write_text_atomic
-
     written = []
     for page in pages:
         path = Path(out) / f"{page.name}.md"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..definitions.curated import evaluated_before_training
+from ..text import markdown_table
 
 MISSING = "missing"
 
@@ -90,9 +91,7 @@ def _escape(text: str) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(map(_escape, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(map(_escape, row)) + " |" for row in rows]
-    return lines
+    return markdown_table(header, rows, _escape)
 
 
 def duration(seconds: float | None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Context, Page, cell, fmt, fmt_signed, header, recipe, table
+from .plots import legend_outside, mark_empty, new_figure, save, style, title
 from .verdicts import INCONCLUSIVE, MISSING, Verdict, mean, paired_differences, spread, verdict
 
 METRIC_LABELS = {"bpc": "bits per character", "bits_per_dim": "bits per dim", "accuracy": "accuracy", "bits": "bits"}
@@ -324,8 +325,6 @@ def plot(ctx: Context, metrics: dict, labels: dict, path: Path) -> None:
     colour, extra seeds thinner) and each run's difference to the panel's baseline run at the same
     steps (below; with seeds, the mean of the per-seed differences), where curves that lie on top
     of each other part."""
-    from .plots import legend_outside, mark_empty, new_figure, save, style, title
-
     tasks = task_groups(ctx)
     panels = ctx.experiment.paper.get("panels", [])
     fig, axes = new_figure(2 * len(tasks), len(panels), width=5.5, height=3.2, height_ratios=[1.0, 0.7] * len(tasks))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import MISSING, Context, Page, cell, duration, fmt, fmt_paper, fmt_signed, header, recipe, table
+from .common import MISSING, Context, Page, cell, duration, fmt, fmt_paper, fmt_signed, header, provenance, recipe, table
 
 
 def value(record: dict | None, metric: str, scale: float) -> float | None:
@@ -198,7 +198,6 @@ def readme_block(ctx: Context, page_path: str) -> str:
         body.append([labels.get(row, row), *(
             cell(value(ctx.record(f"{row}__{col}"), metric, scale), pv) for col, pv in zip(columns, paper_values)
         )])
-    from .common import provenance
 
     p = provenance(ctx)
     label = [] if ctx.comparable else [f"**{ctx.spec.label}**"]

@@ -25,6 +25,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..data.bytes import ENWIK8_MD5, load_enwik8, load_text
 from ..errors import DataError
 from ..primitives.context import derive_seed
 from .base import Batch, Task
@@ -141,13 +142,9 @@ class Enwik8Task(ByteTask):
     name = "enwik8"
 
     def load(self) -> tuple[Path, dict]:
-        from ..data.bytes import load_enwik8
-
         return load_enwik8(self.cfg)
 
     def describe(self) -> dict[str, Any]:
-        from ..data.bytes import ENWIK8_MD5
-
         info = super().describe()
         info["official"] = self.manifest["source"].get("md5") == ENWIK8_MD5
         return info
@@ -159,6 +156,4 @@ class TextTask(ByteTask):
     name = "text"
 
     def load(self) -> tuple[Path, dict]:
-        from ..data.bytes import load_text
-
         return load_text(self.cfg)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
 
+from ..data.bytes import load_enwik8, load_text, prepare_enwik8, prepare_text
+from ..data.paths import text_default_dir
 from ..errors import ConfigError
 from .spec import COMMON_METRICS, PreparedTaskSpec
 
@@ -77,13 +79,9 @@ class Enwik8Spec(PreparedTaskSpec):
         return Enwik8Task(cfg, seed)
 
     def prepare(self, cfg: Any, *, source: str | None, verify: bool, force: bool) -> Any:
-        from ..data.bytes import prepare_enwik8
-
         return prepare_enwik8(cfg, source=source, verify=verify, force=force)
 
     def load(self, cfg: Any) -> tuple[Path, dict]:
-        from ..data.bytes import load_enwik8
-
         return load_enwik8(cfg)
 
     def bench_splits(self, train_bytes: int) -> dict:
@@ -123,18 +121,12 @@ class TextSpec(PreparedTaskSpec):
         return TextTask(cfg, seed)
 
     def default_data_dir(self, cfg: Any) -> Path:
-        from ..data.paths import text_default_dir
-
         return text_default_dir(cfg.path)
 
     def prepare(self, cfg: Any, *, source: str | None, verify: bool, force: bool) -> Any:
-        from ..data.bytes import prepare_text
-
         return prepare_text(cfg, force=force)
 
     def load(self, cfg: Any) -> tuple[Path, dict]:
-        from ..data.bytes import load_text
-
         return load_text(cfg)
 
     def provenance(self, manifest: dict) -> str:  # the user's own file: nothing official to check it against

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..data.imagenet64 import TOKENS
+from ..data.imagenet64 import TOKENS, load_imagenet64
 from ..errors import DataError
 from ..primitives.context import derive_seed
 from .base import Batch, Task
@@ -58,8 +58,6 @@ class ImageNet64Task(Task):
     # --- files
 
     def check_data(self) -> None:
-        from ..data.imagenet64 import load_imagenet64
-
         self._folder, self._manifest = load_imagenet64(self.cfg)
 
     @property

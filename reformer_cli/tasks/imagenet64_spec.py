@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import _choice
+from ..data.paths import as_path, data_root, task_data_dir
 from ..errors import ConfigError
 from .spec import COMMON_METRICS, PreparedTaskSpec
 
@@ -51,14 +52,10 @@ class ImageNet64Spec(PreparedTaskSpec):
         return ImageNet64Task(cfg, seed)
 
     def default_data_dir(self, cfg: Any) -> Path:
-        from ..data.paths import data_root
-
         return data_root() / self.name / cfg.variant
 
     def prepared_dir(self, cfg: Any) -> Path:
         """Apart from the downloaded files: `task.prepared_dir`, default `<data_dir>/prepared`."""
-        from ..data.paths import as_path, task_data_dir
-
         return as_path(cfg.prepared_dir) if cfg.get("prepared_dir") else task_data_dir(cfg) / "prepared"
 
     def prepare(self, cfg: Any, *, source: str | None, verify: bool, force: bool) -> Any:

@@ -21,6 +21,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..config import _choice
+from ..data.paths import data_root, task_data_dir
+from ..errors import UserError
+from ..primitives.task_registry import task_specs
+
 # the metrics every task's evaluation reports (Task.metrics), with their direction
 COMMON_METRICS = {"loss": False, "accuracy": True}
 
@@ -56,20 +61,14 @@ class TaskSpec:
 
     def default_data_dir(self, cfg: Any) -> Path:
         """The folder of the task's files when `task.data_dir` is not set."""
-        from ..data.paths import data_root
-
         return data_root() / self.name
 
     def prepared_dir(self, cfg: Any) -> Path:
         """Where the prepared split files and manifest.json are (the data folder by default)."""
-        from ..data.paths import task_data_dir
-
         return task_data_dir(cfg)
 
     def prepare(self, cfg: Any, *, source: str | None, verify: bool, force: bool) -> Any:
         """Prepare the task's files (data.bytes.PrepareResult); `refuse_options` has checked the options."""
-        from ..errors import UserError
-
         raise UserError(f"task={self.name} is generated on the fly: it needs no data")
 
     def load(self, cfg: Any) -> tuple[Path, dict]:
@@ -90,9 +89,6 @@ class TaskSpec:
 
     def refuse_options(self, source: str | None, verify: bool) -> None:
         """UserError for `--source` or `--no-verify` given to a task that does not take it."""
-        from ..errors import UserError
-        from ..primitives.task_registry import task_specs
-
         if source is not None and not self.source_help:
             takers = "/".join(f"task={s.name}" for s in task_specs() if s.source_help)
             raise UserError(f"--source is for {takers}; task={self.name} reads {self.reads}")
@@ -128,6 +124,4 @@ class PreparedTaskSpec(TaskSpec):
     prepared = True
 
     def check(self, cfg: Any) -> None:
-        from ..config import _choice
-
         _choice("task.verify", cfg.verify, DATA_VERIFY)
