@@ -46,6 +46,7 @@ from .loggers import NullLogger, RunIdentity, build_logger
 from .model.reformer import build_model, count_parameters
 from .naming import default_run_name  # noqa: F401  (also imported from here)
 from .optimization import build_optimizer, lr_at, train_step
+from .prepared_run import PreparedRun
 from .primitives.context import derive_seed
 from .progress import make_progress
 from .records import MetricsLog, code_version, list_checkpoints, write_json_atomic, write_text_atomic
@@ -453,7 +454,10 @@ def done_line(summary: dict, run_dir: Path) -> str:
     return f"done in {m}:{s:02d}{why}: {result}; {shown / 'summary.json'}"
 
 
-def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:
-    """Train one configuration into `run_dir` (named, grouped and tagged by `identity`, by default
-    after its config); returns the summary."""
-    return Trainer(cfg, run_dir, identity).run()
+def train(run: PreparedRun | RunConfig, run_dir: Path | None = None, identity: RunIdentity | None = None) -> dict:
+    """Train a prepared run (`reformer run`: its config into its folder), or a config into `run_dir`
+    (the library's use), named, grouped and tagged by `identity` (by default after its config);
+    returns the summary."""
+    if not isinstance(run, PreparedRun):
+        run = PreparedRun.in_folder(run, run_dir)
+    return Trainer(run.config, run.folder, identity).run()
