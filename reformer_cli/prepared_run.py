@@ -156,12 +156,15 @@ class PreparedRun:
 
     def job(self, cfg: Any) -> PreparedRun:
         """The prepared run of the Hydra job running with `cfg` (Hydra's composition): this run,
-        composed before Hydra started; a sweep's job (or a run left to Hydra) is its own."""
+        with the config composed before Hydra started (Hydra's `cfg` where it was left to Hydra:
+        the job checks it); each job of a sweep is its own run."""
         from .hydra_entry import output_dir
 
-        if self.config is not None and not self.multirun:
-            return dataclasses.replace(self, folder=output_dir())
-        return PreparedRun(self.config_name, self.arguments, self.overrides, config=cfg, folder=output_dir())
+        if self.multirun:
+            return PreparedRun(self.config_name, self.arguments, self.overrides, config=cfg, folder=output_dir())
+        if self.config is None:
+            return dataclasses.replace(self, config=cfg, folder=output_dir(), validated=False)
+        return dataclasses.replace(self, folder=output_dir())
 
     @classmethod
     def in_folder(cls, cfg: Any, folder: Path) -> PreparedRun:
