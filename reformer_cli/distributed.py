@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
+from .sweeps import is_multirun
+
 
 @dataclass(frozen=True)
 class World:
@@ -39,6 +42,29 @@ def launched_world() -> World:
         local_rank=int(os.environ.get("LOCAL_RANK", 0)),
         size=int(os.environ.get("WORLD_SIZE", 1)),
     )
+
+
+def torchrun_arguments(args: list[str]) -> list[str]:
+    """`reformer run`'s arguments for one process of a launch of several (torchrun, or a
+    multi-task SLURM job), before Hydra starts: every process writes into one shared run folder
+    (`hydra.run.dir`; torchrun's run id names it when none is given), and only rank 0 writes
+    Hydra's files and logs. UserError for a sweep, or a launch whose processes cannot agree on a folder."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return args
+    if is_multirun(args):
+        raise UserError("sweeps (-m) cannot run under torchrun; sweep with hydra/launcher=slurm instead")
+    extra = []
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        if not run_id or run_id == "none":
+            raise UserError(
+                "under torchrun all processes must write to one folder: pass hydra.run.dir=<folder>"
+                " (or use torchrun --standalone, or --rdzv-id=<id>)"
+            )
+        extra.append(f"hydra.run.dir=outputs/torchrun-{run_id}")
+    if int(os.environ.get("RANK", "0")) > 0:
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    return [*args, *extra]
 
 
 def _export_slurm_environment() -> None:

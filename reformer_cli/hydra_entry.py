@@ -1,15 +1,14 @@
 """The one boundary with Hydra: composing a config (`compose`), running a Hydra app with one-line
-user errors (`run_hydra`), and the rewriting of a command line before Hydra sees it (torchrun,
-`resume=auto`).
+user errors (`run_hydra`), and reading overrides as Hydra reads them.
 
 `reformer run ...` and `reformer eval ...` hand everything after the command word to a
 `@hydra.main` function, so `-m` sweeps, `--cfg job`, `--info`, `-cd` and overrides reach Hydra
 untouched. Anything else that needs a config outside a Hydra app (`reformer data`, the reproduce
 runner, the batch evaluator, the tests) calls `compose`. User mistakes come out as one line
 (`error: ...`, exit 2); bugs keep a traceback; HYDRA_FULL_ERROR=1 restores Hydra's own reports.
-Before Hydra starts, `run_hydra` checks the config (a rejected one leaves no folder behind),
-claims the run folder (a fresh name when two runs start in the same second) and takes its lock
-(run_folder.py), so no second process writes into it and Hydra's own files are covered too.
+What a run needs before Hydra starts (its config composed once and checked, `resume=auto`'s
+choice, the run folder claimed and locked so Hydra's own files are covered too) is
+prepared_run.py's; `run_hydra` holds that folder while Hydra runs.
 Only Hydra's public API is used. Nothing here imports hydra, omegaconf or torch at import time.
 """
 
@@ -21,11 +20,10 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
-from . import run_folder, shipped
+from . import shipped
 from .errors import UserError, one_line, report_and_exit
-from .sweeps import MULTIRUN_FLAGS, is_multirun
 
 CONF_DIR = shipped("conf")
 
@@ -232,23 +230,36 @@ def _hydra_raises(argv: list[str]) -> Iterator[None]:
             os.environ["HYDRA_FULL_ERROR"] = saved_env
 
 
-def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[str], prog: str,
-              check: Callable[[Any], None] | None = None) -> None:
-    """Run `task_function` as a Hydra app over `conf/<config_name>.yaml` with `args`. Before Hydra
-    starts, the composed config is checked with `check` (a run; one line, no folder) and the run
-    folder is claimed and locked (`claimed_folder`)."""
+def check_installed(config_name: str) -> None:
+    """UserError when conf/<config_name>.yaml is missing (an incomplete installation)."""
     if not (CONF_DIR / f"{config_name}.yaml").is_file():
-        report_and_exit(
+        raise UserError(
             f"config folder {CONF_DIR} not found: the installation is incomplete; reinstall reformer"
             " (`pip install .` or `make install` in a clone of the repository)"
         )
+
+
+def full_error_wanted() -> bool:
+    """The user's HYDRA_FULL_ERROR=1: errors keep their tracebacks, as in Hydra."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[str], prog: str,
+              held: Callable[[], ContextManager[list[str]]] | None = None) -> None:
+    """Run `task_function` as a Hydra app over `conf/<config_name>.yaml` with `args`. `held` (a
+    prepared run's, prepared_run.py) claims and locks the run folder before Hydra starts and holds
+    it while Hydra runs; it yields the arguments Hydra gets (`args` with the folder it claimed)."""
+    try:
+        check_installed(config_name)
+    except UserError as exc:
+        report_and_exit(str(exc))
     import hydra
 
     from . import tasks  # noqa: F401  (importing the package registers the built-in tasks)
     from .config import register_schemas
 
     register_schemas()
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    full_error = full_error_wanted()
     started: list[bool] = []
     job = exit_on_user_error(task_function, full_error)
 
@@ -263,7 +274,7 @@ def run_hydra(task_function: Callable[[Any], Any], config_name: str, args: list[
     task.__name__, task.__module__ = job.__name__, job.__module__
     main = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(task)
     try:
-        with claimed_folder(args, config_name, None if full_error else check) as args:
+        with held() if held is not None else contextlib.nullcontext(args) as args:
             with _hydra_raises([prog, *args]):
                 main()
     except (UserError, *_hydra_errors()) as exc:
@@ -314,103 +325,6 @@ def shown_key(key: str) -> str:
     return key if len(key) <= SHOWN_KEY else f"{key[:SHOWN_KEY]}... ({len(key):,} characters)"
 
 
-def _without_sweeps(overrides: list[str]) -> list[str] | None:
-    """The overrides a multirun's base config is composed from (sweeps left out, as Hydra does);
-    None if they do not parse (Hydra then reports why)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:
-        return None
-    return [o.input_line for o in parsed if not o.is_sweep_override()]
-
-
-def _composed_with_folder(config_name: str, overrides: list[str], key: str,
-                          config_dir: str | None = None) -> tuple[Any, Path] | None:
-    """(the job's config, the folder `key` names), or None if they do not compose or resolve."""
-    from omegaconf import OmegaConf, open_dict
-
-    try:
-        cfg = compose(config_name, overrides, hydra_config=True, config_dir=config_dir)
-    except DefaultsLoop:
-        raise
-    except Exception:
-        return None
-    try:
-        folder = Path(str(OmegaConf.select(cfg, key, throw_on_missing=True)))
-        with open_dict(cfg):
-            del cfg["hydra"]
-    except Exception:
-        return None
-    return cfg, folder
-
-
-def _run_name(cfg: Any) -> str:
-    """The run's name as the trainer logs it (`run_name`, else `synthetic-lsh-4-standard-seed0`)."""
-    if cfg.get("run_name"):
-        return str(cfg.run_name)
-    from .naming import default_run_name
-
-    return default_run_name(cfg)
-
-
-@contextlib.contextmanager
-def claimed_folder(args: list[str], config_name: str, check: Callable[[Any], None] | None = None
-                   ) -> Iterator[list[str]]:
-    """Before Hydra starts: create the run folder (a sweep: the sweep folder) and take its lock,
-    before anything is written into it. A folder left to Hydra's pattern
-    (`outputs/<task>/<date>_<time>`) is found by composing the config, which is `check`ed first
-    (one line and no folder when it is rejected), gets the run's name appended
-    (`<date>_<time>_synthetic-lsh-4-standard-seed0`, so a folder says which run it holds) and a
-    fresh name (`...-2` when that one exists), passed on as `hydra.run.dir`; a folder given as `hydra.run.dir=` is taken as it is.
-    If the command fails and the folder, created here, holds no record of a run, it is removed
-    (a config rejected inside the job leaves nothing either). Yields the arguments to give Hydra.
-    Commands that write no run (`--cfg`, `--help`, ...) and command lines this cannot compose are
-    left to Hydra (which reports their errors)."""
-    config_dir, name, plain = config_source(args)
-    if config_dir is not None or name is not None:  # a user's config files: checked before Hydra loads them
-        check_config_files(config_dir, name or config_name)
-        config_name = name or config_name
-    flags = [a for a in plain if a.startswith("-")]
-    if any(f not in MULTIRUN_FLAGS for f in flags):
-        yield args
-        return
-    multirun = bool(flags)
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-    explicit = argument_value(args, key)
-    if explicit is not None and "$" not in explicit:  # the user's folder: nothing to compose
-        folder = Path(explicit)
-        created = run_folder.make_folder(folder)
-    else:
-        overrides = [a for a in plain if not a.startswith("-")]
-        if multirun:
-            overrides = _without_sweeps(overrides)
-        composed = None if overrides is None else _composed_with_folder(config_name, overrides, key, config_dir)
-        if composed is None:  # it does not compose or resolve: Hydra, composing it again, reports why
-            yield args
-            return
-        cfg, folder = composed
-        if check is not None and not multirun:
-            check(cfg)
-        if explicit is not None:
-            created = run_folder.make_folder(folder)
-        else:
-            if not multirun and config_name == "config":  # a training run; an evaluation has no run name
-                folder = folder.with_name(f"{folder.name}_{run_folder.folder_label(_run_name(cfg))}")
-            folder, created = run_folder.claim_unique(folder)
-            args = [*args, string_override(key, str(folder))]
-    worker = int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 holds the shared folder
-    with contextlib.nullcontext() if worker else run_folder.hold(folder, "sweep folder" if multirun else "run folder"):
-        succeeded = False
-        try:
-            yield args
-            succeeded = True
-        finally:
-            if created is not None and not succeeded:  # still holding the lock
-                run_folder.remove_unused(folder, created)
-
-
 def group_listing(groups: tuple[str, ...] | None = None) -> str:
     """`  group:      option, option` lines for the config groups in conf/ (for --help texts)."""
     lines = []
@@ -428,7 +342,7 @@ def output_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-# ------------------------------------------------------------------------------------ rewriting
+# ------------------------------------------------------------------------------------ overrides
 
 
 def argument_value(args: list[str], key: str) -> str | None:
@@ -458,58 +372,21 @@ def _as_hydra_reads(value: str) -> str:
     return value if parsed is None else parsed
 
 
+def without_sweeps(overrides: list[str]) -> list[str] | None:
+    """The overrides a multirun's base config is composed from (sweeps left out, as Hydra does);
+    None if they do not parse (Hydra then reports why)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return None
+    return [o.input_line for o in parsed if not o.is_sweep_override()]
+
+
 def string_override(key: str, value: str) -> str:
     """`key=value` written so that Hydra reads `value` back exactly (quoted when it must be)."""
     for written in (value, f"'{value}'", f'"{value}"'):
         if _parsed_string(written) == value:
             return f"{key}={written}"
     return f"{key}={value}"
-
-
-def resume_arguments(args: list[str]) -> list[str]:
-    """`reformer run ... resume=auto`: Hydra gives every invocation a new folder, so before it
-    starts `hydra.run.dir` is pointed at the run to continue (resume.py chooses it: the newest
-    folder holding a checkpoint whose config equals this one up to options that do not change the
-    computation; a UserError names an unfinished run that differs in what it computes).
-    `resume=<run folder>` continues that folder the same way. Sweeps (`-m`) and an explicit
-    `hydra.run.dir` are left as they are."""
-    from .resume import choose_run
-
-    resume = argument_value(args, "resume")
-    flags = [a for a in args if a.startswith("-")]
-    if resume in (None, "null") or flags or argument_value(args, "hydra.run.dir") is not None:
-        return args
-    if resume != "auto":
-        return [*args, string_override("hydra.run.dir", resume)] if Path(resume).is_dir() else args
-    from omegaconf import OmegaConf
-
-    try:
-        cfg = OmegaConf.to_container(compose("config", args), resolve=True)
-    except Exception:  # it does not compose: Hydra, composing it again, reports why
-        return args
-    previous, note = choose_run(cfg)
-    if note:
-        sys.stdout.write(note + "\n")
-        sys.stdout.flush()
-    return [*args, string_override("hydra.run.dir", str(previous))] if previous is not None else args
-
-
-def torchrun_arguments(args: list[str]) -> list[str]:
-    """Under torchrun (or a multi-task SLURM job) every process runs `reformer run`: one shared
-    run folder, and only rank 0 writes Hydra's files and logs."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return args
-    if is_multirun(args):
-        report_and_exit("sweeps (-m) cannot run under torchrun; sweep with hydra/launcher=slurm instead")
-    extra = []
-    if not any(a.startswith("hydra.run.dir=") for a in args):
-        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
-        if not run_id or run_id == "none":
-            report_and_exit(
-                "under torchrun all processes must write to one folder: pass hydra.run.dir=<folder>"
-                " (or use torchrun --standalone, or --rdzv-id=<id>)"
-            )
-        extra.append(f"hydra.run.dir=outputs/torchrun-{run_id}")
-    if int(os.environ.get("RANK", "0")) > 0:
-        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-    return [*args, *extra]

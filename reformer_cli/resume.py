@@ -5,7 +5,7 @@ Hydra gives every invocation a new timestamped folder. So that re-running the sa
 starts, for the newest folder under `outputs/<task>/` that holds a checkpoint and whose
 config.yaml equals this config up to options that do not change what is computed (`INERT`:
 progress display, logging, evaluation and checkpoint cadence, the run's name; `choose_run`),
-and points `hydra.run.dir` at it (hydra_entry.resume_arguments). When there is none but an
+and points `hydra.run.dir` at it (`choose_folder`, asked by prepared_run.py). When there is none but an
 unfinished run differs only in options that do change the computation, `resume=auto` does not
 silently start over: it names that run and the differing keys, and the user chooses
 (`resume=<folder>` continues it anyway; without `resume=auto` a new run starts). Multirun sweeps
@@ -136,6 +136,30 @@ def choose_run(cfg: dict, root: Path = OUTPUTS) -> tuple[Path | None, str | None
         f" {near.step}), differs in {shown}{more}: continue it anyway with resume={near.folder}, or start a new"
         " run without resume=auto"
     )
+
+
+@dataclass(frozen=True)
+class ResumeChoice:
+    """What `resume=` on the command line decides before Hydra starts: the run folder continued
+    (None: the run gets a new folder) and, when it is one that differs in inert options, the line
+    that says so."""
+
+    folder: str | None = None  # as `hydra.run.dir` gets it (`resume=<folder>`: as typed)
+    note: str | None = None
+
+
+def choose_folder(requested: str | None, cfg: dict | None, root: Path = OUTPUTS) -> ResumeChoice:
+    """The folder `resume=<requested>` continues: `resume=<run folder>` that folder, `resume=auto`
+    the one `choose_run` finds for the resolved `cfg` (none when it did not compose: Hydra, composing
+    it again, reports why). UserError as `choose_run`."""
+    if requested in (None, "null"):
+        return ResumeChoice()
+    if requested != "auto":
+        return ResumeChoice(requested) if Path(requested).is_dir() else ResumeChoice()
+    if cfg is None:
+        return ResumeChoice()
+    folder, note = choose_run(cfg, root)
+    return ResumeChoice(None if folder is None else str(folder), note)
 
 
 # ------------------------------------------------------------------------------------ checkpoints

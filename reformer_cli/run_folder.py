@@ -7,6 +7,8 @@
   trainer again around training.
 * `claim_unique(base)`: a new folder named `base`, or `base-2`, `base-3`, ... when that exists
   (created with an exclusive mkdir: two runs started in the same second get two folders).
+* `claimed(folder, created)`: a folder made for a command held (locked) while it runs, and removed
+  if the command fails before the run records anything there.
 * `folder_label(name)`: a run's name made safe as part of a folder name.
 * `remove_orphaned_temps(folder)`: the temp files of atomic writes a killed run left behind.
 * `holds_records(folder)`: whether a run wrote anything of its own there (a rejected config's
@@ -247,6 +249,22 @@ def hold(folder: Path, what: str = "run folder") -> Iterator[None]:
         yield
     finally:
         release(folder)
+
+
+@contextlib.contextmanager
+def claimed(folder: Path, created: Path | None, what: str = "run folder", lock: bool = True) -> Iterator[None]:
+    """Hold `folder`'s lock while the block runs (unless `lock` is false: under torchrun the ranks
+    other than 0 share the folder rank 0 holds). If the block fails and the folder was created
+    for it (`created`: the outermost folder made with it), it is removed when it holds no record,
+    still under the lock."""
+    with hold(folder, what) if lock else contextlib.nullcontext():
+        succeeded = False
+        try:
+            yield
+            succeeded = True
+        finally:
+            if created is not None and not succeeded:
+                remove_unused(folder, created)
 
 
 def is_held_here(folder: Path) -> bool:

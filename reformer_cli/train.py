@@ -451,6 +451,6 @@ def done_line(summary: dict, run_dir: Path) -> str:
 
 
 def train(cfg: RunConfig, run_dir: Path, identity: RunIdentity | None = None) -> dict:
-    """Train one configuration into `run_dir` (named, grouped and tagged by `identity`, by default
-    after its config); returns the summary."""
+    """Train one configuration into `run_dir` (`reformer run`: a prepared run's config and folder),
+    named, grouped and tagged by `identity` (by default after its config); returns the summary."""
     return Trainer(cfg, run_dir, identity).run()

@@ -52,7 +52,7 @@ LAYERS = [
                      "yaml_guard"]),
     ("training", ["optimization", "checkpointer", "best", "eval_plan", "evaluation", "train", "loading"]),
     ("using a model", ["decoding", "bench"]),
-    ("Hydra", ["hydra_entry", "eval_arguments"]),
+    ("Hydra", ["hydra_entry", "eval_arguments", "prepared_run"]),
     ("import", ["hf_import"]),
     ("definitions", ["definitions"]),
     ("pages", ["table", "comparison"]),

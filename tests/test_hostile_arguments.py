@@ -79,6 +79,16 @@ def test_a_run_folder_name_too_long_for_the_file_system_is_one_short_line(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_override_key_too_long_for_a_file_name_is_one_line(tmp_path, monkeypatch, capsys):
+    """Hydra looks up a config group file named after the key: the file system refuses the name."""
+    monkeypatch.chdir(tmp_path)
+    code, err = in_process(["run", *BASE, f"{'k' * 300}=1"], capsys)
+    assert code == 2
+    assert one_error_line(err) == (f"error: unknown config key '{'k' * 80}... (300 characters)': too long for any"
+                                   " key or option (list the keys with: reformer run --cfg job)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_eval_falls_back_past_a_truncated_newest_checkpoint(trained, untouched, tmp_path, monkeypatch, capsys):  # noqa: F811
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"

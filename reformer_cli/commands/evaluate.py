@@ -12,6 +12,7 @@ from ..config import EvalConfig, validate_eval
 from ..errors import UserError, report_and_exit
 from ..eval_arguments import EvalArguments
 from ..hydra_entry import run_hydra
+from ..prepared_run import PreparedRun
 
 HELP = """usage: reformer eval checkpoint=PATH [attention=... attention.KEY=VALUE ...] [split=valid|test]
                      [max_batches=N] [batch_size=N] [device=...] [output=PATH] [-m]
@@ -64,5 +65,9 @@ def main(args: list[str]) -> int:
 
     job.__name__ = eval_job.__name__
     note_sweep(list(arguments.args))
-    run_hydra(job, "eval", list(arguments.args), prog="reformer eval", check=validate_eval)
+    try:
+        prepared = PreparedRun.prepare(list(arguments.args), "eval", check=validate_eval)
+    except UserError as exc:
+        report_and_exit(str(exc), exc.exit_code)
+    run_hydra(job, "eval", prepared.arguments, prog="reformer eval", held=prepared.held)
     return exit_code()

@@ -1,30 +1,34 @@
-"""`reformer run [overrides]`: train one configuration (a Hydra app; `-m` sweeps). The work is
-`train.train`; this module parses, calls and exits.
+"""`reformer run [overrides]`: train one configuration (a Hydra app; `-m` sweeps). The run is
+prepared once before Hydra starts (prepared_run.py: its config, folder, lock and `resume=`
+choice); the work is `train.train`; this module parses, calls and exits.
 
 Under torchrun every process runs this command; they must share one run folder, and only rank 0
-writes Hydra's files and logs (hydra_entry.torchrun_arguments).
+writes Hydra's files and logs (distributed.torchrun_arguments).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-from ..config import RunConfig, check_removed_groups, validate
+from ..config import check_removed_groups, validate
 from ..errors import UserError, report_and_exit
-from ..hydra_entry import resume_arguments, run_hydra, torchrun_arguments
+from ..hydra_entry import run_hydra
+from ..prepared_run import PreparedRun
 
 
-def run_job(cfg: RunConfig) -> dict:
-    """One Hydra job: validate the composed config (no torch yet), then train; returns the summary."""
-    validate(cfg)
-    from ..hydra_entry import output_dir
+def run_job(run: PreparedRun) -> dict:
+    """One Hydra job: its config checked (no torch yet; a run prepared before Hydra already is),
+    then trained; returns the summary."""
+    if not run.validated:
+        validate(run.config)
     from ..memory_estimate import available_memory, check_fits
 
-    check_fits(cfg, available_memory(str(cfg.trainer.device)))
+    check_fits(run.config, available_memory(str(run.config.trainer.device)))
     from ..sweeps import run_identity
     from ..train import train
 
-    return train(cfg, output_dir(), run_identity())
+    return train(run.config, run.folder, identity=run_identity())
 
 
 HELP = """usage: reformer run [group=option ...] [key=value ...] [-m] [--cfg job] [--hydra-help]
@@ -61,9 +65,14 @@ def main(args: list[str]) -> int:
 
     try:
         check_removed_groups(args)
-        args = torchrun_arguments(resume_arguments(args))
+        prepared = PreparedRun.prepare(args, "config", check=validate)
     except UserError as exc:
         report_and_exit(str(exc), exc.exit_code)
-    note_sweep(args)
-    run_hydra(run_job, "config", args, prog="reformer run", check=validate)
+
+    def job(cfg: Any) -> dict:
+        return run_job(prepared.job(cfg))
+
+    job.__name__ = run_job.__name__
+    note_sweep(prepared.arguments)
+    run_hydra(job, "config", prepared.arguments, prog="reformer run", held=prepared.held)
     return exit_code()
