@@ -30,17 +30,17 @@ def compositions(monkeypatch) -> list[list[str]]:
 
 
 def test_resume_auto_composes_once_and_trains_the_config_it_composed(tmp_path, monkeypatch, capsys, compositions):
-    from reformer_cli import train as train_module
+    from reformer_cli.commands import run as run_command
 
     monkeypatch.chdir(tmp_path)
     trained = []
-    train = train_module.train
+    run_job = run_command.run_job
 
-    def recorded(run, *args, **kwargs):
+    def recorded(run):
         trained.append(run)
-        return train(run, *args, **kwargs)
+        return run_job(run)
 
-    monkeypatch.setattr(train_module, "train", recorded)
+    monkeypatch.setattr(run_command, "run_job", recorded)
     args = ["run", *TINY, "trainer.max_steps=2", "trainer.progress=none", "resume=auto"]
     assert in_process(args, capsys)[0] == 0  # a fresh run: no folder to continue
     assert in_process(args, capsys)[0] == 0  # continued: the same folder
