@@ -14,6 +14,7 @@ import torch
 
 from ..errors import UserError
 from ..loading import Trained
+from ..tasks import task_spec, task_specs
 from .image_grid import ROW_TOKENS, as_picture, grid, write_png
 from .incremental import CachedDecoder, decoding_context
 from .sampling import SamplingSettings, generate
@@ -217,8 +218,9 @@ def _symbols(prompt: bytes, vocab_size: int, word_len: int) -> list[int]:
     return symbols
 
 
+# by what the task's spec says it samples (TaskSpec.samples)
 SAMPLERS: dict[str, Callable[[Trained, SampleRequest, Path, TextIO], dict]] = {
-    "enwik8": sample_text, "text": sample_text, "imagenet64": sample_images, "synthetic": sample_copies,
+    "text": sample_text, "images": sample_images, "copies": sample_copies,
 }
 
 
@@ -228,16 +230,18 @@ def sample(trained: Trained, request: SampleRequest, out_dir: Path, stdout: Text
 
     check_request(request)
     name = str(trained.config.task.name)
-    if name not in SAMPLERS:
-        raise UserError(f"no sampling for task '{name}' (sampled: {', '.join(SAMPLERS)})")
-    if request.prompt is not None and name == "imagenet64":
-        raise UserError("imagenet64 takes no text prompt: --complete N completes valid images from their upper rows")
+    kind = task_spec(name).samples
+    if kind not in SAMPLERS:
+        sampled = ", ".join(spec.name for spec in task_specs() if spec.samples in SAMPLERS)
+        raise UserError(f"no sampling for task '{name}' (sampled: {sampled})")
+    if request.prompt is not None and kind == "images":
+        raise UserError(f"{name} takes no text prompt: --complete N completes valid images from their upper rows")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder: sample.json cannot be written in it")
     out_dir.mkdir(parents=True, exist_ok=True)
     check_writable(out_dir / "sample.json")
     trained.model.eval()
-    record = SAMPLERS[name](trained, request, out_dir, stdout)
+    record = SAMPLERS[kind](trained, request, out_dir, stdout)
     write_json_atomic(out_dir / "sample.json", record)
     stdout.write(f"written: {out_dir / 'sample.json'}\n")
     return record

@@ -60,6 +60,7 @@ def fake_byte_splits(train_bytes: int) -> dict:
 class Enwik8Spec(PreparedTaskSpec):
     name = "enwik8"
     byte_tokens = True
+    samples = "text"
     schema = Enwik8TaskConfig
     metric = "bpc"
     metrics = BYTE_METRICS
@@ -96,6 +97,7 @@ class Enwik8Spec(PreparedTaskSpec):
 class TextSpec(PreparedTaskSpec):
     name = "text"
     byte_tokens = True
+    samples = "text"
     schema = TextTaskConfig
     metric = "bpc"
     metrics = BYTE_METRICS

@@ -30,6 +30,7 @@ class ImageNet64TaskConfig:
 
 class ImageNet64Spec(PreparedTaskSpec):
     name = "imagenet64"
+    samples = "images"
     schema = ImageNet64TaskConfig
     metric = "bits_per_dim"
     metrics = {**COMMON_METRICS, "bits_per_dim": False}

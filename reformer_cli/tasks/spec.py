@@ -38,6 +38,8 @@ class TaskSpec:
     metrics: dict[str, bool] = COMMON_METRICS
     prepared: bool = False  # its data is prepared on disk by `reformer data prepare`
     byte_tokens: bool = False  # tokens: byte b is id b (0..255), the start token 256
+    # what `reformer sample` draws for it (decoding/by_task.py): "text", "images", "copies"; "": none
+    samples: str = ""
 
     def check(self, cfg: Any) -> None:
         """ConfigError (one line) for a value the schema's types allow but the task does not."""

@@ -24,6 +24,7 @@ class SyntheticTaskConfig:
 
 class SyntheticSpec(TaskSpec):
     name = "synthetic"
+    samples = "copies"
     schema = SyntheticTaskConfig
     metric = "accuracy"
     metrics = {**COMMON_METRICS, "bits": False}
