@@ -82,6 +82,9 @@ def test_runs_of_a_missing_folder_is_one_line(tmp_path, capsys, monkeypatch):
     assert code == 2 and err.startswith("error: no such folder: outputs") and err.count("\n") == 1
     code, err = in_process(["runs", str(tmp_path), "--where", "nokey"], capsys)
     assert code == 2 and "KEY=VALUE" in err
+    code, err = in_process(["runs", str(tmp_path), "--status", "completed,bogus"], capsys)
+    assert code == 2 and err.startswith("error: --status 'bogus': not a status (choose from completed,") \
+        and err.count("\n") == 1
 
 
 def test_compare_writes_the_plot_and_the_table(two_runs, tmp_path, capsys):
