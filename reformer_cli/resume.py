@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
 
 from .errors import UserError
 from .records import (CHECKPOINT_DIR, UNPACK_SLACK, OversizedCheckpoint, checkpoint_type_problem, find_checkpoint, list_checkpoints,
@@ -92,6 +91,8 @@ def candidates(cfg: dict, root: Path = OUTPUTS) -> list[Candidate]:
         except UnsafeYaml as exc:
             sys.stderr.write(f"resume=auto: skipping {run_dir}: {exc}\n")
             continue
+        from omegaconf import OmegaConf  # lazy: the GPU machine's benchmarks import this module without omegaconf
+
         try:
             previous = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
         except Exception:

@@ -13,7 +13,6 @@ from typing import Any
 import yaml
 
 from ..errors import OneLineParser, UserError, report_and_exit
-from ..run_records import STATUSES
 from ..text import shown_path
 
 SORTS = ("time", "metric", "name")
@@ -64,6 +63,8 @@ def matches_where(config: dict, key: str, value: Any) -> bool:
 
 def select(runs: list, opts: argparse.Namespace) -> list:
     statuses = {s.strip() for s in opts.status.split(",")} if opts.status else None
+    from ..run_records import STATUSES
+
     unknown = sorted((statuses or set()) - set(STATUSES))
     if unknown:
         raise UserError(f"--status {unknown[0]!r}: not a status (choose from {', '.join(STATUSES)})")

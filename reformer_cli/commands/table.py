@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
 def main(args: list[str]) -> int:
     opts = parser().parse_args(args)
     from ..definitions.experiments import load_experiments
-    from ..table import build_pages, update_readme, write_pages
+    from ..table import build_pages, context, update_readme, write_pages
 
     try:
         only = [n.strip() for n in opts.only.split(",") if n.strip()] if opts.only else None
@@ -48,16 +48,19 @@ def main(args: list[str]) -> int:
                 f"no {which} in {opts.runs}: nothing to build pages from (`reformer reproduce --profile P` writes"
                 " them; a smoke run's go to outputs/reproduce/smoke/results/runs: pass that with --runs)"
             )
+        # the index and the README's blocks cover every experiment, also when --only rebuilds a few pages
+        everything = contexts if only is None else [context(e, opts.runs, opts.profile)
+                                                    for e in load_experiments(opts.experiments, None)]
         plots = not opts.no_plots and matplotlib_or_note("plots")
-        written = write_pages(pages, contexts, opts.out, plots=plots)
+        written = write_pages(pages, everything, opts.out, plots=plots)
         for ctx in contexts:
             state = "no records" if ctx.profile is None else f"{ctx.profile}, {len(ctx.records)} records"
             sys.stdout.write(f"{opts.out / (ctx.experiment.name + '.md')}: {state}\n")
         if opts.readme is not None:
-            table2 = next((c for c in contexts if c.experiment.name == "table2"), None)
+            table2 = next((c for c in everything if c.experiment.name == "table2"), None)
             if table2 is None:
-                raise UserError("--readme fills in Table 2: include table2 in --only")
-            changed = update_readme(opts.readme, table2, f"{opts.out}/table2.md", contexts, str(opts.out))
+                raise UserError(f"--readme fills in Table 2: {opts.experiments} has no table2 definition")
+            changed = update_readme(opts.readme, table2, f"{opts.out}/table2.md", everything, str(opts.out))
             sys.stdout.write(f"{opts.readme}: Table 2 and verdict blocks {'updated' if changed else 'unchanged'}\n")
         sys.stdout.write(f"{len(written)} files written in {opts.out}\n")
     except UserError as exc:

@@ -168,3 +168,16 @@ def test_committed_results_were_built_from_the_committed_records(tmp_path):
     for page in sorted((tmp_path / "results").glob("*.md")):
         assert page.read_text() == (REPO / "results" / page.name).read_text(), page.name
     assert (tmp_path / "README.md").read_text() == (REPO / "README.md").read_text()  # its Table 2 block too
+
+
+def test_only_rebuilds_some_pages_but_the_index_and_readme_blocks_cover_every_experiment(workdir):
+    readme = workdir / "README.md"
+    readme.write_text("<!-- reformer table: table2 begin -->\n<!-- reformer table: table2 end -->\n"
+                      "<!-- reformer table: verdicts begin -->\nold\n<!-- reformer table: verdicts end -->\n")
+    out = run_cli(["table", "--runs", "runs", "--out", "out", "--no-plots", "--readme", "README.md", "--only", "table2"],
+                  workdir)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (workdir / "out").glob("*.md")) == ["README.md", "table2.md"]
+    index = (workdir / "out" / "README.md").read_text()
+    assert "(fig3.md)" in index and "(memory_claims.md)" in index  # every experiment stays listed
+    assert "[fig3](out/fig3.md)" in readme.read_text()  # and every claim in the README's block
