@@ -48,15 +48,19 @@ class SelfAttention(nn.Module):
             )
         self.core = core
 
-    def forward(
-        self, x: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Queries, keys (None with shared QK: the core derives them) and values, split into heads."""
         if self.shared_qk:
             q, k = split_heads(self.to_qk(x), self.n_heads), None
         else:
             q = split_heads(self.to_q(x), self.n_heads)
             k = split_heads(self.to_k(x), self.n_heads)
-        v = split_heads(self.to_v(x), self.n_heads)
+        return q, k, split_heads(self.to_v(x), self.n_heads)
+
+    def forward(
+        self, x: torch.Tensor, ctx: ForwardContext, key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        q, k, v = self.project(x)
         out = self.core(q, k, v, ctx, self.layer, key_padding_mask)
         if ctx.diagnostics is not None and "self_weight" in ctx.diagnostics:
             weights = self_weights(self.core, q, k, v, ctx, self.layer, key_padding_mask)

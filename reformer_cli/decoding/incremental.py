@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ..attention.common import merge_heads, split_heads
+from ..attention.common import merge_heads
 from ..errors import UserError
 from ..model.reformer import ReformerLM
 from ..model.reversible import ReversibleStack
@@ -58,13 +58,7 @@ class CachedDecoder:
         """F(x) for the new positions: the sublayer's norm and projections, attention against the cache."""
         sublayer = block.attention
         attention = sublayer.attention
-        h = sublayer.norm(x)
-        if attention.shared_qk:
-            q, k = split_heads(attention.to_qk(h), attention.n_heads), None
-        else:
-            q = split_heads(attention.to_q(h), attention.n_heads)
-            k = split_heads(attention.to_k(h), attention.n_heads)
-        v = split_heads(attention.to_v(h), attention.n_heads)
+        q, k, v = attention.project(sublayer.norm(x))
         return attention.to_out(merge_heads(cache.attend(q, k, v)))
 
     def _feedforward(self, block, x: torch.Tensor) -> torch.Tensor:
