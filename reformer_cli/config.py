@@ -21,6 +21,7 @@ from .attention.registry import complete_stored_attention, validate_attention  #
 from .attention.specs.full import FullAttentionConfig  # noqa: F401  (the schemas of attention=full, =lsh)
 from .attention.specs.lsh import LSHAttentionConfig  # noqa: F401
 from .errors import ConfigError
+from .primitives.devices import is_device_name, not_a_device
 from .primitives.task_registry import find_task, task_spec, task_specs
 
 # --------------------------------------------------------------------------------------- schemas
@@ -309,9 +310,8 @@ def _runtime(prefix: str, node: Any) -> None:
     """`precision`, `progress` and `device` of a trainer or eval config."""
     _choice(f"{prefix}precision", node.precision, PRECISIONS)
     _choice(f"{prefix}progress", node.progress, PROGRESS)
-    device = str(node.device)
-    if device not in ("auto", "cpu", "cuda", "mps") and not re.fullmatch(r"cuda:[0-9]+", device):
-        raise ConfigError(f"{prefix}device={device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+    if not is_device_name(str(node.device)):
+        raise ConfigError(not_a_device(f"{prefix}device", str(node.device)))
 
 
 def validate_model(model: Any, seq_len: int) -> None:

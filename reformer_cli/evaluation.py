@@ -163,7 +163,7 @@ def evaluate_checkpoint(cfg: EvalConfig, explicit: set[str], out: Path, safe: Pa
     evaluated_cfg = OmegaConf.create(evaluated)
     validate_attention(evaluated_cfg, int(run_cfg.task.seq_len))
 
-    device = select_device(str(cfg.device))
+    device = select_device(str(cfg.device), "device")
     precision = resolve_precision(cfg.precision, device)
     model, task = trained_model(path, saved, run_cfg)
     model.to(device)

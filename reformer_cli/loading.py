@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import UserError
+from .runtime import select_device
 from .evaluation import load_trained, trained_model, trained_run_config
 from .model.reformer import ReformerLM
 from .tasks.base import Task
@@ -27,17 +27,11 @@ class Trained:
         return iter((self.model, self.config, self.task))
 
 
-def load(run_folder_or_checkpoint: str | Path, device: str = "cpu") -> Trained:
-    """The trained model of a run folder (its newest checkpoint) or a checkpoint file, on `device`.
+def load(run_folder_or_checkpoint: str | Path, device: str = "cpu", option: str = "device") -> Trained:
+    """The trained model of a run folder (its newest checkpoint) or a checkpoint file, on `device`
+    (a device name, runtime.select_device; `option` names it in the error: `--device` for a flag).
     A path that is neither, or a damaged checkpoint, is a UserError (one line)."""
-    import torch
-
-    try:
-        target = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"device {device!r} is not a device (cpu, cuda, cuda:N, mps)") from None
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device}: no CUDA device is available")
+    target = select_device(device, option)
     path, saved = load_trained(str(run_folder_or_checkpoint))
     config, _ = trained_run_config(saved)
     model, task = trained_model(path, saved, config, check_data=False)

@@ -10,17 +10,22 @@ import random
 import torch
 
 from .errors import UserError
+from .primitives.devices import as_given, is_device_name, not_a_device
 
 
-def select_device(name: str) -> torch.device:
-    """'auto' picks CUDA when available, else the CPU; an explicit device must exist."""
+def select_device(name: str, option: str = "trainer.device") -> torch.device:
+    """The torch device a device name (primitives/devices.py) stands for: 'auto' picks CUDA when
+    available, else the CPU; an explicit device must exist. `option` is the setting or flag the name
+    came from, for the one-line errors (`trainer.device`, `device`, `--device`)."""
+    if not is_device_name(name):
+        raise UserError(not_a_device(option, name))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"trainer.device={name} but no CUDA device is available (use trainer.device=auto)")
+        raise UserError(f"{as_given(option, name)} but no CUDA device is available (use auto)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"trainer.device={name} but MPS is not available (use trainer.device=auto)")
+        raise UserError(f"{as_given(option, name)} but MPS is not available (use auto)")
     return device
 
 

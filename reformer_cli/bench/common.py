@@ -21,23 +21,16 @@ from typing import Any, Callable
 import torch
 
 from ..errors import UserError, report_and_exit
-from ..runtime import device_name
+from ..runtime import device_name, select_device
 from ..text import markdown_table  # noqa: F401  (the benchmarks take it from here)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def resolve_device(name: str) -> torch.device:
-    """auto: CUDA when present, else the CPU. An explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but no CUDA device is available")
-    return device
+    """The device of a bench's `--device` flag (runtime.select_device: auto is CUDA when present,
+    else the CPU; an explicit device must exist)."""
+    return select_device(name, "--device")
 
 
 def synchronize(device: torch.device) -> None:

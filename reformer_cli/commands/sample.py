@@ -57,7 +57,7 @@ def main(args: list[str]) -> int:
                                 top_p=opts.top_p, seed=opts.seed, count=opts.count, complete=opts.complete,
                                 prompt_rows=opts.prompt_rows)
         out = opts.out or Path("outputs") / "sample" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        trained = load(opts.checkpoint, opts.device)
+        trained = load(opts.checkpoint, opts.device, "--device")
         sample(trained, request, out, sys.stdout)
     except UserError as exc:
         report_and_exit(str(exc), exc.exit_code)

@@ -63,7 +63,7 @@ def test_load_returns_the_model_its_config_and_task(text_run):
     *[(["--temperature", value], f"error: --temperature {float(value)} must be a finite number >= 0 (0: the most"
        " likely token)") for value in ("-1", "nan", "inf")],
     (["--seed", str(2**63)], f"error: --seed {2**63} must be an integer in [-2^63, 2^63)"),
-    (["--device", "cuda:abc"], "error: device 'cuda:abc' is not a device (cpu, cuda, cuda:N, mps)"),
+    (["--device", "cuda:abc"], "error: --device 'cuda:abc' is not one of: auto, cpu, cuda, cuda:N, mps"),
 ])
 def test_bad_input_is_one_line(text_run, tmp_path, capsys, args, message):
     code, err = in_process(["sample", str(text_run), *args, "--out", str(tmp_path)], capsys)
