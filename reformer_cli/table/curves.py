@@ -6,7 +6,8 @@ paper does state (`paper.values`) get their own `ours / paper / difference` tabl
 With several seeds (a profile's `seeds`: records `<run>@s<seed>`), a panel's run `regular` means
 all its seed records: the table gives the mean over seeds ± half their range, the difference to
 the baseline paired by seed, and the plot every seed's curve. A panel's `checks` are decided from
-the same numbers (reformer_cli/table/verdicts.py): one line under the panel's table, and a
+the same numbers and from the paired difference curve over the last quarter of training (is the
+difference stable? reformer_cli/table/verdicts.py): one line under the panel's table, and a
 `## Verdicts` section at the top of the page."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from .common import Context, Page, cell, fmt, fmt_signed, header, recipe, table
 from .plots import legend_outside, mark_empty, new_figure, save, style, title
-from .verdicts import INCONCLUSIVE, MISSING, Verdict, mean, paired_differences, spread, verdict
+from .verdicts import MISSING, Verdict, last_quarter_movement, mean, paired_differences, spread, verdict
 
 METRIC_LABELS = {"bpc": "bits per character", "bits_per_dim": "bits per dim", "accuracy": "accuracy", "bits": "bits"}
 METRIC_UNITS = {"bits_per_dim": "bits/dim"}  # in a verdict line; otherwise the metric's own name
@@ -161,10 +162,28 @@ def panel_verdicts(ctx: Context, task: str | None, panel: dict) -> list[Verdict]
     out = []
     for check in panel.get("checks") or []:
         if check["run"] in runs and check["baseline"] in runs:
-            run, base = (final_values(seed_records(ctx, step_name(task, r)), metric)
-                         for r in (check["run"], check["baseline"]))
-            out.append(verdict(check, run, base, metric, task, f"{ctx.experiment.name}.md"))
+            names = [step_name(task, r) for r in (check["run"], check["baseline"])]
+            run, base = (final_values(seed_records(ctx, name), metric) for name in names)
+            moved = difference_movement(ctx, names[0], names[1], metric)
+            out.append(verdict(check, run, base, metric, task, f"{ctx.experiment.name}.md", moved=moved))
     return out
+
+
+def max_steps_of(records: list[dict]) -> int | None:
+    """The longest training the records were set up for (their trainer.max_steps, else their steps)."""
+    steps = [((r.get("config") or {}).get("trainer") or {}).get("max_steps") or r.get("steps") for r in records]
+    steps = [int(n) for n in steps if isinstance(n, int)]
+    return max(steps) if steps else None
+
+
+def difference_movement(ctx: Context, run: str, baseline: str, metric: str) -> float | None:
+    """How much the mean paired difference run - baseline moved over the periodic evaluations of
+    the last quarter of training (verdicts.last_quarter_movement); None where that cannot be told."""
+    max_steps = max_steps_of([*seed_records(ctx, run).values(), *seed_records(ctx, baseline).values()])
+    if max_steps is None:
+        return None
+    return last_quarter_movement(paired_curve(seed_curves(ctx, run, metric), seed_curves(ctx, baseline, metric)),
+                                 max_steps)
 
 
 def verdicts(ctx: Context) -> list[Verdict]:
@@ -179,16 +198,19 @@ def verdicts_as_data(ctx: Context) -> list[dict[str, Any]]:
 
 
 def verdict_line(v: Verdict) -> str:
-    """`Verdict: <claim> — shared-qk − regular: +0.012 bpc, seeds ±0.008 (2 seeds), tolerance 0.02: **holds**`."""
+    """`Verdict: <claim> — shared-qk − regular: +0.012 bpc, seeds ±0.008 (2 seeds), last quarter moved
+    0.004 (stable: at most 0.010), tolerance 0.02: **holds**`, and the note where there is one."""
     what = f"Verdict: {v.claim} — {v.run} − {v.baseline}: "
     tolerance = f"tolerance {v.tolerance:g}"
     if v.verdict == MISSING:
         return what + f"no paired records, {tolerance}: **{MISSING}**"
     unit = METRIC_UNITS.get(v.metric, v.metric)
     difference = f"{fmt_signed(v.difference, 3)} {unit}"
-    if v.seeds == 1:
-        return what + f"{difference} {seeds_text(1)}, {tolerance}: **{INCONCLUSIVE}** ({v.note})"
-    return what + f"{difference}, seeds ±{fmt(v.spread, 3)} {seeds_text(v.seeds)}, {tolerance}: **{v.verdict}**"
+    seeds = f" {seeds_text(1)}" if v.seeds == 1 else f", seeds ±{fmt(v.spread, 3)} {seeds_text(v.seeds)}"
+    moved = ("" if v.moved is None else
+             f", last quarter moved {fmt(v.moved, 3)} (stable: at most {fmt(v.stable_within, 3)})")
+    note = f" ({v.note})" if v.note else ""
+    return what + f"{difference}{seeds}{moved}, {tolerance}: **{v.verdict}**{note}"
 
 
 def verdict_section(found: list[Verdict]) -> list[str]:
@@ -199,8 +221,10 @@ def verdict_section(found: list[Verdict]) -> list[str]:
         "## Verdicts",
         "",
         "Each claim decided from the records: the difference run − baseline, paired by seed, and its seed"
-        " spread (half the range) against the claim's tolerance; one seed is never enough. Details under"
-        " each panel.",
+        " spread (half the range) against the claim's tolerance; one seed is never enough, nor is a difference"
+        " still moving: over the periodic evaluations of the last quarter of training (at or after 75% of"
+        " its steps) the mean paired difference must move by at most half the larger of the tolerance and"
+        " the final difference. Details under each panel.",
         "",
     ]
     for v in found:
