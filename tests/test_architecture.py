@@ -12,14 +12,22 @@ the optimizer (optimization.py), the OOM check (bench/common.py), `bucket_factor
 evaluation record (definitions/curated.py), a path as shown and a markdown table (text.py), the
 `-m` test (sweeps.is_multirun). The LSH keywords
 have theirs in tests/primitives/test_attention_settings.py.
+
+And the names of the attention types are spoken only by attention/ (everything else asks the
+registry: the baseline, whether a type hashes, its settings in words), the names of the tasks only
+by tasks/ and data/; a foreign format's vocabulary that happens to be spelled alike stands in
+`FOREIGN_NAMES`, each with its reason.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import json
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -257,3 +265,51 @@ def test_runs_and_evaluations_are_labelled_alike():
     cfg = compose(["attention=full", "attention.shared_qk=true", "attention.self_mask=false", "layer=reversible", "seed=3"])
     assert default_run_name(cfg) == f"synthetic-{attention_label(cfg.attention)}-reversible-seed3"
     assert attention_label(cfg.attention) == "full-sharedqk-noself"
+
+
+# ------------------------------------------------------------------------------ names said once
+
+
+def quoted_names(path: Path, names: tuple[str, ...]) -> set[str]:
+    """The `names` that a string of the file (a literal, an f-string, a docstring, a help text; not
+    a comment) holds in quotes: `"lsh"`, `'full'`, and `f"{x == 'lsh'}"` alike."""
+    pattern = re.compile(r"[\"']({})[\"']".format("|".join(map(re.escape, names))))
+    strings = [token.string for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+               if token.type == tokenize.STRING]
+    return {match.group(1) for text in strings for match in pattern.finditer(text)}
+
+
+ATTENTION_NAMES = ("lsh", "full", "local")
+TASK_NAMES = ("synthetic", "enwik8", "text", "imagenet64")
+
+# (file, name) -> why that file may hold the name in quotes: another vocabulary spelled alike.
+FOREIGN_NAMES: dict[tuple[str, str], str] = {
+    ("reformer_cli/bench/speed.py", "lsh"): "transformers' ReformerConfig.attn_layers value (the peer row)",
+    ("reformer_cli/hf_import/hf_config.py", "lsh"): "transformers' config.json attn_layers vocabulary",
+    ("reformer_cli/hf_import/hf_config.py", "local"): "transformers' config.json attn_layers vocabulary",
+    ("reformer_cli/tasks/spec.py", "full"): "task.data_verify=full: re-hash every prepared file",
+    ("reformer_cli/data/manifest.py", "full"): "task.data_verify=full: re-hash every prepared file",
+    ("reformer_cli/data/bytes.py", "full"): "task.data_verify=full: re-hash the source file",
+    ("reformer_cli/decoding/by_task.py", "text"): "the text sample kind and sample.json's key, not the task",
+}
+
+
+def names_outside(names: tuple[str, ...], homes: tuple[str, ...]) -> set[tuple[str, str]]:
+    """(file, name) for each of `names` a module outside the `homes` packages holds in quotes."""
+    inside = lambda module: any(f"{module}.".startswith(f"reformer_cli.{home}.") for home in homes)  # noqa: E731
+    return {(str(path.relative_to(REPO)), name) for module, path in MODULES.items() if not inside(module)
+            for name in quoted_names(path, names)}
+
+
+def test_only_attention_names_the_attention_types_and_only_tasks_and_data_the_tasks():
+    found = (names_outside(ATTENTION_NAMES, ("attention",)) | names_outside(TASK_NAMES, ("tasks", "data")))
+    shown = [f"{file} names {name!r}: ask the registry (attention/registry.py, primitives/task_registry.py),"
+             " or add it to FOREIGN_NAMES with its reason" for file, name in sorted(found - set(FOREIGN_NAMES))]
+    assert not shown, "\n".join(shown)
+    assert set(FOREIGN_NAMES) <= found  # an exception that is gone leaves the list
+
+
+def test_the_name_scan_sees_literals_f_strings_and_docstrings_but_not_comments(tmp_path):
+    path = tmp_path / "sample.py"
+    path.write_text('''"""Use "lsh" here."""\nx = f"{y == 'full'}"  # "local"\nz = "lsh-4", "fully"\n''')
+    assert quoted_names(path, ATTENTION_NAMES) == {"lsh", "full"}

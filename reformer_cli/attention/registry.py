@@ -1,4 +1,5 @@
-"""The attention types by name: `spec_of(name)` and `register(spec)`.
+"""The attention types by name: `spec_of(name)` and `register(spec)`; `baseline()`, the one the
+benchmarks measure the others against, and `hashes(name)`.
 
 Every module of `reformer_cli/attention/specs/` defines one `SPEC` and is registered on first use;
 a type defined elsewhere (a plugin, a test) is added with `register`. An unknown name is a one-line
@@ -57,6 +58,24 @@ def spec_of(attention: Any) -> AttentionSpec:
     if name not in known:
         raise ConfigError(f"unknown attention '{name}' (available: {', '.join(sorted(known))})")
     return known[name]
+
+
+def baseline() -> AttentionSpec:
+    """The exact attention the benchmarks measure the others against (the one spec flagged
+    `baseline`: full attention); its name names their reference rows and `x full` columns."""
+    flagged = [spec for spec in specs().values() if spec.baseline]
+    if len(flagged) != 1:
+        raise ConfigError(f"{len(flagged)} attention types are flagged as the baseline"
+                          f" ({', '.join(sorted(s.name for s in flagged)) or 'none'}): exactly one must be")
+    return flagged[0]
+
+
+def hashes(attention: Any) -> bool:
+    """Whether an attention config (or mapping, or name) hashes into buckets over rounds (its
+    spec's `hashes`); False for a name no spec has (an old record's)."""
+    name = attention if isinstance(attention, str) else _name_of(attention)
+    spec = specs().get(name)
+    return spec is not None and spec.hashes
 
 
 def _name_of(attention: Any) -> Any:

@@ -3,10 +3,11 @@
 An attention type (full, lsh, local, ...) is described once, by a spec in its own module under
 `reformer_cli/attention/specs/` plus its option file `conf/attention/<name>.yaml`. The spec holds
 the type's config schema, its validation, its short label (run names, tables, W&B), whether its
-weights share Q and K, the seed evaluation draws from, the check that a device can run it, and
-the core that computes it. Everything else (Hydra's schemas, `validate`, `attention_label`, the
-trainer's device check, evaluation under another attention, the model's cores) asks the registry
-(`attention/registry.py`) for the spec by the config's `name`.
+weights share Q and K, the seed evaluation draws from, the check that a device can run it, the
+core that computes it, and what benchmarks and pages need to know of it (the baseline, whether it
+hashes, its settings in words). Everything else (Hydra's schemas, `validate`, `attention_label`,
+the trainer's device check, evaluation under another attention, the model's cores, the benchmarks
+and their pages) asks the registry (`attention/registry.py`) for the spec by the config's `name`.
 
 No torch here: the config is validated from specs before torch is imported, so a spec names its
 core through `build_core`, which may import the core's module when it is called.
@@ -73,3 +74,14 @@ class AttentionSpec:
     # (config, seq_len) -> [(floats it holds per query and head, 'what they are, their shape (the
     # option that shrinks them)')]: the memory estimate's terms for its tensors beyond the model's
     memory_per_query: Callable[[Any, int], list[tuple[int, str]]] = lambda attention, seq_len: []
+    # whether it is the exact attention the others are measured against (one type is: full
+    # attention): the benchmarks' reference row and the pages' `x full` columns are named after it
+    # (registry.baseline())
+    baseline: bool = False
+    # whether it hashes positions into buckets over rounds (attention.n_rounds, chunked by
+    # attention.chunk_length): pages describe such a type by its rounds and chunks, and tell which
+    # bucket rule it followed (registry.hashes)
+    hashes: bool = False
+    # config (a mapping) -> the type and its settings in words, as the memory benchmark's page
+    # states them (`LSH, 2 round(s), chunk 64`, `full, shared-QK`)
+    describe: Callable[[Mapping], str] = lambda attention: str(attention["name"])

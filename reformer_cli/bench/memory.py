@@ -29,22 +29,15 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
-from ..config import (
-    FullAttentionConfig,
-    LayerConfig,
-    LSHAttentionConfig,
-    ModelConfig,
-    TrainerConfig,
-    validate_attention,
-    validate_model,
-)
+from ..attention.registry import baseline, spec_of, specs
+from ..config import LayerConfig, ModelConfig, TrainerConfig, validate_attention, validate_model
 from ..errors import ConfigError, OneLineParser
 from ..optimization import build_optimizer, train_step
 from ..records import code_version, write_json_atomic, write_text_atomic
@@ -105,7 +98,7 @@ class Setting:
     vocab: int = 256
     length: int = 512
     batch: int = 1
-    attention: str = "full"
+    attention: str = baseline().name  # an attention type's name (the registry's)
     shared_qk: bool = False
     rounds: int = 1
     chunk_length: int = 64
@@ -130,16 +123,22 @@ class Setting:
             )
         )
 
+    def attention_node(self) -> Any:
+        """The attention type's config (its spec's schema) with the options that are keys of it."""
+        schema = spec_of(self.attention).schema
+        options = {"n_rounds": self.rounds, "chunk_length": self.chunk_length, "n_buckets": self.n_buckets,
+                   "shared_qk": self.shared_qk, "dropout": self.dropout}
+        keys = {f.name for f in fields(schema)}
+        return schema(**{key: value for key, value in options.items() if key in keys})
+
     def attention_config(self) -> Any:
         from omegaconf import OmegaConf
 
-        if self.attention == "lsh":
-            node = LSHAttentionConfig(
-                n_rounds=self.rounds, chunk_length=self.chunk_length, n_buckets=self.n_buckets, dropout=self.dropout
-            )
-        else:
-            node = FullAttentionConfig(shared_qk=self.shared_qk, dropout=self.dropout)
-        return OmegaConf.structured(node)
+        return OmegaConf.structured(self.attention_node())
+
+    def attention_text(self) -> str:
+        """The attention and its settings in words, as its spec states them (`LSH, 2 round(s), chunk 64`)."""
+        return spec_of(self.attention).describe(asdict(self.attention_node()))
 
     def check(self, depths: list[int]) -> None:
         """Config errors before any work (one line)."""
@@ -286,9 +285,7 @@ def table_rows(results: list[Result], cuda: bool) -> tuple[list[str], list[list[
 
 def markdown(header: list[str], rows: list[list[str]], info: dict) -> str:
     s = info["setting"]
-    attention = f"LSH, {s['rounds']} round(s), chunk {s['chunk_length']}" if s["attention"] == "lsh" else (
-        "full, shared-QK" if s["shared_qk"] else "full"
-    )
+    attention = Setting(**{f.name: s[f.name] for f in fields(Setting) if f.name in s}).attention_text()
     lines = [
         "# Memory of one training step: standard vs reversible layers",
         "",
@@ -344,10 +341,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--ff-chunks", type=int, default=d.ff_chunks)
     m.add_argument("--loss-chunks", type=int, default=d.loss_chunks)
     a = p.add_argument_group("attention")
-    a.add_argument("--attention", choices=("full", "lsh"), default=d.attention)
+    a.add_argument("--attention", choices=sorted(specs()), default=d.attention)
     a.add_argument("--shared-qk", action="store_true", help="full attention with shared QK")
     a.add_argument("--rounds", type=int, default=d.rounds, help="LSH hash rounds")
-    a.add_argument("--chunk-length", type=int, default=d.chunk_length, help="LSH chunk length")
+    a.add_argument("--chunk-length", type=int, default=d.chunk_length, help="LSH or local chunk length")
     a.add_argument("--n-buckets", type=int, default=None, help="LSH buckets (default 2 * length / chunk)")
     r = p.add_argument_group("run")
     r.add_argument("--length", type=int, default=d.length, help="sequence length")

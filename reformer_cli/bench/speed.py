@@ -48,6 +48,7 @@ from typing import Any, Callable
 
 import torch
 
+from ..attention.registry import baseline
 from ..errors import OneLineParser, UserError, one_line
 from ..primitives.attention_settings import bucket_factors
 from ..records import write_json_atomic, write_text_atomic
@@ -62,6 +63,12 @@ GPU_DEFAULTS = dict(tokens=65536, lengths=[1024, 2048, 4096, 8192, 16384, 32768,
                     rounds=[1, 2, 4, 8], chunk=64, dtype="bf16", semantics=["paper", "across"])
 CPU_DEFAULTS = dict(tokens=2048, lengths=[256, 512, 1024], heads=2, d_head=32, rounds=[1, 2], chunk=32, dtype="fp32",
                     semantics=["paper"])
+# The method of the rows every other is measured against (their `ratio_to_full`): the baseline
+# attention (full attention, through SDPA), named after it: `full` in every record.
+BASELINE = baseline().name
+# transformers' name of its LSH layer in ReformerConfig.attn_layers: that library's vocabulary
+# (it happens to be our attention's name too), for the peer row.
+TRANSFORMERS_LSH_LAYER = "lsh"
 # The LSH semantics a row times: the paper's (the defaults), or trax v2 / HF's.
 SEMANTICS = {
     "paper": ("lsh-{rounds}", {}, "same bucket, duplicate correction (the paper)"),
@@ -252,7 +259,7 @@ def full_contenders(problem: Problem, length: int) -> list[Contender]:
             with sdpa_kernel([backend]):
                 return F.scaled_dot_product_attention(q, k, v, is_causal=problem.causal)
 
-        out.append(contender(Row("full", f"sdpa-{name}", None, length, b), problem, forward, [q, k, v], shape))
+        out.append(contender(Row(BASELINE, f"sdpa-{name}", None, length, b), problem, forward, [q, k, v], shape))
     return out
 
 
@@ -263,7 +270,7 @@ def pick_full(rows: list[Row]) -> Row:
     if timed:
         best = min(timed, key=lambda r: r.ms)
     else:
-        best = Row("full", "sdpa", None, rows[0].length, rows[0].batch, error="; ".join(tried)[:200])
+        best = Row(BASELINE, "sdpa", None, rows[0].length, rows[0].batch, error="; ".join(tried)[:200])
     best.note = ", ".join(tried)
     return best
 
@@ -358,7 +365,7 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
         hidden_size=problem.heads * problem.d_head, num_attention_heads=problem.heads,
         attention_head_size=problem.d_head, lsh_attn_chunk_length=problem.chunk, num_hashes=rounds,
         num_buckets=factors[0] if len(factors) == 1 else factors, lsh_num_chunks_before=1, lsh_num_chunks_after=0,
-        is_decoder=problem.causal, attn_layers=["lsh"], max_position_embeddings=length,
+        is_decoder=problem.causal, attn_layers=[TRANSFORMERS_LSH_LAYER], max_position_embeddings=length,
         lsh_attention_probs_dropout_prob=0.0,
     )
     shape = (b, length, problem.heads * problem.d_head)
@@ -384,7 +391,7 @@ def hf_row(problem: Problem, length: int, rounds: int) -> Contender | Missing:
 def contenders_at(problem: Problem, length: int, rounds: list[int], impl: str, peers: bool,
                   peer_rounds: list[int], semantics: list[str]) -> tuple[list[Contender | Row], list[Missing]]:
     """Everything timed at one length (a Row where building it failed), and the peers not installed."""
-    makers: list[tuple[str, Callable[[], Any]]] = [("full", lambda: full_contenders(problem, length))]
+    makers: list[tuple[str, Callable[[], Any]]] = [(BASELINE, lambda: full_contenders(problem, length))]
     makers += [(SEMANTICS[sem][0].format(rounds=r), lambda r=r, sem=sem: lsh_row(problem, length, r, impl, sem))
                for sem in semantics for r in rounds]
     if peers:
@@ -424,8 +431,8 @@ def run_rows(problem: Problem, lengths: list[int], rounds: list[int], impl: str,
             missing += [m for m in absent if m.method not in {x.method for x in missing}]
         timed = measure_all([c for c in built if isinstance(c, Contender)], problem)
         failed_to_build = [c for c in built if isinstance(c, Row)]
-        full = [r for r in timed if r.method == "full"]
-        at_length = ([pick_full(full)] if full else []) + [r for r in timed if r.method != "full"] + failed_to_build
+        full = [r for r in timed if r.method == BASELINE]
+        at_length = ([pick_full(full)] if full else []) + [r for r in timed if r.method != BASELINE] + failed_to_build
         for row in at_length:
             sys.stderr.write(f"length {length:>6} {row.method:<20} "
                              + (f"{row.ms:9.3f} ms" if row.ms is not None else f"{row.error}") + "\n")
@@ -445,7 +452,7 @@ def _fmt(x: float | None, spec: str) -> str:
 
 def label(method: str) -> str:
     """Legend names: full attention, LSH-4, reformer-pytorch LSH-4, HF LSH-4."""
-    if method == "full":
+    if method == BASELINE:
         return "full attention"
     rounds = method.rsplit("-", 1)[-1]
     if method.startswith("lsh-across-"):
@@ -542,7 +549,7 @@ def plot(record: dict, path: Path) -> bool:
     for method, points in series.items():
         points.sort()
         xs, ys = zip(*points)
-        style = dict(color="black", linewidth=2.2, marker="o") if method == "full" else dict(marker="o")
+        style = dict(color="black", linewidth=2.2, marker="o") if method == BASELINE else dict(marker="o")
         if method.startswith(("reformer-pytorch", "hf-")):
             style = dict(marker="s", linestyle="--")
         ax.plot(xs, ys, label=label(method), **style)

@@ -37,7 +37,11 @@ from .common import (
 PROG = "reformer bench step"
 GPU_DEFAULTS = dict(batch=64, length=1024, chunk=64, steps=20, warmup=5, precision="bf16")
 CPU_DEFAULTS = dict(batch=2, length=128, chunk=32, steps=2, warmup=1, precision="fp32")
-METHODS = ("lsh-fast", "lsh-reference", "full")
+# The rows, named after the attention types they build (lsh-fast, lsh-reference, full): the paper's LSH
+# through each implementation, and full attention through SDPA.
+LSH, FULL = LSHAttentionConfig.name, FullAttentionConfig.name
+FAST = f"{LSH}-fast"
+METHODS = (FAST, f"{LSH}-reference", FULL)
 # For the report beside our numbers: measured on one H100 on the same model size (docs/performance.md, "Table 2 training step").
 PEER_CONTEXT = ("lucidrains/reformer-pytorch 40.5 ms (LSH, 4 rounds); full attention (SDPA) 4.55 ms;"
                 " target for LSH-4 with the fast kernels: at most 10 ms")
@@ -62,7 +66,7 @@ def build(args: argparse.Namespace, method: str, device: torch.device) -> torch.
 
     model_cfg = ModelConfig(d_model=args.d_model, d_ff=args.d_ff, n_heads=args.heads, n_layers=args.layers,
                             dropout=0.0)
-    if method == "full":
+    if method == FULL:
         attention = FullAttentionConfig(shared_qk=False, causal=True)
     else:
         attention = LSHAttentionConfig(n_rounds=args.rounds, chunk_length=args.chunk, causal=True,
@@ -73,8 +77,8 @@ def build(args: argparse.Namespace, method: str, device: torch.device) -> torch.
 
 
 def row_of(method: str) -> StepRow:
-    return StepRow("full" if method == "full" else "lsh-{rounds}",
-                   "sdpa" if method == "full" else method.split("-", 1)[1])
+    return StepRow(FULL if method == FULL else f"{LSH}-{{rounds}}",
+                   "sdpa" if method == FULL else method.split("-", 1)[1])
 
 
 def prepare(args: argparse.Namespace, method: str, device: torch.device, precision: str) -> Callable[[], torch.Tensor]:
@@ -202,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--length", type=int, default=None)
     r.add_argument("--precision", choices=("bf16", "fp32"), default=None)
     r.add_argument("--methods", type=_methods, default=None,
-                   help="comma-separated among lsh-fast, lsh-reference, full (all three on CUDA)")
+                   help=f"comma-separated among {', '.join(METHODS)} (all three on CUDA)")
     r.add_argument("--repeats", "--steps", dest="steps", type=int, default=None,
                    help="timed steps of each method, interleaved (20)")
     r.add_argument("--warmup", type=int, default=None, help="untimed steps first (5)")
@@ -228,9 +232,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise UserError(f"--d-model={args.d_model} is not divisible by --heads={args.heads}")
     methods = args.methods
     if methods is None:
-        methods = list(METHODS) if device.type == "cuda" else [m for m in METHODS if m != "lsh-fast"]
-    if "lsh-fast" in methods and device.type != "cuda":
-        raise UserError("lsh-fast needs a CUDA device (the model's attention.impl=fast); leave it out on a CPU")
+        methods = list(METHODS) if device.type == "cuda" else [m for m in METHODS if m != FAST]
+    if FAST in methods and device.type != "cuda":
+        raise UserError(f"{FAST} needs a CUDA device (the model's attention.impl=fast); leave it out on a CPU")
     rows = measure_all(args, methods, device, args.precision)
     for row in rows:
         sys.stderr.write(f"{row.method} {row.impl}: " + (f"{row.ms:.2f} ms" if row.ms is not None else row.error) + "\n")

@@ -34,10 +34,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..attention.registry import spec_of
 from ..errors import UserError
 
 LM_ARCHITECTURES = ("ReformerModelWithLMHead", "ReformerModel")
-LAYER_KINDS = ("lsh", "local")  # the attn_layers entries transformers knows
+# transformers' attn_layers vocabulary: the names config.json gives its two attention layers (a
+# foreign format's strings, kept as they are). Each is computed here by the attention type of ours
+# that `our_type` asks the registry for.
+HF_LSH, HF_LOCAL = "lsh", "local"
+LAYER_KINDS = (HF_LSH, HF_LOCAL)  # the attn_layers entries transformers knows
 ACTIVATIONS = ("relu", "gelu")  # HF's "gelu" is the exact (erf) GELU, as torch's F.gelu
 
 
@@ -66,6 +71,12 @@ def read_config(folder: Path) -> dict:
     return hf
 
 
+def our_type(kind: str) -> str:
+    """The attention type (its registry name) computing transformers' layer `kind`: the registry's
+    spec of that name, transformers having named its two layers as this project names the types."""
+    return spec_of(kind).name
+
+
 def setting(hf: dict, key: str, default: Any = None) -> Any:
     """A config.json value, with transformers' ReformerConfig default when the file omits it."""
     return hf.get(key, DEFAULTS.get(key, default))
@@ -73,7 +84,7 @@ def setting(hf: dict, key: str, default: Any = None) -> Any:
 
 # transformers' ReformerConfig defaults for the keys read here (a config.json may omit any of them)
 DEFAULTS: dict[str, Any] = {
-    "attention_head_size": 64, "attn_layers": ["local", "lsh", "local", "lsh", "local", "lsh"],
+    "attention_head_size": 64, "attn_layers": [HF_LOCAL, HF_LSH, HF_LOCAL, HF_LSH, HF_LOCAL, HF_LSH],
     "axial_pos_embds": True, "axial_pos_shape": [64, 64], "axial_pos_embds_dim": [64, 192],
     "chunk_size_lm_head": 0, "chunk_size_feed_forward": 0, "feed_forward_size": 512, "hash_seed": None,
     "hidden_act": "relu", "hidden_dropout_prob": 0.05, "hidden_size": 256, "is_decoder": False,
@@ -94,9 +105,9 @@ def check_expressible(hf: dict) -> None:
     if unknown:
         raise UserError(f"config.json: attn_layers holds {unknown[0]!r}: only {' and '.join(map(repr, LAYER_KINDS))}"
                         " layers can be imported")
-    if "local" in layers:
+    if HF_LOCAL in layers:
         check_local(hf)
-    if "lsh" in layers:
+    if HF_LSH in layers:
         check_lsh(hf)
     if setting(hf, "hidden_act") not in ACTIVATIONS:
         raise UserError(f"config.json: hidden_act={setting(hf, 'hidden_act')!r} cannot be expressed here"
@@ -141,7 +152,7 @@ def training_length(hf: dict) -> int:
 
 def chunk_lengths(hf: dict) -> list[int]:
     """The chunk lengths of the layer kinds attn_layers uses."""
-    keys = {"lsh": "lsh_attn_chunk_length", "local": "local_attn_chunk_length"}
+    keys = {HF_LSH: "lsh_attn_chunk_length", HF_LOCAL: "local_attn_chunk_length"}
     return [int(setting(hf, keys[kind])) for kind in dict.fromkeys(setting(hf, "attn_layers"))]
 
 
@@ -217,14 +228,15 @@ def attention_overrides(hf: dict, seq_len: int) -> dict[str, Any]:
     """attention= and its settings; with both layer kinds, attention=lsh and the local layers named in
     model.attn_layers with their settings under model.attn_settings.local (a key Hydra adds: `+`)."""
     layers = [str(kind) for kind in setting(hf, "attn_layers")]
-    main = "lsh" if "lsh" in layers else "local"
-    values: dict[str, Any] = {"attention": main}
-    settings = lsh_settings(hf, seq_len) if main == "lsh" else local_settings(hf)
+    main = HF_LSH if HF_LSH in layers else HF_LOCAL
+    values: dict[str, Any] = {"attention": our_type(main)}
+    settings = lsh_settings(hf, seq_len) if main == HF_LSH else local_settings(hf)
     values.update({f"attention.{key}": value for key, value in settings.items()})
     values["attention.causal"] = bool(setting(hf, "is_decoder"))
     if len(set(layers)) > 1:
-        values["model.attn_layers"] = layers
-        values.update({f"+model.attn_settings.local.{key}": value for key, value in local_settings(hf).items()})
+        values["model.attn_layers"] = [our_type(kind) for kind in layers]
+        values.update({f"+model.attn_settings.{our_type(HF_LOCAL)}.{key}": value
+                       for key, value in local_settings(hf).items()})
     return values
 
 
@@ -265,11 +277,11 @@ def notes(hf: dict) -> list[str]:
                      " as transformers computes it")
     layers = set(setting(hf, "attn_layers"))
     before = int(setting(hf, "local_num_chunks_before") or 0)
-    if "local" in layers and before > 1:
+    if HF_LOCAL in layers and before > 1:
         lines.append(f"local_num_chunks_before={before}: for an input of 2 to {before} local chunks transformers'"
                      " look-back wraps around and counts some keys twice, this project counts each once (longer"
                      " inputs are computed alike)")
-    if layers == {"local", "lsh"} and math.lcm(*chunk_lengths(hf)) > int(setting(hf, "lsh_attn_chunk_length")):
+    if layers == {HF_LOCAL, HF_LSH} and math.lcm(*chunk_lengths(hf)) > int(setting(hf, "lsh_attn_chunk_length")):
         multiple = math.lcm(*chunk_lengths(hf))
         lines.append(f"transformers pads an input to a multiple of {multiple} (the chunk lengths' least common"
                      " multiple), this project pads the LSH layers to a multiple of lsh_attn_chunk_length: for an"

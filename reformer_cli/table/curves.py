@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..attention.registry import hashes
 from .common import Context, Page, cell, fmt, fmt_signed, header, recipe, table
 from .plots import legend_outside, mark_empty, new_figure, save, style, title
 from .verdicts import MISSING, Verdict, last_quarter_movement, mean, paired_differences, spread, verdict
@@ -298,7 +299,7 @@ def lsh_semantics(ctx: Context) -> str:
     found = []
     for r in ctx.records.values():
         attention = ((r.get("config") or {}).get("attention") or {}) if r.get("kind") == "train" else {}
-        if attention.get("name") != "lsh":
+        if not hashes(attention):
             continue
         across = attention.get("attend_across_buckets", True)
         legacy = "attend_across_buckets" not in attention

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..attention.registry import hashes
 from .common import Context, Page, cell, header, table
 from .speed import how_measured  # the benchmarks' recipe heading
 
@@ -18,8 +19,10 @@ def mib(n: int | None) -> str:
 
 
 def attention_text(s: dict) -> str:
+    """`attention full`, and for an attention that hashes its rounds and chunks: `attention lsh (2
+    rounds, chunks of 64)`."""
     return f"attention {s.get('attention')}" + (
-        f" ({s.get('rounds')} rounds, chunks of {s.get('chunk_length')})" if s.get("attention") == "lsh" else "")
+        f" ({s.get('rounds')} rounds, chunks of {s.get('chunk_length')})" if hashes(s.get("attention")) else "")
 
 
 def per_layer(rows: list[dict], layer: str) -> float | None:
@@ -36,9 +39,10 @@ def per_layer(rows: list[dict], layer: str) -> float | None:
 
 def table3_memory(s: dict, length: int) -> float:
     """Table 3's activation memory of one layer, up to the factor b: max(l d_ff, n_h l^2) for full
-    attention, max(l d_ff, n_h l n_r c) for LSH (c: the keys a query sees, fixed by the chunk length)."""
+    attention, max(l d_ff, n_h l n_r c) for LSH, which hashes (c: the keys a query sees, fixed by the
+    chunk length)."""
     heads, d_ff = int(s.get("heads") or 1), int(s.get("d_ff") or 1)
-    if s.get("attention") == "lsh":
+    if hashes(s.get("attention")):
         return max(length * d_ff, heads * length * int(s.get("rounds") or 1) * 2 * int(s.get("chunk_length") or 1))
     return max(length * d_ff, heads * length * length)
 

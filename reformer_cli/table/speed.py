@@ -12,7 +12,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..attention.registry import baseline
 from .common import MISSING, Context, Page, cell, header, table
+
+# The method every other is compared with: the baseline attention's name (`full`, as the records of
+# `reformer bench speed` and the paper's digitised methods name it).
+BASELINE = baseline().name
 
 
 def paper_rows(paper: dict) -> dict[int, tuple[int, dict[str, float]]]:
@@ -60,7 +65,7 @@ def crossover(times: dict[int, dict[str, float | None]], method: str) -> int | N
     length measured (medians); None when it is not faster at the longest length."""
     found = None
     for length in sorted(times, reverse=True):
-        full, other = times[length].get("full"), times[length].get(method)
+        full, other = times[length].get(BASELINE), times[length].get(method)
         if full is None or other is None or other >= full:
             break
         found = length
@@ -129,13 +134,13 @@ def build(ctx: Context) -> Page:
         body = []
         for length in common:
             row = [f"{length:,}"]
-            full_ours = ms(ours[length][1].get("full"))
-            for m in pm[1:] if pm and pm[0] == "full" else pm:
+            full_ours = ms(ours[length][1].get(BASELINE))
+            for m in pm[1:] if pm and pm[0] == BASELINE else pm:
                 o = ms(ours[length][1].get(m))
                 ratio = o / full_ours if o is not None and full_ours else None
-                row.append(cell(ratio, round(theirs[length][1][m] / theirs[length][1]["full"], 2), 2, as_printed=False))
+                row.append(cell(ratio, round(theirs[length][1][m] / theirs[length][1][BASELINE], 2), 2, as_printed=False))
             body.append(row)
-        lines += table(["length", *(m for m in pm if m != "full")], body)
+        lines += table(["length", *(m for m in pm if m != BASELINE)], body)
         lines.append("")
     elif record:
         lines += ["No sequence length is in both ours and the paper's: no ratio to compare.", ""]
@@ -162,10 +167,10 @@ def crossovers(methods: list[str], ours: dict, theirs: dict) -> list[str]:
     Where full attention failed (out of memory) and LSH ran, LSH counts as faster."""
     mine = {length: {m: ms(rows.get(m)) for m in methods} for length, (_, rows) in ours.items()}
     for length, (_, rows) in ours.items():  # full attention out of memory (or failed) where LSH ran: LSH wins
-        if (rows.get("full") or {}).get("error"):
-            mine[length]["full"] = math.inf
+        if (rows.get(BASELINE) or {}).get("error"):
+            mine[length][BASELINE] = math.inf
     paper = {length: dict(values) for length, (_, values) in theirs.items()}
-    lsh = [m for m in methods if m != "full" and "full" in methods]
+    lsh = [m for m in methods if m != BASELINE and BASELINE in methods]
     if not lsh:
         return []
     lines = ["## Where LSH overtakes full attention", "",
@@ -193,20 +198,20 @@ def flatness(ours: dict) -> tuple[str, str] | None:
     """(the measured growth, the verdict) of the paper's speed claim over our lengths (FLAT_RULE), or
     None without full attention and LSH at two lengths."""
     lengths = [length for length, (_, rows) in ours.items()
-               if ms(rows.get("full")) is not None and any(m != "full" and ms(r) is not None for m, r in rows.items())]
+               if ms(rows.get(BASELINE)) is not None and any(m != BASELINE and ms(r) is not None for m, r in rows.items())]
     if len(lengths) < 2:
         return None
     short, long = min(lengths), max(lengths)
     growth = {m: ms(ours[long][1].get(m)) / ms(ours[short][1].get(m)) for m in ours[short][1]
               if ms(ours[short][1].get(m)) and ms(ours[long][1].get(m)) is not None}
-    if "full" not in growth or len(growth) < 2:
+    if BASELINE not in growth or len(growth) < 2:
         return None
-    lsh = {m: g for m, g in growth.items() if m != "full"}
-    measured = (f"from {short:,} to {long:,}: full x{growth['full']:.1f}, "
+    lsh = {m: g for m, g in growth.items() if m != BASELINE}
+    measured = (f"from {short:,} to {long:,}: {BASELINE} x{growth[BASELINE]:.1f}, "
                 + ", ".join(f"{m} x{g:.2f}" for m, g in lsh.items()))
     if long / short < 4:
         return measured, "inconclusive at this scale"
-    flat = max(lsh.values()) <= 2 and growth["full"] >= 2 * max(lsh.values())
+    flat = max(lsh.values()) <= 2 and growth[BASELINE] >= 2 * max(lsh.values())
     return measured, "holds" if flat else "does not hold"
 
 
@@ -244,14 +249,14 @@ def plot(ctx: Context, methods: list[str], ours: dict, theirs: dict, path: Path)
     ours_ref, paper_ref = reference_length(ours, theirs)
     fig, axes = new_figure(1, 1, width=7.0, height=4.2)
     ax = axes[0][0]
-    full_ours = ms(ours[ours_ref][1].get("full")) if ours_ref in ours else None
+    full_ours = ms(ours[ours_ref][1].get(BASELINE)) if ours_ref in ours else None
     for m in methods:
         points = [(length, ms(rows.get(m)) / full_ours) for length, (_, rows) in ours.items()
                   if full_ours and ms(rows.get(m)) is not None]
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, color=colour[m], marker="o", linestyle="-", linewidth=1.6)
-    full_paper = theirs[paper_ref][1]["full"] if paper_ref in theirs else None
+    full_paper = theirs[paper_ref][1][BASELINE] if paper_ref in theirs else None
     for m in pm:
         xs = list(theirs)
         ax.plot(xs, [theirs[x][1][m] / full_paper for x in xs], color=colour[m], marker="s", markersize=4,

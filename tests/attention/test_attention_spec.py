@@ -4,6 +4,7 @@ named by its own label in the records and the tables; an unknown type is one lin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -101,6 +102,18 @@ def test_the_runs_table_shows_the_new_label(mean_attention, monkeypatch, capsys)
 
     assert main(["runs", "outputs"]) in (0, None)
     assert "mean-w3" in capsys.readouterr().out
+
+
+def test_the_baseline_and_the_hashing_types_are_what_the_specs_say(mean_attention):
+    """A new type is neither the benchmarks' baseline nor hashing unless its spec says so; a record's
+    name no spec has does not hash; two baselines are one line."""
+    assert registry.baseline().name == "full"
+    assert [registry.hashes(name) for name in ("lsh", "full", "local", "mean", "gone")] == [True] + [False] * 4
+    assert registry.hashes({"name": "lsh", "n_rounds": 2}) and not registry.hashes({})
+    registry.register(dataclasses.replace(registry.spec_of("mean"), baseline=True, hashes=True))
+    assert registry.hashes("mean")
+    with pytest.raises(ConfigError, match=r"^2 attention types are flagged as the baseline \(full, mean\)"):
+        registry.baseline()
 
 
 def test_an_unknown_attention_is_one_line_never_full():

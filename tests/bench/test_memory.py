@@ -31,6 +31,26 @@ def test_memory_table_and_records(tmp_path, capsys):
     assert "| reversible | 4 |" in text
 
 
+def test_every_attention_type_is_an_option_built_and_described_by_its_spec(tmp_path):
+    """--attention takes the registry's names; the options reach the type's config (local attention
+    keeps more for backward with longer chunks: its window weights grow with them), and the page
+    states each one's settings in its spec's words."""
+    from reformer_cli.attention.registry import specs
+
+    choices = next(a.choices for a in memory.parser()._actions if a.dest == "attention")
+    assert choices == sorted(specs()) and "local" in choices
+    saved, pages = {}, {}
+    for attention, chunk in (("full", 16), ("local", 16), ("local", 32)):
+        md, js = tmp_path / f"{attention}{chunk}.md", tmp_path / f"{attention}{chunk}.json"
+        assert memory.main([*SMALL, "--depths", "1", "--layers", "standard", "--device", "cpu", "--attention",
+                            attention, "--chunk-length", str(chunk), "--markdown", str(md), "--json", str(js)]) == 0
+        saved[attention, chunk] = json.loads(js.read_text())["results"][0]["saved_bytes"]
+        pages[attention, chunk] = md.read_text()
+    assert saved["local", 16] < saved["local", 32]
+    assert "attention local, chunk 16, length 64" in pages["local", 16]
+    assert "attention full, length 64" in pages["full", 16]
+
+
 def test_lsh_attention_reversible_memory_does_not_grow_with_depth(tmp_path):
     js = tmp_path / "lsh.json"
     args = [*SMALL, "--attention", "lsh", "--chunk-length", "16", "--layers", "reversible", "--device", "cpu"]

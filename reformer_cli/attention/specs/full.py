@@ -92,4 +92,6 @@ SPEC = AttentionSpec(
     legacy={"self_mask": True, "self_mask_value": SELF_MASK_VALUE, "self_mask_mode": "replace",
             "shared_qk_keys": "unit"},
     quadratic_memory=True,
+    baseline=True,
+    describe=lambda attention: "full, shared-QK" if attention.get("shared_qk") else "full",
 )

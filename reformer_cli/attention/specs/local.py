@@ -56,4 +56,5 @@ def memory_per_query(attention: Any, seq_len: int) -> list[tuple[int, str]]:
 
 
 SPEC = AttentionSpec(name="local", schema=LocalAttentionConfig, build_core=build_core, validate=validate,
-                     label=label, memory_per_query=memory_per_query)
+                     label=label, memory_per_query=memory_per_query,
+                     describe=lambda attention: f"local, chunk {attention['chunk_length']}")

@@ -109,4 +109,6 @@ SPEC = AttentionSpec(
     check_device=check_device,
     legacy={"attend_across_buckets": True, "dedup": False},
     memory_per_query=memory_per_query,
+    hashes=True,
+    describe=lambda attention: f"LSH, {attention['n_rounds']} round(s), chunk {attention['chunk_length']}",
 )
