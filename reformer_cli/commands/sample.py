@@ -13,27 +13,27 @@ from ..errors import OneLineParser, UserError, report_and_exit
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="reformer sample",
-        description="Sample from a trained model with cached decoding. Text runs (enwik8, text) continue a prompt"
-        " and print each sample as it is drawn; imagenet64 runs write a PNG grid of images drawn (or, with"
-        " --complete N, of valid images completed from their upper rows); synthetic runs copy words and report"
-        " the copy's accuracy. The record goes to FOLDER/sample.json (default outputs/sample/<date>_<time>/).",
+        description="Sample from a trained model with cached decoding; what is drawn is the task's kind of"
+        " sample. Text continues a prompt and prints each sample as it is drawn; images go to a PNG grid of"
+        " images drawn (or, with --complete N, of valid images completed from their upper rows); copies (the"
+        " duplication task) copy words and report the copy's accuracy. The record goes to FOLDER/sample.json (default outputs/sample/<date>_<time>/).",
     )
     p.add_argument("checkpoint", help="a run folder (its newest checkpoint) or a checkpoint file")
     prompt = p.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", help="text to continue (synthetic: the word's symbols, e.g. '5 17 3')")
+    prompt.add_argument("--prompt", help="text to continue (copies: the word's symbols, e.g. '5 17 3')")
     prompt.add_argument("--prompt-file", type=Path, help="a file whose bytes are the prompt")
     p.add_argument("--length", type=int, help="tokens to draw (default: 200 bytes of text, or what fits; a whole"
                    " window of image)")
-    p.add_argument("--temperature", type=float, help="default 1 (synthetic: 0, the most likely symbol)")
+    p.add_argument("--temperature", type=float, help="default 1 (copies: 0, the most likely symbol)")
     p.add_argument("--top-k", type=int, default=0, help="draw from the k most likely tokens (default 0: all)")
     p.add_argument("--top-p", type=float, default=1.0, help="draw from the smallest set of tokens holding this"
                    " probability (default 1: all)")
     p.add_argument("--seed", type=int, default=0, help="seeds the draws and the LSH rotations (default 0)")
-    p.add_argument("--count", type=int, default=1, help="how many samples (synthetic: valid sequences copied)")
-    p.add_argument("--complete", type=int, default=0, metavar="N", help="imagenet64: complete the first N valid"
+    p.add_argument("--count", type=int, default=1, help="how many samples (copies: valid sequences copied)")
+    p.add_argument("--complete", type=int, default=0, metavar="N", help="images: complete the first N valid"
                    " images from their upper rows")
-    p.add_argument("--prompt-rows", type=int, help="imagenet64 --complete: image rows given (default half)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--prompt-rows", type=int, help="images, --complete: image rows given (default half)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--out", type=Path, help="the folder for sample.json and samples.png")
     return p
 
