@@ -57,6 +57,7 @@ def test_training_and_evaluation_with_rotations_per_example(tmp_path, capsys, mo
         assert code == 0, err
         records[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert records["once"]["evaluated_attention"]["rotations"] == "per_example"
+    assert (records["once"]["evaluated_label"], records["shared"]["evaluated_label"]) == ("lsh-1-perexample", "lsh-1")
     assert records["once"]["metrics"] == records["twice"]["metrics"] == summary["final"]["valid"]
     assert records["shared"]["metrics"]["loss"] != records["once"]["metrics"]["loss"]
 

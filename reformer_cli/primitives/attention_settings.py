@@ -59,8 +59,10 @@ ROTATIONS = ("shared", "per_example")
 
 
 def rotations_of(attention: Any) -> str:
-    """`attention.rotations`; "shared" for a config saved before the key existed (it drew them so)."""
-    return str(getattr(attention, "rotations", None) or ROTATIONS[0])
+    """`attention.rotations` of a config or a mapping; "shared" for one saved before the key existed
+    (it drew them so)."""
+    value = attention.get("rotations") if hasattr(attention, "get") else getattr(attention, "rotations", None)
+    return str(value or ROTATIONS[0])
 
 
 def bucket_factors(n_buckets: Any, length: int, chunk_length: int) -> list[Any]:

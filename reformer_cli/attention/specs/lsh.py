@@ -63,12 +63,15 @@ def validate(attention: Any, seq_len: int) -> None:
 
 
 def label(attention: Mapping) -> str:
-    """`lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2 / HF)."""
+    """`lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2 / HF); `-perexample`
+    with rotations drawn per example."""
     text = f"lsh-{attention['n_rounds']}"
     if attention.get("attend_across_buckets", False):
         text += "-across"
     if not attention.get("dedup", True):
         text += "-nodedup"
+    if rotations_of(attention) == "per_example":
+        text += "-perexample"
     return text
 
 
