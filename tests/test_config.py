@@ -39,6 +39,7 @@ def test_every_option_composes_and_validates(group, option):
         (["attention=full", "attention.shared_qk=true", "attention.self_mask_mode=sub"], "attention.self_mask_mode='sub'"),
         (["attention=full", "attention.shared_qk=true", "attention.shared_qk_keys=scaled"],
          "attention.shared_qk_keys='scaled' is not one of"),
+        (["attention=lsh", "attention.rotations=per_batch"], "attention.rotations='per_batch' is not one of"),
     ],
 )
 def test_semantic_errors(overrides, message):

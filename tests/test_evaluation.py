@@ -43,6 +43,25 @@ def test_evaluation_is_repeatable():
     assert a["loss"] != c["loss"]
 
 
+def test_training_and_evaluation_with_rotations_per_example(tmp_path, capsys, monkeypatch):
+    """attention.rotations=per_example trains (2 steps) and evaluates repeatably: the same eval twice
+    gives the training's final numbers; the shared rotations give other ones."""
+    run_dir = tmp_path / "run"
+    train(compose([*LSH1, "attention.rotations=per_example", "trainer.max_steps=2", "trainer.eval_every=2",
+                   "trainer.ckpt_every=2"]), run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    records = {}
+    for name, extra in [("once", []), ("twice", []), ("shared", ["attention.rotations=shared"])]:
+        code, err = in_process(["eval", f"checkpoint={run_dir}", f"output={name}.json", "progress=none", *extra], capsys)
+        assert code == 0, err
+        records[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert records["once"]["evaluated_attention"]["rotations"] == "per_example"
+    assert (records["once"]["evaluated_label"], records["shared"]["evaluated_label"]) == ("lsh-1-perexample", "lsh-1")
+    assert records["once"]["metrics"] == records["twice"]["metrics"] == summary["final"]["valid"]
+    assert records["shared"]["metrics"]["loss"] != records["once"]["metrics"]["loss"]
+
+
 def test_eval_with_8_rounds_on_a_model_trained_with_1(lsh1_run, tmp_path):
     """Must-show 4: `reformer eval checkpoint=RUN attention.n_rounds=8` runs and records accuracy."""
     out = run_cli(["eval", f"checkpoint={lsh1_run}", "attention.n_rounds=8", "output=lsh8.json"], tmp_path)

@@ -22,8 +22,10 @@ one `LSHSettings` (primitives/attention_settings.py: the one place their default
 Exact semantics (shapes `[batch, heads, length, d_head]`; all arithmetic in at least fp32, autocast
 off, like `shared_qk_full_attention`):
 
-1. Hash. `rotations` is `[heads, d_head, n_rounds, f/2]`, or a list of such tensors, one per factor
-   f_1, f_2, ... of factorised buckets (trax). For one factor with rotation R:
+1. Hash. `rotations` is `[heads, d_head, n_rounds, f/2]` (shared by every example of the batch),
+   or `[batch, heads, d_head, n_rounds, f/2]` (one per example, as the authors' trax draws them),
+   or a list of such tensors, one per factor f_1, f_2, ... of factorised buckets (trax). For one
+   factor with rotation R (of the example, head and round):
    `b = argmax([x R ; -x R])` (first index on ties); factorised: `b = b_1 + f_1 b_2 + f_1 f_2 b_3 + ...`,
    `n_buckets = f_1 f_2 ...`. No gradient flows through hashing.
 2. Pad. Let `c = chunk_length`, `L' = ceil(L / c) * c`. Positions `L..L'-1` are appended (zeros),
@@ -96,9 +98,11 @@ def n_buckets_of(rotations: Rotations) -> int:
     return math.prod(2 * r.shape[-1] for r in rotation_factors(rotations))
 
 
-def rotations_shape(n_heads: int, d_head: int, n_rounds: int, factor: int) -> tuple[int, int, int, int]:
-    """Shape of the rotations of one bucket factor (docs/lsh-attention.md, "Hash")."""
-    return (n_heads, d_head, n_rounds, factor // 2)
+def rotations_shape(n_heads: int, d_head: int, n_rounds: int, factor: int, batch: int | None = None) -> tuple[int, ...]:
+    """Shape of the rotations of one bucket factor (docs/lsh-attention.md, "Hash"): shared by the
+    batch, or with `batch`, one set per example."""
+    shared = (n_heads, d_head, n_rounds, factor // 2)
+    return shared if batch is None else (batch, *shared)
 
 
 # ---------------------------------------------------------------------------------- 1. hash
@@ -109,13 +113,15 @@ def hash_buckets(qk: torch.Tensor, rotations: Rotations) -> torch.Tensor:
     """Angular LSH: `argmax([x R ; -x R])` per round (paper section 2), factorised as in trax.
 
     qk `[batch, heads, length, d_head]` -> buckets `[batch, heads, n_rounds, length]` (int64,
-    in `[0, n_buckets_of(rotations))`)."""
+    in `[0, n_buckets_of(rotations))`). Each rotation tensor is shared by the batch
+    `[heads, d_head, n_rounds, f/2]` or has one set per example `[batch, heads, d_head, n_rounds, f/2]`."""
     dtype = _compute_dtype(qk)
     x = qk.detach().to(dtype)
     buckets, stride = None, 1
     with torch.autocast(qk.device.type, enabled=False):
         for rot in rotation_factors(rotations):
-            rotated = torch.einsum("bhld,hdrk->bhrlk", x, rot.to(device=qk.device, dtype=dtype))
+            rot_axes = "bhdrk" if rot.dim() == 5 else "hdrk"  # per example, or shared by the batch
+            rotated = torch.einsum(f"bhld,{rot_axes}->bhrlk", x, rot.to(device=qk.device, dtype=dtype))
             b = angular_bucket(rotated)
             buckets = b if buckets is None else buckets + stride * b
             stride *= 2 * rot.shape[-1]

@@ -2,7 +2,8 @@
 choice of implementation (reference or fast).
 
 The core computes exactly `lsh_attention(qk, v, rotations, ...)` of `attention/lsh.py` with
-rotations drawn from `ctx.generator(device, layer, "lsh_rotations")`: the trainer passes a fresh
+rotations drawn from `ctx.generator(device, layer, "lsh_rotations")`, shared by the batch or one set
+per example (`attention.rotations`, drawn as one `[batch, ...]` tensor): the trainer passes a fresh
 seed every step (fresh rotations, as trax and HF draw them on every forward pass) and evaluation a
 seed derived from `attention.eval_seed` (repeatable numbers). The buckets go through `ctx.cache`
 under `(layer, "lsh_buckets")` so that a reversible block's recomputation reuses the forward's
@@ -21,7 +22,7 @@ import torch
 
 from ..errors import UserError
 from ..primitives.attention_core import AttentionCore
-from ..primitives.attention_settings import LSHSettings, bucket_factors
+from ..primitives.attention_settings import LSHSettings, bucket_factors, rotations_of
 from ..primitives.context import ForwardContext
 from .lsh import hash_buckets, lsh_attention_from_buckets, rotations_shape
 
@@ -81,16 +82,22 @@ class LSHAttentionCore(AttentionCore):
         self.n_rounds = int(attention.n_rounds)
         self.n_buckets = attention.n_buckets  # None: the paper's default for the actual length
         self.impl = str(attention.impl)
+        self.per_example = rotations_of(attention) == "per_example"  # else shared by the batch
 
     def factors(self, length: int) -> list[int]:
         """The bucket factors for a sequence of `length` (`bucket_factors` of the settings)."""
         return [int(f) for f in bucket_factors(self.n_buckets, length, self.settings.chunk_length)]
 
     def rotations(self, ctx: ForwardContext, layer: int, n_heads: int, d_head: int, factors: list[int],
-                  device: torch.device) -> list[torch.Tensor]:
-        """Random rotations R ~ N(0, 1), one `[heads, d_head, n_rounds, f/2]` tensor per factor f (fp32)."""
+                  device: torch.device, *, batch: int | None = None) -> list[torch.Tensor]:
+        """Random rotations R ~ N(0, 1), one tensor per factor f (fp32): `[heads, d_head, n_rounds, f/2]`
+        shared by the batch, or with `attention.rotations=per_example` one set per example of the
+        `batch` (which it then needs), `[batch, heads, d_head, n_rounds, f/2]`."""
+        if self.per_example and batch is None:
+            raise ValueError("rotations drawn per example need the batch size")
         gen = ctx.generator(device, layer, "lsh_rotations")
-        return [torch.randn(rotations_shape(n_heads, d_head, self.n_rounds, f), generator=gen, device=device)
+        per = batch if self.per_example else None
+        return [torch.randn(rotations_shape(n_heads, d_head, self.n_rounds, f, per), generator=gen, device=device)
                 for f in factors]
 
     def buckets(self, qk: torch.Tensor, ctx: ForwardContext, layer: int, factors: list[int]) -> torch.Tensor:
@@ -99,9 +106,9 @@ class LSHAttentionCore(AttentionCore):
         key = (layer, "lsh_buckets")
         if ctx.cache is not None and key in ctx.cache:
             return ctx.cache[key]
-        _, heads, _, d_head = qk.shape
+        batch, heads, _, d_head = qk.shape
         hash_fn = lsh_hasher(self.impl, qk.device)
-        buckets = hash_fn(qk, self.rotations(ctx, layer, heads, d_head, factors, qk.device))
+        buckets = hash_fn(qk, self.rotations(ctx, layer, heads, d_head, factors, qk.device, batch=batch))
         if ctx.cache is not None:
             ctx.cache[key] = buckets
         return buckets

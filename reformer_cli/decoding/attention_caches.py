@@ -128,7 +128,7 @@ class LSHCache(AttentionCache):
         super().__init__(spec)
         self.core, self.settings = core, core.settings
         self.rotations = core.rotations(spec.ctx, spec.layer, spec.n_heads, spec.d_head,
-                                        core.factors(spec.rotation_length), spec.device)
+                                        core.factors(spec.rotation_length), spec.device, batch=spec.batch)
 
     def attend(self, q, k, v):
         queries, keys = self._advance(q.shape[2])

@@ -1,6 +1,7 @@
 """The attention settings that have one value everywhere: the keywords of LSH attention with their
-defaults (`LSHSettings`), the bucket layout an `n_buckets` setting gives (`bucket_factors`) and
-the value a masked self logit takes (`SELF_MASK_VALUE`).
+defaults (`LSHSettings`), the bucket layout an `n_buckets` setting gives (`bucket_factors`), how
+LSH draws its rotations (`ROTATIONS`, `rotations_of`) and the value a masked self logit takes
+(`SELF_MASK_VALUE`).
 
 This is the one place these defaults are written. The LSH functions (attention/lsh.py) take their
 keywords from `LSHSettings`, the model's LSH core builds one from its config, and the config
@@ -48,6 +49,20 @@ class LSHSettings:
         """The settings of an `attention=lsh` config (any object with these keys), each converted
         to its field's type."""
         return cls(**{f.name: type(f.default)(getattr(attention, f.name)) for f in dataclasses.fields(cls)})
+
+
+# How LSH draws its random rotations (`attention.rotations`): "shared" (the default), one set per
+# head and round that every example of the batch hashes with (as HF); "per_example", one set per
+# example, head and round (as the authors' trax). Either is fresh every training step and drawn
+# from `attention.eval_seed` in evaluation.
+ROTATIONS = ("shared", "per_example")
+
+
+def rotations_of(attention: Any) -> str:
+    """`attention.rotations` of a config or a mapping; "shared" for one saved before the key existed
+    (it drew them so)."""
+    value = attention.get("rotations") if hasattr(attention, "get") else getattr(attention, "rotations", None)
+    return str(value or ROTATIONS[0])
 
 
 def bucket_factors(n_buckets: Any, length: int, chunk_length: int) -> list[Any]:

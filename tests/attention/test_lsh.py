@@ -115,6 +115,24 @@ def test_hash_buckets_match_brute_force():
             assert buckets[b, h, r, p] == want
 
 
+@pytest.mark.parametrize("factors", [[8], [2, 4]])
+def test_per_example_rotations_hash_each_example_with_its_own(factors):
+    """Rotations `[batch, heads, d_head, rounds, f/2]`: each example hashes as it does alone with its
+    own rotations (brute force, fp64); with the same rotations in every example, as shared ones."""
+    qk, _, shared, _ = random_inputs(5, 9, factors, rounds=3, batch=3)
+    gen = torch.Generator().manual_seed(6)
+    own = [torch.randn(3, *r.shape, generator=gen, dtype=torch.float64) for r in shared]
+    buckets = hash_buckets(qk, own)
+    assert buckets.shape == (3, 2, 3, 9) and buckets.dtype == torch.int64
+    for b in range(3):
+        assert torch.equal(buckets[b : b + 1], hash_buckets(qk[b : b + 1], [r[b] for r in own]))
+        for h, r, p in itertools.product(range(2), range(3), range(9)):
+            assert buckets[b, h, r, p] == brute_buckets(qk[b, h, p].numpy(), [rot[b, h].numpy() for rot in own], r)
+    assert not torch.equal(buckets, hash_buckets(qk, [r[0] for r in own]))  # example 0's are not everyone's
+    repeated = [r.expand(3, *r.shape) for r in shared]
+    assert torch.equal(hash_buckets(qk, repeated), hash_buckets(qk, shared))
+
+
 def test_hashing_is_angular_and_gradient_free():
     qk, _, rotations, _ = random_inputs(4, 16, [8], rounds=2)
     scaled = qk * torch.rand(2, 2, 16, 1, dtype=torch.float64).add(0.1) * 10

@@ -30,7 +30,9 @@ def inputs(length=16, heads=2, d=8, seed=0):
 
 @pytest.mark.parametrize("overrides", [["attention.n_rounds=3"], ["attention.n_buckets=[2,4]", "attention.dedup=false",
                                                                    "attention.wrap_lookback=true",
-                                                                   "attention.attend_across_buckets=true"]])
+                                                                   "attention.attend_across_buckets=true"],
+                                       ["attention.rotations=per_example"],
+                                       ["attention.rotations=per_example", "attention.n_buckets=[2,4]"]])
 def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
     cfg = lsh_cfg(*overrides)
     core = LSHAttentionCore(cfg)
@@ -39,7 +41,8 @@ def test_core_computes_the_function_form_with_the_runs_rotations(overrides):
     out = core(q, None, v, ctx, layer=1)
     gen = ctx.generator(q.device, 1, "lsh_rotations")
     factors = [int(f) for f in cfg.n_buckets] if cfg.n_buckets is not None else [8]  # 2 * 16 // 4
-    rotations = [torch.randn(2, 8, cfg.n_rounds, f // 2, generator=gen) for f in factors]
+    per_example = (2,) if cfg.rotations == "per_example" else ()  # the batch's 2 examples
+    rotations = [torch.randn(*per_example, 2, 8, cfg.n_rounds, f // 2, generator=gen) for f in factors]
     want = lsh_attention(q, v, rotations, chunk_length=4, n_chunks_before=1, causal=True,
                          wrap_lookback=cfg.wrap_lookback, dedup=cfg.dedup,
                          attend_across_buckets=cfg.attend_across_buckets)
@@ -55,6 +58,26 @@ def test_rotations_are_fresh_per_seed_and_repeatable():
     c = core.buckets(q, ForwardContext(seed=2), 0, factors)
     d = core.buckets(q, ForwardContext(seed=1), 1, factors)  # another layer: other rotations
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
+
+
+def test_per_example_rotations_are_fresh_per_seed_and_repeatable():
+    """Per example: one draw per example, each example hashed with its own; the same seed gives the
+    same buckets (evaluation is repeatable), another seed other ones; a config saved before the
+    key existed draws them shared."""
+    core = LSHAttentionCore(lsh_cfg("attention.rotations=per_example"))
+    q, _ = inputs(length=64)
+    factors = core.factors(64)
+    rotations = core.rotations(ForwardContext(seed=1), 0, 2, 8, factors, q.device, batch=2)
+    assert [r.shape for r in rotations] == [(2, 2, 8, 2, 16)]
+    assert not torch.equal(rotations[0][0], rotations[0][1])
+    a = core.buckets(q, ForwardContext(seed=1), 0, factors)
+    assert torch.equal(a, hash_buckets(q, rotations))
+    assert torch.equal(a, core.buckets(q, ForwardContext(seed=1), 0, factors))
+    assert not torch.equal(a, core.buckets(q, ForwardContext(seed=2), 0, factors))
+    with pytest.raises(ValueError, match="batch"):
+        core.rotations(ForwardContext(seed=1), 0, 2, 8, factors, q.device)
+    before = types.SimpleNamespace(**{k: v for k, v in lsh_cfg().items() if k != "rotations"})
+    assert not LSHAttentionCore(before).per_example
 
 
 def test_default_bucket_count_follows_the_actual_length():

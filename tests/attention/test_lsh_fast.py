@@ -190,6 +190,20 @@ def test_fused_hashing_gives_the_reference_buckets():
             assert (margin[differ] < 1e-5).all() and differ.float().mean() < 1e-3, (dtype, factors)
 
 
+def test_fused_hashing_with_rotations_per_example():
+    """Rotations `[batch, heads, d_head, rounds, f/2]`: the kernel hashes each example with its own,
+    exactly as it hashes that example alone (rotations shared by a batch of one), and agrees with
+    the reference (up to the rare near-tie of the test above)."""
+    qk, _, shared, _, _ = make_inputs(8, 3, 2, 40, 16, [4, 6], 2, torch.float32)
+    gen = torch.Generator().manual_seed(9)
+    own = [torch.randn(3, *r.shape, generator=gen).to(r.device) for r in shared]
+    got = fast.hash_buckets(qk, own)
+    alone = torch.cat([fast.hash_buckets(qk[b : b + 1], [r[b] for r in own]) for b in range(3)])
+    assert torch.equal(got, alone)
+    assert not torch.equal(got, fast.hash_buckets(qk, [r[0] for r in own]))
+    assert (got != lsh.hash_buckets(qk, own)).float().mean() < 1e-2
+
+
 def test_lsh_attention_from_rotations_is_hash_plus_attention():
     qk, v, rotations, mask, _ = make_inputs(9, 1, 2, 24, 8, [2, 4], 2, torch.float32, padding=True)
     got = fast.lsh_attention(qk, v, rotations, chunk_length=4, key_padding_mask=mask)  # the paper's defaults

@@ -29,6 +29,7 @@ CASES = {
     "lsh-2-no-dedup": ["attention=lsh", "attention.n_rounds=2", "attention.dedup=false"],
     "lsh-2-across-buckets": ["attention=lsh", "attention.n_rounds=2", "attention.attend_across_buckets=true"],
     "lsh-2-wrap": ["attention=lsh", "attention.n_rounds=2", "attention.wrap_lookback=true"],
+    "lsh-2-per-example": ["attention=lsh", "attention.n_rounds=2", "attention.rotations=per_example"],
     # local attention decodes with its trained chunks (chunking by position: no one-chunk stand-in)
     "local": ["attention=local", "attention.chunk_length=4"],
     "local-b2": ["attention=local", "attention.chunk_length=5", "attention.n_chunks_before=2"],

@@ -50,10 +50,10 @@ def use_hf_rotations(monkeypatch):
     its columns per factor (the same draw for every LSH layer, as HF reseeds in each).
 
     Depends on LSHAttentionCore.rotations(self, ctx, layer, n_heads, d_head, <length or factors>,
-    device) returning one [heads, d_head, rounds, f/2] tensor per bucket factor f, and on
+    device, batch=...) returning one [heads, d_head, rounds, f/2] tensor per bucket factor f, and on
     LSHAttentionCore.factors(length) when it is given the length."""
 
-    def rotations(self, ctx, layer, n_heads, d_head, length_or_factors, device):
+    def rotations(self, ctx, layer, n_heads, d_head, length_or_factors, device, batch=None):
         factors = self.factors(length_or_factors) if isinstance(length_or_factors, int) else length_or_factors
         drawn = torch.randn((n_heads, d_head, self.n_rounds, sum(factors) // 2), dtype=DTYPE["now"],
                             generator=torch.Generator().manual_seed(HASH_SEED))

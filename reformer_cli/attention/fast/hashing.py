@@ -30,12 +30,13 @@ from .runtime import INTERPRET, block, dot_precision
 @triton.jit
 def hash_kernel(
     X, ROT, OUT,
-    s_xb, s_xh, s_xl, s_rh, s_rd, s_rr,
+    s_xb, s_xh, s_xl, s_rb, s_rh, s_rd, s_rr,
     H, L, R, F2, STRIDE,
     BLOCK_L: tl.constexpr, D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_F: tl.constexpr,
     SPLIT: tl.constexpr, ACCUMULATE: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """OUT[b, h, r, l] (+)= STRIDE * argmax([x R_hr ; -x R_hr]) for one bucket factor (F2 = f/2)."""
+    """OUT[b, h, r, l] (+)= STRIDE * argmax([x R_bhr ; -x R_bhr]) for one bucket factor (F2 = f/2);
+    s_rb = 0: rotations shared by the batch."""
     bh = tl.program_id(1)
     rnd = tl.program_id(2)
     b = bh // H
@@ -54,7 +55,8 @@ def hash_kernel(
     for f0 in range(0, F2, BLOCK_F):
         cols = f0 + tl.arange(0, BLOCK_F)
         col_ok = cols < F2
-        rot = tl.load(ROT + h.to(tl.int64) * s_rh + dims[:, None] * s_rd + rnd * s_rr + cols[None, :],
+        rot = tl.load(ROT + b.to(tl.int64) * s_rb + h.to(tl.int64) * s_rh + dims[:, None] * s_rd + rnd * s_rr
+                      + cols[None, :],
                       mask=(dims < D)[:, None] & col_ok[None, :], other=0.0)
         if SPLIT:
             hi = rot.to(X.dtype.element_ty)
@@ -93,14 +95,15 @@ def hash_kernel(
 @torch.no_grad()
 def hash_buckets(qk: torch.Tensor, rotations: Rotations) -> torch.Tensor:
     """The fast `lsh.hash_buckets`: qk `[batch, heads, length, d_head]` (fp16 / bf16 / fp32) and
-    rotations `[heads, d_head, n_rounds, f/2]` (or a list, factorised) -> int64 buckets
+    rotations `[heads, d_head, n_rounds, f/2]` shared by the batch, or `[batch, heads, d_head,
+    n_rounds, f/2]` one set per example (or a list, factorised) -> int64 buckets
     `[batch, heads, n_rounds, length]`."""
     b, h, length, d = qk.shape
     x = qk.detach()
     if x.stride(-1) != 1:
         x = x.contiguous()
     factors = rotation_factors(rotations)
-    rounds = factors[0].shape[2]
+    rounds = factors[0].shape[-2]
     out = torch.empty(b, h, rounds, length, dtype=torch.int64, device=qk.device)
     block_l = 64
     stride = 1
@@ -110,7 +113,8 @@ def hash_buckets(qk: torch.Tensor, rotations: Rotations) -> torch.Tensor:
         block_f = min(block(f2), 128)
         hash_kernel[(triton.cdiv(length, block_l), b * h, rounds)](
             x, rot, out,
-            x.stride(0), x.stride(1), x.stride(2), rot.stride(0), rot.stride(1), rot.stride(2),
+            x.stride(0), x.stride(1), x.stride(2), rot.stride(-5) if rot.dim() == 5 else 0,
+            rot.stride(-4), rot.stride(-3), rot.stride(-2),
             h, length, rounds, f2, stride,
             BLOCK_L=block_l, D=d, BLOCK_D=block(d), BLOCK_F=block_f,
             SPLIT=x.dtype != torch.float32, ACCUMULATE=i > 0, PREC=dot_precision(x.dtype), UPCAST=INTERPRET,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ...errors import ConfigError
-from ...primitives.attention_settings import LSHSettings, bucket_factors
+from ...primitives.attention_settings import ROTATIONS, LSHSettings, bucket_factors, rotations_of
 from ..spec import AttentionSpec, choice, positive
 
 # The LSH keywords' defaults, written once (primitives/attention_settings.py).
@@ -33,6 +33,9 @@ class LSHAttentionConfig:
     attend_across_buckets: bool = LSH.attend_across_buckets
     dedup: bool = LSH.dedup
     impl: str = "auto"  # auto | reference | fast (fast: Triton kernels on CUDA)
+    # shared: one set of rotations per head and round for the whole batch; per_example: one per
+    # example too (the authors' trax) (attention_settings.ROTATIONS)
+    rotations: str = ROTATIONS[0]
     eval_seed: int = 0  # rotations at evaluation are drawn from this seed: repeatable numbers
 
 
@@ -42,6 +45,7 @@ def validate(attention: Any, seq_len: int) -> None:
     if attention.n_chunks_before < 0:
         raise ConfigError(f"attention.n_chunks_before={attention.n_chunks_before} must be >= 0")
     choice("attention.impl", attention.impl, IMPLS)
+    choice("attention.rotations", rotations_of(attention), ROTATIONS)
     if attention.eval_seed is None or not 0 <= attention.eval_seed < 2**63:
         raise ConfigError(f"attention.eval_seed={attention.eval_seed!r} must be an integer in [0, 2^63)")
     factors = bucket_factors(attention.n_buckets, seq_len, attention.chunk_length)
@@ -59,12 +63,15 @@ def validate(attention: Any, seq_len: int) -> None:
 
 
 def label(attention: Mapping) -> str:
-    """`lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2 / HF)."""
+    """`lsh-8` (the paper's LSH, 8 rounds), `lsh-8-across-nodedup` (trax v2 / HF); `-perexample`
+    with rotations drawn per example."""
     text = f"lsh-{attention['n_rounds']}"
     if attention.get("attend_across_buckets", False):
         text += "-across"
     if not attention.get("dedup", True):
         text += "-nodedup"
+    if rotations_of(attention) == "per_example":
+        text += "-perexample"
     return text
 
 
