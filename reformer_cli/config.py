@@ -124,7 +124,8 @@ class TrainerConfig:
     keep_best: bool = False
     early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     progress: str = "auto"  # auto (a bar on a terminal, plain lines otherwise) | bar | plain | none
-    compile: bool = False  # torch.compile the blocks
+    # torch.compile the training forward (the whole model); slower on a CPU: results/compile_cpu.md
+    compile: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms
 
 
