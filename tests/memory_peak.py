@@ -2,7 +2,7 @@
 process builds `reformer run`'s Trainer for the overrides and takes one optimizer step (forward,
 backward, Adam); its peak resident memory (VmHWM, the whole process: Python, torch, the data,
 the model) is the number the estimate must not fall below. Used by tests/test_memory_estimate.py
-and, as `python -m tests.memory_peak`, to write the table in docs/runner.md."""
+and, as `python -m tests.memory_peak`, to measure the table in docs/runner.md ("Memory estimate")."""
 
 from __future__ import annotations
 
