@@ -15,6 +15,9 @@ Its terms (bytes, float32):
 * what an attention holds per query and head: its weights (full attention's when it builds them,
   a spec's `memory_per_query` window weights) x `WEIGHT_COPIES`, and an attention over chunks'
   sorted and gathered vectors, n_rounds x d_head x `VECTOR_COPIES`;
+* standard layers keep the activations and the attention's terms for the backward (summed over the
+  layers), recomputing reversible layers one layer's at a time; under bf16 autocast the activations
+  and vectors count 2 bytes (not measured);
 * transient terms (LSH's hash projections, computed without gradients and freed before the
   attention): they exist next to the activations but not next to the attention's own tensors or the
   logits, so the step's peak counts the larger of the two phases.
@@ -50,6 +53,37 @@ def _builds_full_weights(attention: Any) -> bool:
     return bool(attention.get("shared_qk", False)) or float(attention.get("dropout", 0.0) or 0.0) > 0
 
 
+def autocasts_bf16(trainer: Any) -> bool:
+    """The run computes under bf16 autocast: trainer.precision=bf16, or auto on a CUDA device."""
+    precision, device = str(trainer.get("precision", "auto")), str(trainer.get("device", "auto"))
+    if precision != "auto":
+        return precision == "bf16"
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def recomputes(cfg: Any) -> bool:
+    """Reversible layers that rebuild their inputs in the backward: memory constant in depth."""
+    layer = cfg.get("layer", None)
+    return layer is not None and layer.get("name") == "reversible" and bool(layer.get("recompute", True))
+
+
+def activation_floats(cfg: Any) -> int:
+    """Floats per token the layers keep for the backward: 14 d_model + 4 d_ff per standard layer;
+    with recomputing reversible layers, one layer's (its feed-forward in model.ff_chunks chunks) and
+    8 d_model per layer (measured: a reversible step still grows with depth by about that much)."""
+    model = cfg.model
+    d, d_ff, layers = int(model.d_model), int(model.d_ff), max(1, int(model.n_layers))
+    if recomputes(cfg):
+        return 14 * d + 4 * d_ff // max(1, int(model.get("ff_chunks", 1) or 1)) + 8 * d * layers
+    return (14 * d + 4 * d_ff) * layers
+
+
 def memory_terms(cfg: Any) -> list[tuple[int, str]]:
     """[(bytes, 'what (the option that shrinks it)')] of the estimate's terms, the process's first."""
     model, task, trainer = cfg.model, cfg.task, cfg.trainer
@@ -57,6 +91,8 @@ def memory_terms(cfg: Any) -> list[tuple[int, str]]:
     seq, batch, d, d_ff, layers = int(task.seq_len), int(trainer.batch_size), int(model.d_model), int(model.d_ff), int(model.n_layers)
     heads = int(model.n_heads)
     d_head = int(model.get("d_head", None) or d // max(1, heads))
+    # bf16 autocast halves the activations and vectors (not measured; the softmax and the loss stay fp32)
+    activation_bytes = 2 if autocasts_bf16(trainer) else 4
     embeddings = vocab * d * (1 if model.get("tie_embeddings") else 2) + seq * d
     params = embeddings + layers * (4 * d * d + 2 * d * d_ff)
     terms = [
@@ -66,26 +102,38 @@ def memory_terms(cfg: Any) -> list[tuple[int, str]]:
         (batch * seq * vocab * 4 * LOGIT_COPIES // max(1, int(model.get("loss_chunks", 1) or 1)),
          "the logits, trainer.batch_size x task.seq_len x task.vocab_size (reduce trainer.batch_size"
          " or raise model.loss_chunks)"),
-        (batch * seq * (14 * d + 4 * d_ff) * 4 * max(1, layers), "the activations, trainer.batch_size x"
+        (batch * seq * activation_floats(cfg) * activation_bytes, "the activations, trainer.batch_size x"
          " task.seq_len x (14 model.d_model + 4 model.d_ff) per layer (reduce trainer.batch_size or model.d_model)"),
     ]
+    # a standard layer keeps its attention's tensors until the backward (summed over the layers); a
+    # recomputing reversible layer holds one layer's at a time (the largest); a transient term is
+    # freed before the next layer (the largest)
+    recompute = recomputes(cfg)
+
+    def combine(held: int, layer: int, transient: bool = False) -> int:
+        return max(held, layer) if recompute or transient else held + layer
+
     attentions = layer_attentions(model, cfg.attention)
-    if any(spec_of(attention).quadratic_memory and _builds_full_weights(attention) for attention in attentions):
-        terms.append((batch * heads * seq * seq * 4 * WEIGHT_COPIES,
-                      "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
-                      " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)"))
-    per_query: dict[str, int] = {}  # the largest of each term over the layers' attentions
-    rounds = 0  # an attention over chunks (one with per-query terms): its rounds (1 without hashing)
+    full_weights = 0
+    per_query: dict[str, int] = {}
+    vectors = 0  # an attention over chunks' sorted and gathered vectors: rounds x d_head per query
     for attention in attentions:
+        if spec_of(attention).quadratic_memory and _builds_full_weights(attention):
+            full_weights = combine(full_weights, seq * WEIGHT_COPIES)
         counted = spec_of(attention).memory_per_query(attention, seq)
         for floats, what in counted:
-            copies = 1 if _is_transient(what) else WEIGHT_COPIES
-            per_query[what] = max(per_query.get(what, 0), int(floats) * copies)
+            transient = _is_transient(what)
+            per_query[what] = combine(per_query.get(what, 0), int(floats) * (1 if transient else WEIGHT_COPIES),
+                                      transient)
         if counted:
-            rounds = max(rounds, int(attention.get("n_rounds", 1) or 1))
+            vectors = combine(vectors, int(attention.get("n_rounds", 1) or 1) * d_head * VECTOR_COPIES)
+    if full_weights:
+        terms.append((batch * heads * seq * full_weights * 4,
+                      "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
+                      " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)"))
     terms += [(batch * heads * seq * floats * 4, what) for what, floats in per_query.items()]
-    if rounds:
-        terms.append((batch * heads * seq * rounds * d_head * VECTOR_COPIES * 4,
+    if vectors:
+        terms.append((batch * heads * seq * vectors * activation_bytes,
                       "the attention's sorted and gathered vectors, trainer.batch_size x model.n_heads x"
                       " task.seq_len x attention.n_rounds x d_head (reduce trainer.batch_size or task.seq_len)"))
     return terms

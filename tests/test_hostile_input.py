@@ -156,9 +156,9 @@ PARAMS = "the parameters with their gradients and Adam's moments"
     ("trainer.batch_size=10000000", "the activations, trainer.batch_size x task.seq_len x (14 model.d_model +"
                                     " 4 model.d_ff) per layer (reduce trainer.batch_size or model.d_model), 3,356.9 GiB;"
                                     " trainer.batch_size=19054 fits (about 8.0 GiB)"),
-    # SDPA computes full attention in memory linear in seq_len; shared QK builds its weights
+    # SDPA computes full attention in memory linear in seq_len; shared QK builds its weights (2 layers)
     ("task.seq_len=100000 attention.shared_qk=true", "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
-                            " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks), 2,384.2 GiB"),
+                            " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks), 4,768.4 GiB"),
 ])
 def test_a_run_that_cannot_fit_is_refused_before_it_allocates(override, largest, tmp_path, monkeypatch, capsys):
     from reformer_cli import memory_estimate

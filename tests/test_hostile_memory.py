@@ -15,14 +15,15 @@ WINDOWS = "(reduce attention.n_chunks_before or attention.chunk_length)"
 
 
 @pytest.mark.parametrize("overrides, largest", [
-    # the weights count WEIGHT_COPIES times (scores, masked scores, probabilities, their gradient)
+    # the weights count WEIGHT_COPIES times (scores, masked scores, probabilities, their gradient), in
+    # each of the 2 standard layers that runs the attention
     (["attention=lsh", "attention.n_chunks_before=1000000"],
      "LSH's window weights, trainer.batch_size x model.n_heads x task.seq_len x attention.n_rounds x"
-     f" (attention.n_chunks_before + 1) x attention.chunk_length {WINDOWS}, 976.6 GiB"),
+     f" (attention.n_chunks_before + 1) x attention.chunk_length {WINDOWS}, 1,953.1 GiB"),
     (["attention=local", "attention.n_chunks_before=1000000"],
      "local attention's window weights, trainer.batch_size x model.n_heads x task.seq_len x"
-     f" (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length {WINDOWS}, 488.3 GiB"),
-    # a layer of another type than `attention` counts too
+     f" (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length {WINDOWS}, 976.6 GiB"),
+    # a layer of another type than `attention` counts too (one layer of 2 here)
     (["model.attn_layers=[full,local]", "+model.attn_settings.local.n_chunks_before=1000000"],
      "local attention's window weights, trainer.batch_size x model.n_heads x task.seq_len x"
      f" (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length {WINDOWS}, 488.3 GiB"),

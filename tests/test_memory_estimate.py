@@ -12,11 +12,13 @@ from .test_hostile import one_error_line
 def test_the_estimate_is_near_the_measured_peak_of_a_step(tmp_path):
     """One LSH step of the default model and batch at length 1,024 with chunks of 4 (hash projections,
     windows and sorted vectors all count) in a fresh process: the estimate is at or above its peak
-    within a loose factor, for the whole process and for what the step adds to it."""
+    within a loose factor (the allocator's and the CPU's share differ from machine to machine), for
+    the whole process and for what the step adds to it."""
     got = measure_step(["task=synthetic", "logger=none", "attention=lsh", "task.seq_len=1024",
                         "attention.chunk_length=4"], tmp_path)
     assert 0.8 * got["peak"] <= got["estimate"] <= 4 * got["peak"], got
-    step, step_estimate = got["peak"] - got["before_step"], got["estimate"] - got["process"]
+    # what the step adds to the process as it was before it, and what the estimate leaves for that
+    step, step_estimate = got["peak"] - got["before_step"], got["estimate"] - got["before_step"]
     assert 0.8 * step <= step_estimate <= 4 * step, got
 
 
