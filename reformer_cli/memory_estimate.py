@@ -1,17 +1,31 @@
-"""A rough up-front estimate of a run's memory, so that a run that cannot fit is refused in one line
-naming its largest term (and the option that shrinks it) instead of failing in the allocator, and
-the one line for an allocation failure that happens anyway (`allocation_failure`).
+"""An up-front estimate of a run's peak memory, so that a run that cannot fit is refused in one line
+(the estimate, the memory there is, the largest term and what shrinks it) instead of being killed
+by the kernel or failing in the allocator, and the one line for an allocation failure that happens
+anyway (`allocation_failure`).
 
-The terms (bytes, float32): parameters x 4 x 4 (weights, gradients, Adam's two moments); the
-logits, batch x seq_len x vocab x 4 (/ model.loss_chunks); full attention's weights, batch x heads x
-seq_len^2 x 4; what an attention's spec counts per query and head (`memory_per_query`: LSH's and
-local attention's window weights, LSH's hash projections), x batch x heads x seq_len x 4. It is a
-lower bound of what a step needs; the check refuses only runs whose estimate alone exceeds the
-device's total memory.
+The estimate is calibrated on measured peaks of one training step (forward, backward, AdamW; the
+table in docs/runner.md, "Memory estimate"): it is meant to sit at or somewhat above the real peak.
+Its terms (bytes, float32):
+
+* the process itself (Python, PyTorch, the data pipeline), `PROCESS`;
+* the parameters x 4 x 4 (weights, gradients, Adam's two moments);
+* the layers' activations, batch x seq_len x (14 d_model + 4 d_ff) per layer (what autograd keeps
+  of the embeddings, layer norms, projections, residuals and feed-forward);
+* the logits, batch x seq_len x vocab x `LOGIT_COPIES` (/ model.loss_chunks);
+* what an attention holds per query and head: its weights (full attention's when it builds them,
+  a spec's `memory_per_query` window weights) x `WEIGHT_COPIES`, and an attention over chunks'
+  sorted and gathered vectors, n_rounds x d_head x `VECTOR_COPIES`;
+* standard layers keep the activations and the attention's terms for the backward (summed over the
+  layers), recomputing reversible layers one layer's at a time; under bf16 autocast the activations
+  and vectors count 2 bytes (not measured);
+* transient terms (LSH's hash projections, computed without gradients and freed before the
+  attention): they exist next to the activations but not next to the attention's own tensors or the
+  logits, so the step's peak counts the larger of the two phases.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -21,34 +35,117 @@ from .errors import UserError
 
 ALLOCATOR_MESSAGES = ("can't allocate memory", "not enough memory", "defaultcpuallocator", "out of memory")
 
+PROCESS = 450 << 20  # measured 0.37-0.41 GiB for a step at seq_len 32 on CPU
+LOGIT_COPIES = 4  # the logits, their log-softmax and the gradients of both
+WEIGHT_COPIES = 4  # an attention's weights: scores, masked scores, probabilities, their gradient
+VECTOR_COPIES = 6  # per round: sorted queries/keys and values, the look-back's keys and values, the output
+# a spec's per-query term that is computed without gradients and freed before the attention
+TRANSIENT = ("hash projections",)
+
+
+def _is_transient(what: str) -> bool:
+    return any(name in what for name in TRANSIENT)
+
+
+def _builds_full_weights(attention: Any) -> bool:
+    """Full attention builds its batch x heads x seq_len^2 weights only with shared QK or attention
+    dropout (attention/full.py); otherwise PyTorch's SDPA computes it in memory linear in seq_len."""
+    return bool(attention.get("shared_qk", False)) or float(attention.get("dropout", 0.0) or 0.0) > 0
+
+
+def autocasts_bf16(trainer: Any) -> bool:
+    """The run computes under bf16 autocast: trainer.precision=bf16, or auto on a CUDA device."""
+    precision, device = str(trainer.get("precision", "auto")), str(trainer.get("device", "auto"))
+    if precision != "auto":
+        return precision == "bf16"
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def recomputes(cfg: Any) -> bool:
+    """Reversible layers that rebuild their inputs in the backward: memory constant in depth."""
+    layer = cfg.get("layer", None)
+    return layer is not None and layer.get("name") == "reversible" and bool(layer.get("recompute", True))
+
+
+def activation_floats(cfg: Any) -> int:
+    """Floats per token the layers keep for the backward: 14 d_model + 4 d_ff per standard layer;
+    with recomputing reversible layers, one layer's (its feed-forward in model.ff_chunks chunks) and
+    8 d_model per layer (measured: a reversible step still grows with depth by about that much)."""
+    model = cfg.model
+    d, d_ff, layers = int(model.d_model), int(model.d_ff), max(1, int(model.n_layers))
+    if recomputes(cfg):
+        return 14 * d + 4 * d_ff // max(1, int(model.get("ff_chunks", 1) or 1)) + 8 * d * layers
+    return (14 * d + 4 * d_ff) * layers
+
 
 def memory_terms(cfg: Any) -> list[tuple[int, str]]:
-    """[(bytes, 'what (the option that shrinks it)')] of the estimate's terms."""
+    """[(bytes, 'what (the option that shrinks it)')] of the estimate's terms, the process's first."""
     model, task, trainer = cfg.model, cfg.task, cfg.trainer
     vocab = int(task.get("vocab_size", None) or 256)
     seq, batch, d, d_ff, layers = int(task.seq_len), int(trainer.batch_size), int(model.d_model), int(model.d_ff), int(model.n_layers)
+    heads = int(model.n_heads)
+    d_head = int(model.get("d_head", None) or d // max(1, heads))
+    # bf16 autocast halves the activations and vectors (not measured; the softmax and the loss stay fp32)
+    activation_bytes = 2 if autocasts_bf16(trainer) else 4
     embeddings = vocab * d * (1 if model.get("tie_embeddings") else 2) + seq * d
     params = embeddings + layers * (4 * d * d + 2 * d * d_ff)
     terms = [
+        (PROCESS, "the process itself (Python, PyTorch, the data)"),
         (params * 16, f"the parameters with their gradients and Adam's moments ({params:,} parameters:"
                       f" reduce model.d_model, model.d_ff, model.n_layers or task.vocab_size)"),
-        (batch * seq * vocab * 4 // max(1, int(model.get("loss_chunks", 1) or 1)),
+        (batch * seq * vocab * 4 * LOGIT_COPIES // max(1, int(model.get("loss_chunks", 1) or 1)),
          "the logits, trainer.batch_size x task.seq_len x task.vocab_size (reduce trainer.batch_size"
          " or raise model.loss_chunks)"),
-        (batch * seq * d * 4 * 2 * max(1, layers), "the activations, trainer.batch_size x task.seq_len x"
-         " model.d_model per layer (reduce trainer.batch_size or model.d_model)"),
+        (batch * seq * activation_floats(cfg) * activation_bytes, "the activations, trainer.batch_size x"
+         " task.seq_len x (14 model.d_model + 4 model.d_ff) per layer (reduce trainer.batch_size or model.d_model)"),
     ]
+    # a standard layer keeps its attention's tensors until the backward (summed over the layers); a
+    # recomputing reversible layer holds one layer's at a time (the largest); a transient term is
+    # freed before the next layer (the largest)
+    recompute = recomputes(cfg)
+
+    def combine(held: int, layer: int, transient: bool = False) -> int:
+        return max(held, layer) if recompute or transient else held + layer
+
     attentions = layer_attentions(model, cfg.attention)
-    if any(spec_of(attention).quadratic_memory for attention in attentions):
-        terms.append((batch * int(model.n_heads) * seq * seq * 4,
+    full_weights = 0
+    per_query: dict[str, int] = {}
+    vectors = 0  # an attention over chunks' sorted and gathered vectors: rounds x d_head per query
+    for attention in attentions:
+        if spec_of(attention).quadratic_memory and _builds_full_weights(attention):
+            full_weights = combine(full_weights, seq * WEIGHT_COPIES)
+        counted = spec_of(attention).memory_per_query(attention, seq)
+        for floats, what in counted:
+            transient = _is_transient(what)
+            per_query[what] = combine(per_query.get(what, 0), int(floats) * (1 if transient else WEIGHT_COPIES),
+                                      transient)
+        if counted:
+            vectors = combine(vectors, int(attention.get("n_rounds", 1) or 1) * d_head * VECTOR_COPIES)
+    if full_weights:
+        terms.append((batch * heads * seq * full_weights * 4,
                       "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
                       " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)"))
-    per_query: dict[str, int] = {}  # the largest of each term over the layers' attentions
-    for attention in attentions:
-        for floats, what in spec_of(attention).memory_per_query(attention, seq):
-            per_query[what] = max(per_query.get(what, 0), int(floats))
-    terms += [(batch * int(model.n_heads) * seq * floats * 4, what) for what, floats in per_query.items()]
+    terms += [(batch * heads * seq * floats * 4, what) for what, floats in per_query.items()]
+    if vectors:
+        terms.append((batch * heads * seq * vectors * activation_bytes,
+                      "the attention's sorted and gathered vectors, trainer.batch_size x model.n_heads x"
+                      " task.seq_len x attention.n_rounds x d_head (reduce trainer.batch_size or task.seq_len)"))
     return terms
+
+
+def estimate(terms: list[tuple[int, str]]) -> int:
+    """The step's peak: the process, the parameters and the activations, plus the larger phase: the
+    transient terms (during the forward), or the logits and the attention's held terms."""
+    process, parameters, logits, activations, *attention = terms
+    transient = max([size for size, what in attention if _is_transient(what)], default=0)
+    held = logits[0] + sum(size for size, what in attention if not _is_transient(what))
+    return process[0] + parameters[0] + activations[0] + max(transient, held)
 
 
 def host_memory() -> int | None:
@@ -65,12 +162,30 @@ def _gib(n: float) -> str:
 def check_fits(cfg: Any, available: int | None) -> None:
     """UserError (one line) when the estimate exceeds `available` bytes (None: not known)."""
     terms = memory_terms(cfg)
-    total = sum(size for size, _ in terms)
+    total = estimate(terms)
     if available is None or total <= available:
         return
-    size, what = max(terms)
-    raise UserError(f"this run needs at least {_gib(total)} but the device has {_gib(available)}:"
-                    f" the largest term is {what}, {_gib(size)}")
+    size, what = max(terms[1:])
+    raise UserError(f"this run needs about {_gib(total)} but the device has {_gib(available)}:"
+                    f" the largest term is {what}, {_gib(size)}{_smaller_batch(cfg, available)}")
+
+
+def _smaller_batch(cfg: Any, available: int) -> str:
+    """'; trainer.batch_size=N fits (about X)': the largest batch under the current one that fits, or ''."""
+    batch = int(cfg.trainer.batch_size)
+    if batch <= 1:
+        return ""
+    trial = copy.deepcopy(cfg)
+    fits, low, high = None, 1, batch - 1
+    while low <= high:  # the estimate grows with the batch
+        middle = (low + high) // 2
+        trial.trainer.batch_size = middle
+        need = estimate(memory_terms(trial))
+        if need <= available:
+            fits, low = (middle, need), middle + 1
+        else:
+            high = middle - 1
+    return "" if fits is None else f"; trainer.batch_size={fits[0]} fits (about {_gib(fits[1])})"
 
 
 def is_allocation_failure(exc: BaseException) -> bool:
@@ -82,7 +197,7 @@ def is_allocation_failure(exc: BaseException) -> bool:
 def allocation_failure(cfg: Any) -> str:
     """The one line for an allocation that failed, naming the estimate's largest term."""
     try:
-        size, what = max(memory_terms(cfg))
+        size, what = max(memory_terms(cfg)[1:])
         return f"out of memory: the largest term of this run is {what}, about {_gib(size)}"
     except Exception:  # a config the estimate cannot read
         return "out of memory: reduce trainer.batch_size, task.seq_len or the model's size"

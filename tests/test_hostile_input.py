@@ -151,19 +151,21 @@ PARAMS = "the parameters with their gradients and Adam's moments"
 
 
 @pytest.mark.parametrize("override, largest", [
-    ("task.vocab_size=1000000000", f"{PARAMS} (128,000,067,584 parameters: reduce model.d_model, model.d_ff,"
+    ("task.vocab_size=1000000000 model.loss_chunks=32", f"{PARAMS} (128,000,067,584 parameters: reduce model.d_model, model.d_ff,"
                                    " model.n_layers or task.vocab_size), 1,907.3 GiB"),
-    ("trainer.batch_size=10000000", "the activations, trainer.batch_size x task.seq_len x model.d_model per"
-                                    " layer (reduce trainer.batch_size or model.d_model), 305.2 GiB"),
-    ("task.seq_len=100000", "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
-                            " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks), 596.0 GiB"),
+    ("trainer.batch_size=10000000", "the activations, trainer.batch_size x task.seq_len x (14 model.d_model +"
+                                    " 4 model.d_ff) per layer (reduce trainer.batch_size or model.d_model), 3,356.9 GiB;"
+                                    " trainer.batch_size=19054 fits (about 8.0 GiB)"),
+    # SDPA computes full attention in memory linear in seq_len; shared QK builds its weights (2 layers)
+    ("task.seq_len=100000 attention.shared_qk=true", "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
+                            " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks), 4,768.4 GiB"),
 ])
 def test_a_run_that_cannot_fit_is_refused_before_it_allocates(override, largest, tmp_path, monkeypatch, capsys):
     from reformer_cli import memory_estimate
 
     monkeypatch.setattr(memory_estimate, "host_memory", lambda: 8 << 30)
-    line = rejected([override], tmp_path, monkeypatch, capsys)
-    assert line.startswith("error: this run needs at least ") and " but the device has 8.0 GiB:" in line
+    line = rejected(override.split(), tmp_path, monkeypatch, capsys)
+    assert line.startswith("error: this run needs about ") and " but the device has 8.0 GiB:" in line
     assert line.endswith(f"the largest term is {largest}"), line
 
 
@@ -176,8 +178,9 @@ def test_an_allocation_failure_is_one_line_naming_the_largest_term(tmp_path, mon
 
     monkeypatch.setattr(train, "train", fails)
     line = rejected([], tmp_path, monkeypatch, capsys)
-    assert line == (f"error: out of memory: the largest term of this run is {PARAMS} (83,968 parameters:"
-                    " reduce model.d_model, model.d_ff, model.n_layers or task.vocab_size), about 0.0 GiB")
+    assert line == ("error: out of memory: the largest term of this run is the activations, trainer.batch_size x"
+                    " task.seq_len x (14 model.d_model + 4 model.d_ff) per layer (reduce trainer.batch_size or"
+                    " model.d_model), about 0.0 GiB")
 
 
 def test_another_runtime_error_keeps_its_traceback(tmp_path, monkeypatch):
