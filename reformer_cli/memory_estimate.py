@@ -203,6 +203,35 @@ def allocation_failure(cfg: Any) -> str:
         return "out of memory: reduce trainer.batch_size, task.seq_len or the model's size"
 
 
+def check_run_fits(cfg: Any) -> str | None:
+    """Before a run starts. On the CPU a run past memory is killed by the kernel without a word, so
+    an estimate above the host's memory is refused (check_fits: UserError). On CUDA the allocator
+    raises an error the runner reports in one line (allocation_failure), and the estimate's constants
+    were measured on the CPU only (docs/runner.md, "Memory estimate"), so there it returns a warning
+    line instead of refusing; None when the run fits or nothing is known."""
+    device = str(cfg.trainer.device)
+    available = available_memory(device)
+    if not runs_on_cuda(device):
+        check_fits(cfg, available)
+        return None
+    try:
+        check_fits(cfg, available)
+    except UserError as e:
+        return f"warning: {e} (an estimate measured on the CPU; the run goes ahead)"
+    return None
+
+
+def runs_on_cuda(device: str) -> bool:
+    """A trainer.device value that puts the run on a CUDA device (auto: when one is present)."""
+    if device.startswith("cuda"):
+        return True
+    if device != "auto":
+        return False
+    import torch  # only here: the check runs before the trainer imports it
+
+    return torch.cuda.is_available()
+
+
 def available_memory(device: str) -> int | None:
     """The total memory of the device a run on `device` (a trainer.device value) uses."""
     if device.startswith("cuda") or device == "auto":

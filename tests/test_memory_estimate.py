@@ -4,6 +4,9 @@ line before it allocates."""
 
 from __future__ import annotations
 
+import pytest
+from omegaconf import OmegaConf
+
 from .conftest import in_process
 from .memory_peak import measure_step
 from .test_hostile import one_error_line
@@ -37,3 +40,22 @@ def test_the_long_text_run_is_refused_on_a_24_gb_machine(tmp_path, monkeypatch, 
     assert line.startswith("error: this run needs about 27.1 GiB but the device has 23.5 GiB: the largest term is"
                            " LSH's hash projections, "), line
     assert line.endswith(", 23.8 GiB; trainer.batch_size=6 fits (about 20.5 GiB)"), line
+
+
+def test_on_cuda_the_estimate_warns_instead_of_refusing(monkeypatch):
+    """The estimate's constants were measured on the CPU; on CUDA an allocation failure is a
+    one-line error of its own, so a run past the estimate goes ahead with a warning."""
+    import reformer_cli.memory_estimate as m
+    from reformer_cli.errors import UserError
+
+    cfg = OmegaConf.create({"trainer": {"device": "cuda"}})
+    monkeypatch.setattr(m, "available_memory", lambda device: 1 << 30)
+
+    def too_big(config, available):
+        raise UserError("this run needs about 9.0 GiB but the device has 1.0 GiB")
+
+    monkeypatch.setattr(m, "check_fits", too_big)
+    assert m.check_run_fits(cfg).startswith("warning: this run needs about 9.0 GiB")
+    cfg.trainer.device = "cpu"
+    with pytest.raises(UserError, match="needs about 9.0 GiB"):
+        m.check_run_fits(cfg)

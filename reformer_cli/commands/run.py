@@ -22,9 +22,11 @@ def run_job(run: PreparedRun) -> dict:
     then trained; returns the summary."""
     if not run.validated:
         validate(run.config)
-    from ..memory_estimate import available_memory, check_fits
+    from ..memory_estimate import check_run_fits
 
-    check_fits(run.config, available_memory(str(run.config.trainer.device)))
+    warning = check_run_fits(run.config)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     from ..sweeps import run_identity
     from ..train import train
 
