@@ -49,7 +49,9 @@ from .optimization import build_optimizer, lr_at, train_step
 from .primitives.context import derive_seed
 from .progress import make_progress
 from .records import MetricsLog, code_version, list_checkpoints, write_json_atomic, write_text_atomic
-from .runtime import device_name, resolve_precision, seed_everything, select_device, small_model_threads
+from .runtime import (
+    device_name, keep_freed_cpu_memory, resolve_precision, seed_everything, select_device, small_model_threads,
+)
 from .tasks import task_spec
 from .tasks.base import Batch
 from .text import shown_path  # relative to the folder the command ran in, as the README shows it
@@ -114,6 +116,7 @@ class Trainer:
         self.task.check_data()
         if small_model_threads(self.device, self.t.batch_size * self.task.seq_len * cfg.model.d_model):
             log.info("one CPU thread: the fastest for a model this small (OMP_NUM_THREADS=N chooses)")
+        keep_freed_cpu_memory(self.device)  # no page faults for each step's activations (runtime.py)
         self.model = build_model(cfg, self.task.vocab_size, self.task.seq_len).to(self.device)
         # DistributedDataParallel first, then torch.compile around it (PyTorch's recommended order)
         self.ddp = wrap_model(self.model, self.world, self.device)

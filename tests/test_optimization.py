@@ -1,14 +1,16 @@
-"""The learning-rate schedules (optimization.py)."""
+"""The learning-rate schedules (optimization.py) and the run's CPU settings (runtime.py)."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 
 from reformer_cli.optimization import lr_at
 
-from .conftest import compose
+from .conftest import cli_env, compose
 
 
 def trainer(**kw):
@@ -57,3 +59,39 @@ def test_a_small_cpu_run_uses_one_thread_unless_told_otherwise(monkeypatch):
         assert small_model_threads(torch.device("cpu"), 8 * 32 * 64) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+FAULTS_OF_REPEATED_ALLOCATIONS = """
+import resource, sys, torch
+from reformer_cli.runtime import keep_freed_cpu_memory
+
+def faults(steps):  # minor page faults of allocating, filling and freeing 64 MiB, `steps` times
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        torch.ones(2**24)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+default = faults(4)
+assert not keep_freed_cpu_memory(torch.device("meta"))
+kept = keep_freed_cpu_memory(torch.device("cpu"))
+faults(16)  # the heap grows until freed blocks fit the next ones (glibc: a few steps)
+print(kept, default, faults(4))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_a_cpu_run_reuses_freed_memory_instead_of_faulting_in_fresh_pages():
+    """keep_freed_cpu_memory: after it, a big tensor allocated again and again reuses the same pages
+    (glibc otherwise maps and faults in every block above 32 MiB anew: 16,384 faults of 4 KiB each
+    time); the user's malloc settings (a MALLOC_* variable) turn it off."""
+    env = {k: v for k, v in cli_env().items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    done = subprocess.run([sys.executable, "-c", FAULTS_OF_REPEATED_ALLOCATIONS], env=env, capture_output=True,
+                          text=True, check=True)
+    kept, default, after = done.stdout.split()
+    if kept == "False":
+        pytest.skip("not glibc")
+    assert int(default) >= 4 * 2**24 * 4 // 2**21  # at least one fault per 2 MiB (huge pages) per step
+    assert int(after) < int(default) // 20
+    off = subprocess.run([sys.executable, "-c", FAULTS_OF_REPEATED_ALLOCATIONS],
+                         env={**env, "MALLOC_TOP_PAD_": "0"}, capture_output=True, text=True, check=True)
+    assert off.stdout.split()[0] == "False"

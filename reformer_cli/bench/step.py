@@ -28,6 +28,7 @@ from ..config import FullAttentionConfig, LayerConfig, LSHAttentionConfig, Model
 from ..errors import OneLineParser, UserError, one_line
 from ..optimization import build_optimizer, train_step
 from ..records import write_json_atomic, write_text_atomic
+from ..runtime import keep_freed_cpu_memory
 from ..tasks.base import Batch
 from .common import (
     format_rate, header, is_oom, markdown_table, plain_table, release, resolve_device, run_main,
@@ -235,6 +236,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         methods = list(METHODS) if device.type == "cuda" else [m for m in METHODS if m != FAST]
     if FAST in methods and device.type != "cuda":
         raise UserError(f"{FAST} needs a CUDA device (the model's attention.impl=fast); leave it out on a CPU")
+    kept = keep_freed_cpu_memory(device)  # as reformer run does: the step without page faults for its activations
     rows = measure_all(args, methods, device, args.precision)
     for row in rows:
         sys.stderr.write(f"{row.method} {row.impl}: " + (f"{row.ms:.2f} ms" if row.ms is not None else row.error) + "\n")
@@ -247,6 +249,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "steps": args.steps, "repeats": args.steps, "warmup": max(1, args.warmup),
         "timing": f"{'CUDA events' if device.type == 'cuda' else 'perf_counter'}: median, min and max of"
                   f" {args.steps} interleaved repeats after {max(1, args.warmup)} warm-up steps",
+        "freed_memory_kept": kept,  # runtime.keep_freed_cpu_memory
         "rows": [asdict(r) for r in rows],
     }
     head, body = table(record)
