@@ -69,9 +69,11 @@ def rotations_of(attention: Any) -> str:
 # `n_buckets: null` hashes with the paper's one factor, 2 * max(1, length // chunk_length), while that
 # count is at most this, and with two factors of the same count above it (`even_split`). One factor
 # costs count / 2 projections per token and round, which grows with the length; two cost about
-# sqrt(count). Measured on a CPU in results/bucket_factors_cpu.md: below this, factorising saves
-# nothing measurable in the whole attention. Every committed profile's default count is at or below it.
-SINGLE_FACTOR_MAX_BUCKETS = 512
+# sqrt(count). Measured on a CPU in results/bucket_factors_cpu.md: splitting saves at most ~3% of
+# the whole attention up to 128 buckets, 3-11% at 256, 7-13% at 512. 256, not 128, so that every
+# committed profile (the largest default count: 256, memory_claims cpu at 8K in chunks of 64)
+# hashes exactly as before.
+SINGLE_FACTOR_MAX_BUCKETS = 256
 
 
 def even_split(count: int) -> list[int]:
