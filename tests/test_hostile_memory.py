@@ -27,8 +27,8 @@ WINDOWS = "(reduce attention.n_chunks_before or attention.chunk_length)"
     (["model.attn_layers=[full,local]", "+model.attn_settings.local.n_chunks_before=1000000"],
      "local attention's window weights, trainer.batch_size x model.n_heads x task.seq_len x"
      f" (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length {WINDOWS}, 488.3 GiB"),
-    # 2 x 32,768 / 4 = 16,384 buckets: 8,192 projections per round and query; one sequence a step fits
-    (["attention=lsh", "task.seq_len=32768", "attention.chunk_length=4"],
+    # 2 x 32,768 / 4 = 16,384 buckets as one factor: 8,192 projections per round and query
+    (["attention=lsh", "task.seq_len=32768", "attention.chunk_length=4", "attention.n_buckets=16384"],
      "LSH's hash projections, trainer.batch_size x model.n_heads x task.seq_len x attention.n_rounds x"
      " attention.n_buckets / 2 (set attention.n_buckets lower, or factorised as a list such as [64, 64]), 32.0 GiB;"
      " trainer.batch_size=1 fits (about 4.8 GiB)"),

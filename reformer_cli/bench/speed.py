@@ -139,14 +139,16 @@ class Problem:
 
 
 def n_buckets_for(mode: str, length: int, chunk: int) -> list[int] | None:
-    """The `attention.n_buckets` setting timed at `length`. 'single': null, the model's default
-    (n = 2 * length / chunk as one factor). 'auto': the same n, factorised above 128 buckets as trax
+    """The `attention.n_buckets` setting timed at `length`. 'single': n = 2 * length / chunk as one
+    factor at every length (the paper's hashing). 'auto': the same n, factorised above 128 buckets as trax
     does ([2^ceil(log2 sqrt n), 2 (n // (2 that))]) so that hashing stays linear in the length; a
     model trains with that layout when given `attention.n_buckets=[a,b]`. Or explicit factors '32,64'."""
     if mode not in ("auto", "single"):
         return [int(f) for f in mode.split(",")]
     n = 2 * max(1, length // chunk)
-    if mode == "single" or n <= 128:
+    if mode == "single":
+        return [n]
+    if n <= 128:
         return None
     first = 2 ** math.ceil(math.log2(math.sqrt(n)))
     return [first, 2 * (n // (2 * first))]

@@ -12,6 +12,7 @@ No torch here: the config is validated before torch is imported.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,13 +66,38 @@ def rotations_of(attention: Any) -> str:
     return str(value or ROTATIONS[0])
 
 
+# `n_buckets: null` hashes with the paper's one factor, 2 * max(1, length // chunk_length), while that
+# count is at most this, and with two factors of the same count above it (`even_split`). One factor
+# costs count / 2 projections per token and round, which grows with the length; two cost about
+# sqrt(count). Measured on a CPU in results/bucket_factors_cpu.md: splitting saves at most ~3% of
+# the whole attention up to 128 buckets, 3-11% at 256, 7-13% at 512. 256, not 128, so that every
+# committed profile (the largest default count: 256, memory_claims cpu at 8K in chunks of 64)
+# hashes exactly as before.
+SINGLE_FACTOR_MAX_BUCKETS = 256
+
+
+def even_split(count: int) -> list[int]:
+    """Two even factors `[f1, f2]`, `f1 <= f2`, as equal as possible (the largest even
+    `f1 <= sqrt(total)` with `total / f1` even), whose product `total` is `count` rounded up to a
+    multiple of 4: the smallest total at or above `count` that has a split into even factors
+    (`count` itself for every power of two from 4 on). 1024 -> [32, 32], 2048 -> [32, 64],
+    192 -> [12, 16], 1000 -> [20, 50], 1026 -> 1028 = [2, 514]."""
+    total = 4 * -(-max(int(count), 4) // 4)
+    f1 = math.isqrt(total) // 2 * 2
+    while total % f1 or (total // f1) % 2:
+        f1 -= 2
+    return [f1, total // f1]
+
+
 def bucket_factors(n_buckets: Any, length: int, chunk_length: int) -> list[Any]:
     """The bucket factors LSH hashes a sequence of `length` into, from the `n_buckets` setting:
-    an int (one factor), a list (factorised buckets, as in trax), or None for the paper's default
-    `2 * max(1, length // chunk_length)` (m = 2l / n_buckets). Values are returned as given, so the
-    config's validation can name a bad one."""
+    an int (one factor, at any length), a list (factorised buckets, as in trax), or None for the
+    paper's count `2 * max(1, length // chunk_length)` (m = 2l / n_buckets): one factor up to
+    `SINGLE_FACTOR_MAX_BUCKETS`, above it that count as two factors (`even_split`). Values are
+    returned as given, so the config's validation can name a bad one."""
     if n_buckets is None:
-        return [2 * max(1, length // chunk_length)]
+        count = 2 * max(1, length // chunk_length)
+        return [count] if count <= SINGLE_FACTOR_MAX_BUCKETS else even_split(count)
     if isinstance(n_buckets, (int, float, str, bool)):
         return [n_buckets]
     return list(n_buckets)  # a list or an OmegaConf ListConfig

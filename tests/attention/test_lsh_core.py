@@ -82,7 +82,8 @@ def test_per_example_rotations_are_fresh_per_seed_and_repeatable():
 
 def test_default_bucket_count_follows_the_actual_length():
     core = LSHAttentionCore(lsh_cfg())
-    assert core.factors(16) == [8] and core.factors(3) == [2] and core.factors(1024) == [512]
+    assert core.factors(16) == [8] and core.factors(3) == [2] and core.factors(512) == [256]
+    assert core.factors(1024) == [16, 32]  # 512 buckets: above SINGLE_FACTOR_MAX_BUCKETS, two factors
     rotations = core.rotations(ForwardContext(), 0, 2, 8, core.factors(16), torch.device("cpu"))
     assert [r.shape for r in rotations] == [(2, 8, 2, 4)] and rotations[0].dtype == torch.float32
     fixed = LSHAttentionCore(lsh_cfg("attention.n_buckets=[4,6]"))

@@ -111,8 +111,8 @@ def test_bucket_factors_follow_trax_above_128():
 
     assert timed("auto", 4096, 64) == [128]
     assert timed("auto", 65536, 64) == [64, 32]  # 2048 buckets, 48 rotation columns
-    assert timed("single", 65536, 64) == [2048]  # the model's default layout
-    assert speed.n_buckets_for("single", 65536, 64) is None
+    assert timed("single", 65536, 64) == [2048]  # one factor at any length (the model's default splits it)
+    assert speed.n_buckets_for("single", 65536, 64) == [2048]
     assert timed("16,8", 65536, 64) == [16, 8]
 
 

@@ -25,8 +25,9 @@ class LSHAttentionConfig:
     dropout: float = 0.0
     n_rounds: int = 2  # hash rounds (every paper-era trax config uses 2)
     chunk_length: int = LSH.chunk_length
-    # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets); an even int; or
-    # a list of even ints for factorised buckets as in trax (attention_settings.bucket_factors).
+    # null: 2 * max(1, seq_len // chunk_length) (the paper's m = 2l / n_buckets), as two factors above
+    # 256; an even int (one factor); or a list of even ints for factorised buckets as in trax
+    # (attention_settings.bucket_factors).
     n_buckets: Any = None
     n_chunks_before: int = LSH.n_chunks_before
     wrap_lookback: bool = LSH.wrap_lookback
