@@ -203,6 +203,21 @@ def allocation_failure(cfg: Any) -> str:
         return "out of memory: reduce trainer.batch_size, task.seq_len or the model's size"
 
 
+# Keeping freed memory in malloc (runtime.keep_freed_cpu_memory) makes steps faster but fragments the
+# heap: `task=text task.seq_len=20000 attention.chunk_length=4` (default model, batch 8) peaked at
+# 4.15 GiB with glibc's defaults and 7.45 GiB keeping freed memory (2026-12-03, the 2-core VM), while
+# the Table 2 cpu step went from 0.97 to 1.18 GB. A run keeps freed memory only while twice its
+# estimate stays under a quarter of the host's memory, so the estimate above needs no such term.
+FRAGMENTATION = 2.0
+HOST_SHARE = 0.25
+
+
+def keeps_freed_memory(cfg: Any) -> bool:
+    """Whether a CPU run should keep freed memory for speed: small against the host's memory."""
+    host = host_memory()
+    return host is not None and FRAGMENTATION * estimate(memory_terms(cfg)) <= HOST_SHARE * host
+
+
 def check_run_fits(cfg: Any) -> str | None:
     """Before a run starts. On the CPU a run past memory is killed by the kernel without a word, so
     an estimate above the host's memory is refused (check_fits: UserError). On CUDA the allocator

@@ -47,6 +47,7 @@ from .model.reformer import build_model, count_parameters
 from .naming import default_run_name  # noqa: F401  (also imported from here)
 from .optimization import build_optimizer, lr_at, train_step
 from .primitives.context import derive_seed
+from .memory_estimate import keeps_freed_memory
 from .progress import make_progress
 from .records import MetricsLog, code_version, list_checkpoints, write_json_atomic, write_text_atomic
 from .runtime import (
@@ -116,7 +117,8 @@ class Trainer:
         self.task.check_data()
         if small_model_threads(self.device, self.t.batch_size * self.task.seq_len * cfg.model.d_model):
             log.info("one CPU thread: the fastest for a model this small (OMP_NUM_THREADS=N chooses)")
-        keep_freed_cpu_memory(self.device)  # no page faults for each step's activations (runtime.py)
+        if keeps_freed_memory(cfg):  # a run small against the host's memory (memory_estimate.py)
+            keep_freed_cpu_memory(self.device)  # no page faults for each step's activations (runtime.py)
         self.model = build_model(cfg, self.task.vocab_size, self.task.seq_len).to(self.device)
         # DistributedDataParallel first, then torch.compile around it (PyTorch's recommended order)
         self.ddp = wrap_model(self.model, self.world, self.device)

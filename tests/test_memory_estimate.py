@@ -25,16 +25,17 @@ def test_the_estimate_is_near_the_measured_peak_of_a_step(tmp_path):
     assert 0.8 * step <= step_estimate <= 4 * step, got
 
 
-def test_the_long_text_run_is_refused_on_a_24_gb_machine(tmp_path, monkeypatch, capsys):
-    """At the default batch of 8 its hash projections alone are 23.8 GiB: refused with the estimate,
-    the memory there is and the batch that fits, before the corpus is even read."""
+def test_the_long_text_run_with_one_bucket_factor_is_refused_on_a_24_gb_machine(tmp_path, monkeypatch, capsys):
+    """The paper's 10,000 buckets as one factor (the default splits them, attention_settings.py): at
+    the default batch of 8 its hash projections alone are 23.8 GiB: refused with the estimate, the
+    memory there is and the batch that fits, before the corpus is even read."""
     from reformer_cli import memory_estimate
 
     monkeypatch.setattr(memory_estimate, "host_memory", lambda: int(23.5 * 2**30))
     monkeypatch.chdir(tmp_path)
     # the corpus does not exist: were the run not refused, it would stop at its data, not allocate
     code, err = in_process(["run", "task=text", f"task.path={tmp_path / 'corpus.txt'}", "task.seq_len=20000",
-                            "attention.chunk_length=4", "logger=none"], capsys)
+                            "attention.chunk_length=4", "attention.n_buckets=10000", "logger=none"], capsys)
     assert code == 2 and list(tmp_path.iterdir()) == []
     line = one_error_line(err)
     assert line.startswith("error: this run needs about 27.1 GiB but the device has 23.5 GiB: the largest term is"
@@ -59,3 +60,20 @@ def test_on_cuda_the_estimate_warns_instead_of_refusing(monkeypatch):
     cfg.trainer.device = "cpu"
     with pytest.raises(UserError, match="needs about 9.0 GiB"):
         m.check_run_fits(cfg)
+
+
+def test_only_a_run_small_against_the_host_keeps_freed_memory(monkeypatch):
+    """Keeping freed memory fragments the heap (up to twice the peak measured): a run keeps it only
+    while twice its estimate stays under a quarter of the host's memory."""
+    import reformer_cli.memory_estimate as m
+    from reformer_cli.hydra_entry import compose
+
+    monkeypatch.setattr(m, "host_memory", lambda: int(23.5 * 2**30))
+    small = compose("config", ["task=synthetic", "model=table2", "task.seq_len=256", "trainer.batch_size=32",
+                               "attention.n_rounds=4", "attention.chunk_length=8", "logger=none"])
+    long = compose("config", ["task=text", "task.path=corpus.txt", "task.seq_len=20000", "attention.chunk_length=4",
+                              "logger=none"])
+    assert m.keeps_freed_memory(small)
+    assert not m.keeps_freed_memory(long)
+    monkeypatch.setattr(m, "host_memory", lambda: None)
+    assert not m.keeps_freed_memory(small)
