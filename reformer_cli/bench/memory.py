@@ -345,7 +345,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--shared-qk", action="store_true", help="full attention with shared QK")
     a.add_argument("--rounds", type=int, default=d.rounds, help="LSH hash rounds")
     a.add_argument("--chunk-length", type=int, default=d.chunk_length, help="LSH or local chunk length")
-    a.add_argument("--n-buckets", type=int, default=None, help="LSH buckets (default 2 * length / chunk)")
+    a.add_argument("--n-buckets", type=int, default=None, help="LSH buckets as one factor (default: the model's, 2 * length / chunk, factorised above 256)")
     r = p.add_argument_group("run")
     r.add_argument("--length", type=int, default=d.length, help="sequence length")
     r.add_argument("--batch", type=int, default=d.batch)

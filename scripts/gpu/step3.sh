@@ -8,7 +8,7 @@ source "$(dirname "$0")/common.sh" step3
 R="$WORK/results"
 run_part memory 480 "$PY" -m reformer_cli bench memory --device cuda --precision bf16 --length 65536 --batch 1 \
     --d-model 1024 --d-ff 4096 --heads 8 --vocab 258 --positions axial \
-    --attention lsh --rounds 4 --chunk-length 128 --ff-chunks 16 --loss-chunks 16 \
+    --attention lsh --rounds 4 --chunk-length 128 --n-buckets 1024 --ff-chunks 16 --loss-chunks 16 \
     --depths 3,6,12 --optimizer adamw --markdown "$R/memory.md" --json "$R/memory.json"
 pack "$R/memory.md"
 log "done"
