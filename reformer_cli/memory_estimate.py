@@ -12,15 +12,17 @@ Its terms (bytes, float32):
 * the layers' activations, batch x seq_len x (14 d_model + 4 d_ff) per layer (what autograd keeps
   of the embeddings, layer norms, projections, residuals and feed-forward);
 * the logits, batch x seq_len x vocab x `LOGIT_COPIES` (/ model.loss_chunks);
-* what an attention holds per query and head: its weights (full attention's when it builds them,
-  a spec's `memory_per_query` window weights) x `WEIGHT_COPIES`, and an attention over chunks'
-  sorted and gathered vectors, n_rounds x d_head x `VECTOR_COPIES`;
+* what each layer's attention holds per query and head, as its spec states it (attention/spec.py):
+  `memory_per_query`, the weights it builds (x `WEIGHT_COPIES`) and its other tensors, and
+  `memory_vectors`, an attention over chunks' sorted and gathered vectors (n_rounds x d_head x
+  `VECTOR_COPIES`);
 * standard layers keep the activations and the attention's terms for the backward (summed over the
   layers), recomputing reversible layers one layer's at a time; under bf16 autocast the activations
   and vectors count 2 bytes (not measured);
-* transient terms (LSH's hash projections, computed without gradients and freed before the
-  attention): they exist next to the activations but not next to the attention's own tensors or the
-  logits, so the step's peak counts the larger of the two phases.
+* transient terms (a spec's `MemoryTerm` marked so, such as LSH's hash projections: computed
+  without gradients and freed before the attention): they exist next to the activations but not
+  next to the attention's own tensors or the logits, so the step's peak counts the larger of the
+  two phases.
 """
 
 from __future__ import annotations
@@ -37,20 +39,18 @@ ALLOCATOR_MESSAGES = ("can't allocate memory", "not enough memory", "defaultcpua
 
 PROCESS = 450 << 20  # measured 0.37-0.41 GiB for a step at seq_len 32 on CPU
 LOGIT_COPIES = 4  # the logits, their log-softmax and the gradients of both
-WEIGHT_COPIES = 4  # an attention's weights: scores, masked scores, probabilities, their gradient
-VECTOR_COPIES = 6  # per round: sorted queries/keys and values, the look-back's keys and values, the output
-# a spec's per-query term that is computed without gradients and freed before the attention
-TRANSIENT = ("hash projections",)
 
 
-def _is_transient(what: str) -> bool:
-    return any(name in what for name in TRANSIENT)
+class Term(tuple):
+    """(bytes, 'what (the option that shrinks it)'), one of the estimate's terms; `transient`: freed
+    before the attention (a spec's transient `MemoryTerm`)."""
 
+    transient: bool
 
-def _builds_full_weights(attention: Any) -> bool:
-    """Full attention builds its batch x heads x seq_len^2 weights only with shared QK or attention
-    dropout (attention/full.py); otherwise PyTorch's SDPA computes it in memory linear in seq_len."""
-    return bool(attention.get("shared_qk", False)) or float(attention.get("dropout", 0.0) or 0.0) > 0
+    def __new__(cls, size: int, what: str, transient: bool = False) -> "Term":
+        term = super().__new__(cls, (size, what))
+        term.transient = transient
+        return term
 
 
 def autocasts_bf16(trainer: Any) -> bool:
@@ -84,7 +84,7 @@ def activation_floats(cfg: Any) -> int:
     return (14 * d + 4 * d_ff) * layers
 
 
-def memory_terms(cfg: Any) -> list[tuple[int, str]]:
+def memory_terms(cfg: Any) -> list[Term]:
     """[(bytes, 'what (the option that shrinks it)')] of the estimate's terms, the process's first."""
     model, task, trainer = cfg.model, cfg.task, cfg.trainer
     vocab = int(task.get("vocab_size", None) or 256)
@@ -96,14 +96,14 @@ def memory_terms(cfg: Any) -> list[tuple[int, str]]:
     embeddings = vocab * d * (1 if model.get("tie_embeddings") else 2) + seq * d
     params = embeddings + layers * (4 * d * d + 2 * d * d_ff)
     terms = [
-        (PROCESS, "the process itself (Python, PyTorch, the data)"),
-        (params * 16, f"the parameters with their gradients and Adam's moments ({params:,} parameters:"
-                      f" reduce model.d_model, model.d_ff, model.n_layers or task.vocab_size)"),
-        (batch * seq * vocab * 4 * LOGIT_COPIES // max(1, int(model.get("loss_chunks", 1) or 1)),
-         "the logits, trainer.batch_size x task.seq_len x task.vocab_size (reduce trainer.batch_size"
-         " or raise model.loss_chunks)"),
-        (batch * seq * activation_floats(cfg) * activation_bytes, "the activations, trainer.batch_size x"
-         " task.seq_len x (14 model.d_model + 4 model.d_ff) per layer (reduce trainer.batch_size or model.d_model)"),
+        Term(PROCESS, "the process itself (Python, PyTorch, the data)"),
+        Term(params * 16, f"the parameters with their gradients and Adam's moments ({params:,} parameters:"
+                          f" reduce model.d_model, model.d_ff, model.n_layers or task.vocab_size)"),
+        Term(batch * seq * vocab * 4 * LOGIT_COPIES // max(1, int(model.get("loss_chunks", 1) or 1)),
+             "the logits, trainer.batch_size x task.seq_len x task.vocab_size (reduce trainer.batch_size"
+             " or raise model.loss_chunks)"),
+        Term(batch * seq * activation_floats(cfg) * activation_bytes, "the activations, trainer.batch_size x"
+             " task.seq_len x (14 model.d_model + 4 model.d_ff) per layer (reduce trainer.batch_size or model.d_model)"),
     ]
     # a standard layer keeps its attention's tensors until the backward (summed over the layers); a
     # recomputing reversible layer holds one layer's at a time (the largest); a transient term is
@@ -113,38 +113,31 @@ def memory_terms(cfg: Any) -> list[tuple[int, str]]:
     def combine(held: int, layer: int, transient: bool = False) -> int:
         return max(held, layer) if recompute or transient else held + layer
 
-    attentions = layer_attentions(model, cfg.attention)
-    full_weights = 0
-    per_query: dict[str, int] = {}
-    vectors = 0  # an attention over chunks' sorted and gathered vectors: rounds x d_head per query
+    # the layers whose spec can form the length x length weights first: their terms are listed first
+    attentions = sorted(layer_attentions(model, cfg.attention), key=lambda a: not spec_of(a).quadratic_memory)
+    per_query: dict[str, tuple[int, bool]] = {}  # what -> (floats per query and head, transient)
+    vectors = 0  # an attention over chunks' sorted and gathered vectors per query and head
     for attention in attentions:
-        if spec_of(attention).quadratic_memory and _builds_full_weights(attention):
-            full_weights = combine(full_weights, seq * WEIGHT_COPIES)
-        counted = spec_of(attention).memory_per_query(attention, seq)
-        for floats, what in counted:
-            transient = _is_transient(what)
-            per_query[what] = combine(per_query.get(what, 0), int(floats) * (1 if transient else WEIGHT_COPIES),
-                                      transient)
-        if counted:
-            vectors = combine(vectors, int(attention.get("n_rounds", 1) or 1) * d_head * VECTOR_COPIES)
-    if full_weights:
-        terms.append((batch * heads * seq * full_weights * 4,
-                      "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
-                      " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)"))
-    terms += [(batch * heads * seq * floats * 4, what) for what, floats in per_query.items()]
+        spec = spec_of(attention)
+        for term in spec.memory_per_query(attention, seq):
+            held = per_query.get(term.what, (0, term.transient))[0]
+            per_query[term.what] = (combine(held, int(term.floats), term.transient), term.transient)
+        vectors = combine(vectors, int(spec.memory_vectors(attention, d_head)))
+    terms += [Term(batch * heads * seq * floats * 4, what, transient)
+              for what, (floats, transient) in per_query.items()]
     if vectors:
-        terms.append((batch * heads * seq * vectors * activation_bytes,
-                      "the attention's sorted and gathered vectors, trainer.batch_size x model.n_heads x"
-                      " task.seq_len x attention.n_rounds x d_head (reduce trainer.batch_size or task.seq_len)"))
+        terms.append(Term(batch * heads * seq * vectors * activation_bytes,
+                          "the attention's sorted and gathered vectors, trainer.batch_size x model.n_heads x"
+                          " task.seq_len x attention.n_rounds x d_head (reduce trainer.batch_size or task.seq_len)"))
     return terms
 
 
-def estimate(terms: list[tuple[int, str]]) -> int:
+def estimate(terms: list[Term]) -> int:
     """The step's peak: the process, the parameters and the activations, plus the larger phase: the
     transient terms (during the forward), or the logits and the attention's held terms."""
     process, parameters, logits, activations, *attention = terms
-    transient = max([size for size, what in attention if _is_transient(what)], default=0)
-    held = logits[0] + sum(size for size, what in attention if not _is_transient(what))
+    transient = max([term[0] for term in attention if term.transient], default=0)
+    held = logits[0] + sum(term[0] for term in attention if not term.transient)
     return process[0] + parameters[0] + activations[0] + max(transient, held)
 
 

@@ -4,10 +4,11 @@ An attention type (full, lsh, local, ...) is described once, by a spec in its ow
 `reformer_cli/attention/specs/` plus its option file `conf/attention/<name>.yaml`. The spec holds
 the type's config schema, its validation, its short label (run names, tables, W&B), whether its
 weights share Q and K, the seed evaluation draws from, the check that a device can run it, the
-core that computes it, and what benchmarks and pages need to know of it (the baseline, whether it
-hashes, its settings in words). Everything else (Hydra's schemas, `validate`, `attention_label`,
-the trainer's device check, evaluation under another attention, the model's cores, the benchmarks
-and their pages) asks the registry (`attention/registry.py`) for the spec by the config's `name`.
+core that computes it, what it holds in memory per query (the memory estimate's terms), and what
+benchmarks and pages need to know of it (the baseline, whether it hashes, its settings in words).
+Everything else (Hydra's schemas, `validate`, `attention_label`, the trainer's device check,
+evaluation under another attention, the model's cores, the memory estimate, the benchmarks and
+their pages) asks the registry (`attention/registry.py`) for the spec by the config's `name`.
 
 No torch here: the config is validated from specs before torch is imported, so a spec names its
 core through `build_core`, which may import the core's module when it is called.
@@ -44,6 +45,35 @@ def positive(key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r} must be a positive integer")
 
 
+WEIGHT_COPIES = 4  # an attention's weights: scores, masked scores, probabilities, their gradient
+VECTOR_COPIES = 6  # per round: sorted queries/keys and values, the look-back's keys and values, the output
+
+
+@dataclass(frozen=True)
+class MemoryTerm:
+    """One of the memory estimate's terms for an attention's tensors (memory_estimate.py): `floats`
+    it holds per query and head, `what` they are with their shape and the option that shrinks them.
+    A `transient` term is computed without gradients and freed before the attention: it exists next
+    to the activations but not next to the attention's own tensors (the estimate counts the larger
+    phase), and is freed before the next layer (the estimate counts the largest layer's)."""
+
+    floats: int
+    what: str
+    transient: bool = False
+
+
+def weights(floats_per_query: int, what: str) -> MemoryTerm:
+    """An attention's weights, `floats_per_query` per query and head, kept for the backward
+    `WEIGHT_COPIES` times."""
+    return MemoryTerm(floats_per_query * WEIGHT_COPIES, what)
+
+
+def gathered_vectors(rounds: int, d_head: int) -> int:
+    """Floats per query and head of an attention over chunks' sorted and gathered vectors: `rounds`
+    x d_head, `VECTOR_COPIES` times."""
+    return rounds * d_head * VECTOR_COPIES
+
+
 @dataclass(frozen=True)
 class AttentionSpec:
     """One attention type. Callables take the attention config (an OmegaConf node, a dataclass or,
@@ -69,11 +99,15 @@ class AttentionSpec:
     # keys added to the schema after runs were saved with it, and the value that reproduces what
     # those runs computed (a checkpoint's config lacks them; the new default would change it)
     legacy: Mapping[str, Any] = field(default_factory=dict)
-    # whether it forms the full length x length weight matrix (the memory estimate names it)
+    # whether it can form the full length x length weight matrix (the memory estimate lists its
+    # terms first)
     quadratic_memory: bool = False
-    # (config, seq_len) -> [(floats it holds per query and head, 'what they are, their shape (the
-    # option that shrinks them)')]: the memory estimate's terms for its tensors beyond the model's
-    memory_per_query: Callable[[Any, int], list[tuple[int, str]]] = lambda attention, seq_len: []
+    # (config, seq_len) -> [MemoryTerm]: the memory estimate's terms for the tensors this config
+    # holds per query and head beyond the model's (the weights it builds: `weights`)
+    memory_per_query: Callable[[Any, int], list[MemoryTerm]] = lambda attention, seq_len: []
+    # (config, d_head) -> floats per query and head of the sorted and gathered vectors of an
+    # attention over chunks (`gathered_vectors`; 0: none), held in the compute dtype
+    memory_vectors: Callable[[Any, int], int] = lambda attention, d_head: 0
     # whether it is the exact attention the others are measured against (one type is: full
     # attention): the benchmarks' reference row and the pages' `x full` columns are named after it
     # (registry.baseline())

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from ...errors import ConfigError
 from ...primitives.attention_settings import SELF_MASK_VALUE
-from ..spec import AttentionSpec, choice
+from ..spec import AttentionSpec, MemoryTerm, choice, weights
 
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max
 
@@ -82,6 +82,16 @@ def build_core(attention: Any) -> Any:
     return FullAttentionCore(attention)
 
 
+def memory_per_query(attention: Any, seq_len: int) -> list[MemoryTerm]:
+    """A weight per query, head and key, where it builds the batch x heads x seq_len^2 weights: with
+    shared QK or attention dropout only (attention/full.py; otherwise PyTorch's SDPA computes it in
+    memory linear in seq_len)."""
+    if not (bool(attention.get("shared_qk", False)) or float(attention.get("dropout", 0.0) or 0.0) > 0):
+        return []
+    return [weights(seq_len, "full attention's weights, trainer.batch_size x model.n_heads x task.seq_len^2"
+                             " (reduce trainer.batch_size or task.seq_len, or use an attention over chunks)")]
+
+
 SPEC = AttentionSpec(
     name="full",
     schema=FullAttentionConfig,
@@ -92,6 +102,7 @@ SPEC = AttentionSpec(
     legacy={"self_mask": True, "self_mask_value": SELF_MASK_VALUE, "self_mask_mode": "replace",
             "shared_qk_keys": "unit"},
     quadratic_memory=True,
+    memory_per_query=memory_per_query,
     baseline=True,
     describe=lambda attention: "full, shared-QK" if attention.get("shared_qk") else "full",
 )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ...errors import ConfigError
-from ..spec import AttentionSpec, positive
+from ..spec import AttentionSpec, MemoryTerm, gathered_vectors, positive, weights
 
 
 @dataclass
@@ -47,14 +47,19 @@ def build_core(attention: Any) -> Any:
     return LocalAttentionCore(attention)
 
 
-def memory_per_query(attention: Any, seq_len: int) -> list[tuple[int, str]]:
+def memory_per_query(attention: Any, seq_len: int) -> list[MemoryTerm]:
     """Per query and head, a weight for each key of its window (local.chunk_window)."""
-    return [((attention.n_chunks_before + 1 + attention.n_chunks_after) * attention.chunk_length,
-             "local attention's window weights, trainer.batch_size x model.n_heads x task.seq_len x"
-             " (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length (reduce"
-             " attention.n_chunks_before or attention.chunk_length)")]
+    return [weights((attention.n_chunks_before + 1 + attention.n_chunks_after) * attention.chunk_length,
+                    "local attention's window weights, trainer.batch_size x model.n_heads x task.seq_len x"
+                    " (attention.n_chunks_before + 1 + attention.n_chunks_after) x attention.chunk_length (reduce"
+                    " attention.n_chunks_before or attention.chunk_length)")]
+
+
+def memory_vectors(attention: Any, d_head: int) -> int:
+    """Its chunks' gathered vectors: one round's."""
+    return gathered_vectors(1, d_head)
 
 
 SPEC = AttentionSpec(name="local", schema=LocalAttentionConfig, build_core=build_core, validate=validate,
-                     label=label, memory_per_query=memory_per_query,
+                     label=label, memory_per_query=memory_per_query, memory_vectors=memory_vectors,
                      describe=lambda attention: f"local, chunk {attention['chunk_length']}")

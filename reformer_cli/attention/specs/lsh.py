@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from ...errors import ConfigError
 from ...primitives.attention_settings import ROTATIONS, LSHSettings, bucket_factors, rotations_of
-from ..spec import AttentionSpec, choice, positive
+from ..spec import AttentionSpec, MemoryTerm, choice, gathered_vectors, positive, weights
 
 # The LSH keywords' defaults, written once (primitives/attention_settings.py).
 LSH = LSHSettings()
@@ -90,20 +90,27 @@ def check_device(attention: Any, device: Any) -> None:
         lsh_implementation("fast", device)
 
 
-def memory_per_query(attention: Any, seq_len: int) -> list[tuple[int, str]]:
+def memory_per_query(attention: Any, seq_len: int) -> list[MemoryTerm]:
     """Per query and head: a weight for each key of its window in every round (lsh.look_back: its
     chunk and n_chunks_before chunks), and the hash's projections, n_buckets / 2 per round (summed
-    over the factors of factorised buckets; the paper's default n_buckets grows with seq_len)."""
+    over the factors of factorised buckets; the paper's default n_buckets grows with seq_len),
+    computed without gradients and freed before the attention (transient)."""
     rounds = attention.n_rounds
     projections = sum(bucket_factors(attention.n_buckets, seq_len, attention.chunk_length)) // 2
     return [
-        (rounds * (attention.n_chunks_before + 1) * attention.chunk_length,
-         "LSH's window weights, trainer.batch_size x model.n_heads x task.seq_len x attention.n_rounds x"
-         " (attention.n_chunks_before + 1) x attention.chunk_length (reduce attention.n_chunks_before or"
-         " attention.chunk_length)"),
-        (rounds * projections, "LSH's hash projections, trainer.batch_size x model.n_heads x task.seq_len x"
-         " attention.n_rounds x attention.n_buckets / 2 (set attention.n_buckets lower, or factorised as a list such as [64, 64])"),
+        weights(rounds * (attention.n_chunks_before + 1) * attention.chunk_length,
+                "LSH's window weights, trainer.batch_size x model.n_heads x task.seq_len x attention.n_rounds x"
+                " (attention.n_chunks_before + 1) x attention.chunk_length (reduce attention.n_chunks_before or"
+                " attention.chunk_length)"),
+        MemoryTerm(rounds * projections, "LSH's hash projections, trainer.batch_size x model.n_heads x task.seq_len x"
+                   " attention.n_rounds x attention.n_buckets / 2 (set attention.n_buckets lower, or factorised as a"
+                   " list such as [64, 64])", transient=True),
     ]
+
+
+def memory_vectors(attention: Any, d_head: int) -> int:
+    """Its sorted and gathered vectors: every round's."""
+    return gathered_vectors(int(attention.n_rounds), d_head)
 
 
 SPEC = AttentionSpec(
@@ -117,6 +124,7 @@ SPEC = AttentionSpec(
     check_device=check_device,
     legacy={"attend_across_buckets": True, "dedup": False},
     memory_per_query=memory_per_query,
+    memory_vectors=memory_vectors,
     hashes=True,
     describe=lambda attention: f"LSH, {attention['n_rounds']} round(s), chunk {attention['chunk_length']}",
 )
