@@ -116,6 +116,43 @@ def test_the_baseline_and_the_hashing_types_are_what_the_specs_say(mean_attentio
         registry.baseline()
 
 
+def test_the_memory_estimate_counts_what_a_type_s_spec_says_it_holds(mean_attention):
+    """A type whose spec states no memory adds no term to the estimate; one whose spec states held
+    weights, a transient table and gathered vectors is counted as the built-in types are: held terms
+    summed over the standard layers, a transient one at its largest layer and in the phase before
+    the attention (not next to the logits), vectors summed over the layers as well."""
+    from omegaconf import OmegaConf
+
+    from reformer_cli.attention.spec import VECTOR_COPIES, WEIGHT_COPIES, MemoryTerm, gathered_vectors, weights
+    from reformer_cli.hydra_entry import compose
+    from reformer_cli.memory_estimate import estimate, memory_terms
+
+    cfg = compose("config", ["model=tiny", "model.n_layers=2", "task=synthetic", "task.seq_len=64",
+                             "trainer.device=cpu", "logger=none"])
+    cfg.attention = OmegaConf.create({"name": "mean", "causal": True, "dropout": 0.0, "width": 3})
+    plain = memory_terms(cfg)
+    process, parameters, logits, activations = (size for size, what in plain)
+    assert len(plain) == 4 and estimate(plain) == process + parameters + activations + logits
+
+    registry.register(dataclasses.replace(
+        registry.spec_of("mean"),
+        memory_per_query=lambda attention, seq_len: [weights(attention.width, "mean's weights"),
+                                                     MemoryTerm(seq_len, "mean's table", transient=True)],
+        memory_vectors=lambda attention, d_head: gathered_vectors(attention.width, d_head)))
+    terms = memory_terms(cfg)
+    model = cfg.model
+    per_query = cfg.trainer.batch_size * model.n_heads * 64 * 4  # float32 bytes per query and head
+    d_head = model.get("d_head") or model.d_model // model.n_heads
+    # two layers' weights and vectors (width 3), one layer's table (64 floats, the sequence's length)
+    held_weights, table = 2 * 3 * WEIGHT_COPIES * per_query, 64 * per_query
+    vectors = 2 * 3 * d_head * VECTOR_COPIES * per_query
+    assert terms[:4] == plain
+    assert [size for size, what in terms[4:]] == [held_weights, table, vectors]
+    assert [what for size, what in terms[4:6]] == ["mean's weights", "mean's table"]
+    assert terms[6][1].startswith("the attention's sorted and gathered vectors")
+    assert estimate(terms) == process + parameters + activations + max(table, logits + held_weights + vectors)
+
+
 def test_an_unknown_attention_is_one_line_never_full():
     with pytest.raises(ConfigError, match=r"unknown attention 'local2' \(available: full, local, lsh\)"):
         attention_label({"name": "local2"})
