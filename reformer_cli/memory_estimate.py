@@ -55,16 +55,10 @@ class Term(tuple):
 
 def autocasts_bf16(trainer: Any) -> bool:
     """The run computes under bf16 autocast: trainer.precision=bf16, or auto on a CUDA device."""
-    precision, device = str(trainer.get("precision", "auto")), str(trainer.get("device", "auto"))
+    precision = str(trainer.get("precision", "auto"))
     if precision != "auto":
         return precision == "bf16"
-    if device.startswith("cuda"):
-        return True
-    if device != "auto":
-        return False
-    import torch
-
-    return torch.cuda.is_available()
+    return runs_on_cuda(str(trainer.get("device", "auto")))
 
 
 def recomputes(cfg: Any) -> bool:
