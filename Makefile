@@ -5,7 +5,8 @@
 #   make reproduce-table PROFILE=smoke|cpu|quick|paper
 #                  run the paper's experiments (experiments/) at that profile, resumably, then
 #                  rebuild results/ with `reformer table` (REPRODUCE_ARGS="--only table2 --time-limit 540");
-#                  smoke writes its records and pages to outputs/reproduce/smoke/results instead
+#                  smoke writes its records and pages to outputs/reproduce/smoke/results instead;
+#                  JOBS=2 trains two runs at once (the one-thread smoke and cpu profiles on 2 cores)
 # Use another interpreter with `make install PY=/path/to/python`.
 
 ifdef VIRTUAL_ENV
@@ -18,6 +19,7 @@ endif
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= smoke
 REPRODUCE_ARGS ?=
+JOBS ?= 1
 
 .PHONY: help install corpus test test-wheel test-gpu bench-gpu gpu-step1 gpu-step2 gpu-step3 gpu-wheels reproduce-table clean
 
@@ -98,7 +100,7 @@ gpu-wheels:  ## fill .whl/ for a GPU machine without internet: the peer reformer
 SMOKE_RESULTS = outputs/reproduce/smoke/results
 
 reproduce-table:  ## run experiments/ at PROFILE=smoke|cpu|quick|paper (resumes), then rebuild results/ (reformer table)
-	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) $(REPRODUCE_ARGS); status=$$?; \
+	@$(PY) -m reformer_cli reproduce --profile $(PROFILE) --jobs $(JOBS) $(REPRODUCE_ARGS); status=$$?; \
 	if [ "$(PROFILE)" = smoke ]; then \
 		$(PY) -m reformer_cli table --profile smoke --runs $(SMOKE_RESULTS)/runs --out $(SMOKE_RESULTS) || exit $$?; \
 	else $(PY) -m reformer_cli table --readme README.md || exit $$?; fi; \

@@ -39,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
                    help="at the end (also when stopped), write this profile's records and the folders of unfinished"
                         " training runs (newest checkpoint only) into one archive: `tar xzf` it in the same folder on"
                         " another machine and run the same command to continue there")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run up to N training runs (each with its evaluations) at once, e.g. one per CPU core for the"
+                        " one-thread cpu profile (default 1); benchmarks always run alone. Runs that share the"
+                        " machine take longer each: their records' times say so")
     p.add_argument("-v", "--verbose", action="store_true", help="show each step's own output")
     return p
 
@@ -77,6 +81,8 @@ def main(args: list[str]) -> int:
         experiments = load_experiments(opts.experiments, only)
         if opts.time_limit is not None and not opts.list and not (math.isfinite(opts.time_limit) and opts.time_limit > 0):
             raise UserError(f"--time-limit {opts.time_limit} must be a positive number of seconds")
+        if opts.jobs < 1:
+            raise UserError(f"--jobs {opts.jobs} must be at least 1")
         if opts.pack is not None and not opts.list:
             from ..reproduce.pack import check_path
 
@@ -84,6 +90,7 @@ def main(args: list[str]) -> int:
         runner = Reproduction(
             profile=opts.profile, experiments=experiments, outputs=opts.outputs, results=results_folder(opts),
             experiments_dir=opts.experiments, time_limit=opts.time_limit, pack=opts.pack, verbose=opts.verbose,
+            jobs=opts.jobs,
         )
         if opts.list:
             list_steps(runner, opts.experiments)

@@ -36,8 +36,9 @@ _PRCTL = _prctl()  # looked up here, not in the forked child
 
 def die_with_parent() -> Callable[[], None] | None:
     """A `preexec_fn` that has the kernel kill the child when this process dies (Linux), or None.
-    The kernel ties it to the thread that starts the child (here the runner's main thread, which
-    outlives every step): a child started from a short-lived thread would die with that thread."""
+    The kernel ties it to the thread that starts the child (the runner's main thread, or a worker
+    of `--jobs`, which lives until every step has ended: schedule.py): a child started from a
+    short-lived thread would die with that thread."""
     if _PRCTL is None:
         return None
     parent = os.getpid()

@@ -11,7 +11,8 @@ here, with one line) and checks the data of each task (`Task.check_data`) and th
 missing is named in one line with the command that gets it, and the steps that need it are
 skipped, never run on something else. A benchmark that this build does not have is skipped the
 same way. `--time-limit` stops a running step cleanly (a training run saves a checkpoint) once the
-time is up, so a reproduction can be split over sessions of bounded length.
+time is up, so a reproduction can be split over sessions of bounded length. `--jobs N` runs up to N
+training runs (each followed by its evaluations) at once, benchmarks alone (schedule.py).
 
 Exit codes: 0 every step ran or was already done; 1 a step failed; 2 a user error (bad definition
 or option); 3 some steps were skipped (data, device or command missing); 4 stopped by the time
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from .execute import execute
 from .folders import StepFolders, relative
 from .pack import pack
 from .plan import DataCheck
+from .schedule import Unit, run_units, units
 from .steps import Evaluate, Prepare, StepRun, Train, step_runs
 
 EXIT_OK, EXIT_FAILED, EXIT_SKIPPED, EXIT_TIME_LIMIT = 0, 1, 3, 4
@@ -46,19 +49,6 @@ class Outcome:
     status: str  # ran | done | skipped | failed | stopped
     message: str = ""
     seconds: float = 0.0
-
-
-def batches(planned: list[StepRun]) -> list[list[StepRun]]:
-    """The planned steps in order, one per batch, except that the consecutive evaluations of one
-    trained model form one batch (they run in one process)."""
-    out: list[list[StepRun]] = []
-    for run in planned:
-        last = out[-1][0] if out else None
-        if isinstance(run, Evaluate) and isinstance(last, Evaluate) and last.training is run.training:
-            out[-1].append(run)
-        else:
-            out.append([run])
-    return out
 
 
 @dataclass
@@ -73,12 +63,14 @@ class Reproduction:
     time_limit: float | None = None
     pack: Path | None = None
     verbose: bool = False
+    jobs: int = 1
     out: TextIO = field(default_factory=lambda: sys.stdout)
     outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.start = time.monotonic()
         self.stop_signal: int | None = None
+        self.output_lock = threading.Lock()  # lines from parallel steps (--jobs) stay whole
         self.root = Path(self.outputs) / self.profile
         self.folders = StepFolders(self.root, Path(self.experiments_dir), Path(self.results))
         self.data = DataCheck()
@@ -93,8 +85,9 @@ class Reproduction:
     # --- output and time
 
     def say(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        with self.output_lock:
+            self.out.write(text + "\n")
+            self.out.flush()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -186,6 +179,14 @@ class Reproduction:
                 outcome = self.after(run, code or 1, tail, log)
             self.report(run, outcome, where[run])
 
+    def run_unit(self, unit: Unit, where: dict[StepRun, str]) -> None:
+        """A training run and its evaluations, or one other step (schedule.py)."""
+        for batch in unit.batches:
+            if isinstance(batch[0], Evaluate):
+                self.run_evaluations(batch, where)
+            else:
+                self.run_step(batch[0], where[batch[0]])
+
     # --- the whole profile
 
     def plan(self) -> list[StepRun]:
@@ -246,11 +247,7 @@ class Reproduction:
             width = len(str(len(planned)))
             where = {run: f"[{i:>{width}}/{len(planned)}] {run.definition.experiment}/{run.name} ({run.definition.kind})"
                      for i, run in enumerate(planned, 1)}
-            for batch in batches(planned):
-                if isinstance(batch[0], Evaluate):
-                    self.run_evaluations(batch, where)
-                else:
-                    self.run_step(batch[0], where[batch[0]])
+            run_units(units(planned), lambda unit: self.run_unit(unit, where), self.jobs)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -242,6 +242,9 @@ def test_usage_errors_are_one_line(tmp_path):
     assert out.returncode == 2 and out.stderr.startswith("error: reformer reproduce: argument --profile")
     out = run_cli(["reproduce", "--profile", "smoke", "--only", "table9"], tmp_path)
     assert out.returncode == 2 and "unknown experiment(s) table9" in out.stderr and out.stderr.count("\n") == 1
+    for jobs in ("0", "two"):
+        out = run_cli(["reproduce", "--profile", "smoke", "--jobs", jobs], tmp_path)
+        assert out.returncode == 2 and "--jobs" in out.stderr and out.stderr.count("\n") == 1, out.stderr
     listing = run_cli(["reproduce", "--profile", "quick", "--only", "table2", "--list"], tmp_path)
     assert listing.returncode == 0 and "full__lsh-8" in listing.stdout and not (tmp_path / "outputs").exists()
 
@@ -289,8 +292,11 @@ def test_seeded_steps_run_are_recorded_and_grouped_by_the_table(tmp_path):
     (evaluation,) = [line for line in listing.stdout.splitlines() if line.split()[:1] == ["b@s1__test"]]
     assert f"reformer eval checkpoint={Path('out') / 'quick' / 'seeded' / 'b@s1'} " in evaluation
     assert f"output={Path('out') / 'quick' / 'seeded' / 'b@s1__test' / 'eval.json'}" in evaluation
-    out = reproduce(tmp_path)
+    out = reproduce(tmp_path, "--jobs", "2")
     assert out.returncode == 0, out.stdout + out.stderr
+    # two at once: a@s1 was claimed (its marker written) before a@s0 finished training
+    runs = tmp_path / "out" / "quick" / "seeded"
+    assert (runs / "a@s1" / "reproduce.json").stat().st_mtime < (runs / "a@s0" / "summary.json").stat().st_mtime
     folder = tmp_path / "results" / "runs" / "quick" / "seeded"
     assert sorted(p.name for p in folder.glob("*.json")) == [
         "a@s0.json", "a@s1.json", "b@s0.json", "b@s0__test.json", "b@s1.json", "b@s1__test.json"]
