@@ -4,7 +4,8 @@ Every step has a fixed folder, `<outputs>/<profile>/<experiment>/<step>/`, holdi
 `reproduce.json` (MARKER), the definition of the step that made it: a folder made by another
 definition is refused (one line), never silently continued. A training folder is finished when its
 summary says so (`train_completed`). A step's curated record is current when it was made by this
-very definition (`StepFolders.current_record`).
+very definition (`StepFolders.current_record`); a training step defined exactly as one that another
+experiment of the profile already recorded has a twin (`StepFolders.twin_record`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..definitions.experiments import Step, resolve
 from ..errors import UserError
 
 MARKER = "reproduce.json"
+COMPLETED = ("completed", "early_stopped")  # a training summary's status once it is done
 
 
 def relative(path: Path) -> str:
@@ -115,6 +117,23 @@ class StepFolders:
         except (OSError, json.JSONDecodeError):
             return None
         return record if isinstance(record, dict) and record.get("definition") == step.args else None
+
+    def twin_record(self, step: Step) -> dict | None:
+        """The completed record of the very same training made for another experiment of this
+        profile (its `definition`, the arguments before their placeholders are filled, equal to this
+        step's), or None. The same command trains the same model, so one record serves both
+        (`Train.copy_of`)."""
+        for path in sorted((Path(self.results) / "runs" / step.profile).glob("*/*.json")):
+            if path.parent.name == step.experiment:
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError, RecursionError):
+                continue
+            if (isinstance(record, dict) and record.get("kind") == "train" and record.get("definition") == step.args
+                    and record.get("status") in COMPLETED):
+                return record
+        return None
 
 
 def train_completed(run_dir: Path, warn: Callable[[str], None] | None = None) -> bool:

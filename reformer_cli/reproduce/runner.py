@@ -11,7 +11,9 @@ here, with one line) and checks the data of each task (`Task.check_data`) and th
 missing is named in one line with the command that gets it, and the steps that need it are
 skipped, never run on something else. A benchmark that this build does not have is skipped the
 same way. `--time-limit` stops a running step cleanly (a training run saves a checkpoint) once the
-time is up, so a reproduction can be split over sessions of bounded length. `--jobs N` runs up to N
+time is up, so a reproduction can be split over sessions of bounded length. A training run that
+another experiment of the profile already recorded with the very same arguments is not trained
+again: its record is copied, naming the run it came from (`copied_from`). `--jobs N` runs up to N
 training runs (each followed by its evaluations) at once, benchmarks alone (schedule.py).
 
 Exit codes: 0 every step ran or was already done; 1 a step failed; 2 a user error (bad definition
@@ -113,6 +115,12 @@ class Reproduction:
             return Outcome(run.definition, "done", "already done")
         if run.recorded():
             return Outcome(run.definition, "done", f"already recorded in {relative(run.folders.record_path(run.definition))}")
+        twin = run.twin()
+        if twin is not None:
+            copy = run.copy_of(twin)
+            write_record(self.results, run.definition, copy)
+            return Outcome(run.definition, "done", f"the same run as {copy['copied_from']}: its record copied to"
+                                                   f" {relative(run.folders.record_path(run.definition))}")
         if self.interrupted():
             return Outcome(run.definition, "stopped", "not started (time limit)" if self.time_up() else "not started")
         waiting = run.waiting_for()

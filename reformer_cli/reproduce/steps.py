@@ -85,6 +85,11 @@ class StepRun:
     def done(self) -> bool:
         return self.finished() or self.recorded()
 
+    def twin(self) -> dict | None:
+        """A record of this very step made for another experiment, to copy instead of running (a
+        training run only: `Train.twin`)."""
+        return None
+
     # --- before running
 
     def missing(self, data: DataCheck) -> str | None:
@@ -160,6 +165,21 @@ class Train(StepRun):
 
     def payload(self) -> dict:
         return train_payload(self.folder)
+
+    def twin(self) -> dict | None:
+        """The record of the same training made for another experiment (StepFolders.twin_record),
+        when nothing here needs this run's own checkpoint (it has no evaluations) and the profile is
+        not smoke (whose point is to run)."""
+        if self.definition.profile == "smoke" or self.evaluations:
+            return None
+        return self.folders.twin_record(self.definition)
+
+    def copy_of(self, twin: dict) -> dict:
+        """This step's record made from its twin's: the same numbers and command, this experiment's
+        names, and `copied_from` naming the run that trained it."""
+        step = self.definition
+        return {**twin, "experiment": step.experiment, "step": step.name, "labels": step.labels,
+                "copied_from": twin.get("copied_from") or f"{twin['experiment']}/{twin['step']}"}
 
     def unfinished(self) -> bool:
         """Another machine would need its folder to continue: started here, and not completed or

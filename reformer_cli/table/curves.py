@@ -251,6 +251,9 @@ def build(ctx: Context) -> Page:
     semantics = lsh_semantics(ctx)
     if semantics:
         lines += [f"LSH in these records: {semantics}.", ""]
+    shared = shared_records(ctx)
+    if shared:
+        lines += [f"Trained once for two results (the very same command): {shared}.", ""]
     has_curves = False
     for task in tasks:
         metric, label = metrics[task], labels[task]
@@ -310,6 +313,13 @@ def lsh_semantics(ctx: Context) -> str:
         if text not in found:
             found.append(text)
     return "; ".join(found)
+
+
+def shared_records(ctx: Context) -> str:
+    """The records copied from another result's run (`copied_from`, reformer_cli/reproduce/runner.py):
+    '`full@s0` is `fig3/regular@s0`, ...', or ''."""
+    return ", ".join(f"`{name}` is `{r['copied_from']}`" for name, r in sorted(ctx.records.items())
+                     if isinstance(r.get("copied_from"), str))
 
 
 def data_note(ctx: Context) -> str:

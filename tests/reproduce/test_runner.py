@@ -318,3 +318,60 @@ def test_seeded_steps_run_are_recorded_and_grouped_by_the_table(tmp_path):
     rows = [line for line in page.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
     assert len(rows) == 2 and all("(2 seeds)" in row for row in rows), page
     assert "b − a:" in page and "(2 seeds), tolerance 0.02: **" in page, page
+
+
+TWIN = """
+title: TITLE
+layout: curves
+paper:
+  source: a test
+  published: curves only
+  panels:
+    - {title: p, runs: [RUNS], baseline: BASE}
+profiles:
+  quick:
+    about: a tiny duplication task
+    comparable: true
+    env: {OMP_NUM_THREADS: "1"}
+    train:
+      common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=16, model=tiny,
+               model.n_layers=1, trainer.batch_size=8, trainer.max_steps=6, trainer.log_every=3,
+               trainer.eval_every=3, trainer.eval_batches=1, trainer.ckpt_every=100000, trainer.device=cpu,
+               logger=none]
+      runs:
+RUNDEFS
+"""
+
+
+def test_a_run_another_result_recorded_is_copied_not_trained(tmp_path):
+    defs = tmp_path / "defs"
+    defs.mkdir()
+    same = "[attention=full, attention.shared_qk=true]"
+    (defs / "one.yaml").write_text(TWIN.replace("TITLE", "one").replace("RUNS", "a").replace("BASE", "a")
+                                   .replace("RUNDEFS", f"        a: {same}"))
+    # b is a's very command; c is too but has an evaluation, which needs its own checkpoint; d differs
+    two = (TWIN.replace("TITLE", "two").replace("RUNS", "b, c, d").replace("BASE", "b")
+           .replace("RUNDEFS", f"        b: {same}\n        c: {same}\n        d: [attention=full]")
+           + "    eval:\n      of: [c]\n      common: [split=test, device=cpu]\n      runs:\n        test: [attention=full]\n")
+    (defs / "two.yaml").write_text(two)
+    out = reproduce(tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (copied,) = lines(out.stdout, "two/b (train)")
+    assert "done: the same run as one/a: its record copied" in copied, out.stdout
+    for trained in ("one/a (train)", "two/c (train)", "two/d (train)"):
+        assert "ran: ok" in lines(out.stdout, trained)[0], out.stdout
+    runs, records = tmp_path / "out" / "quick", tmp_path / "results" / "runs" / "quick"
+    assert not (runs / "two" / "b").exists() and (runs / "two" / "c" / "summary.json").is_file()
+    a, b = (json.loads((records / name).read_text()) for name in ("one/a.json", "two/b.json"))
+    assert b["copied_from"] == "one/a" and (b["experiment"], b["step"], b["labels"]) == ("two", "b", {"run": "b"})
+    assert {k: v for k, v in b.items() if k not in ("experiment", "step", "labels", "copied_from")} == \
+        {k: v for k, v in a.items() if k not in ("experiment", "step", "labels")}
+    # c, trained here from the same command, ends where a did: what makes the copy honest
+    c = json.loads((records / "two" / "c.json").read_text())
+    assert c["final"] == a["final"] and c["curve"] == a["curve"]
+    # run again: b's copy is its record now; the page names where it came from
+    again = reproduce(tmp_path)
+    assert "already recorded" in lines(again.stdout, "two/b (train)")[0], again.stdout
+    table = run_cli(["table", "--runs", "results/runs", "--out", "pages", "--experiments", "defs", "--no-plots"], tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "Trained once for two results (the very same command): `b` is `one/a`." in (tmp_path / "pages" / "two.md").read_text()

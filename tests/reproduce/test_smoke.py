@@ -57,7 +57,7 @@ def test_make_reproduce_table_smoke_end_to_end(tmp_path):
     results = copy / "outputs" / "reproduce" / "smoke" / "results"
     # table2: 7 trained models (the paper's 4 + full without the self mask, with raw keys, LSH-2 across
     # buckets) x 10 evaluations (the paper's 5 + 5 beyond it) + 7 training records
-    expected_records = {"table2": 77, "fig3": 3, "fig4": 5, "fig5_depth": 3, "memory_claims": 1}
+    expected_records = {"table2": 77, "fig3": 3, "fig4": 6, "fig5_depth": 3, "memory_claims": 1}
     for experiment, n in expected_records.items():
         records = list((results / "runs" / "smoke" / experiment).glob("*.json"))
         assert len(records) == n, experiment

@@ -62,7 +62,7 @@ def test_a_result_with_no_record_says_so(workdir):
     assert run_cli(["table", "--runs", "runs", "--out", "out", "--no-plots"], workdir).returncode == 0
     fig4 = (workdir / "out" / "fig4.md").read_text()
     assert "No records yet" in fig4
-    assert fig4.count("| missing | curve only |") == 5
+    assert fig4.count("| missing | curve only |") == 6
 
 
 def test_profile_choice_and_smoke_pages_say_not_comparable(workdir):
