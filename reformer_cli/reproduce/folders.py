@@ -22,7 +22,6 @@ from ..definitions.experiments import Step, resolve
 from ..errors import UserError
 
 MARKER = "reproduce.json"
-COMPLETED = ("completed", "early_stopped")  # a training summary's status once it is done
 
 
 def relative(path: Path) -> str:
@@ -131,7 +130,7 @@ class StepFolders:
             except (OSError, ValueError, RecursionError):
                 continue
             if (isinstance(record, dict) and record.get("kind") == "train" and record.get("definition") == step.args
-                    and record.get("status") in COMPLETED):
+                    and summary_completed(record)):
                 return record
         return None
 
@@ -151,6 +150,12 @@ def train_completed(run_dir: Path, warn: Callable[[str], None] | None = None) ->
         if warn is not None:
             warn(f"{relative(path)} is not a JSON object; taking the run as unfinished")
         return False
+    return summary_completed(summary)
+
+
+def summary_completed(summary: dict) -> bool:
+    """A training summary, or a training record (which keeps its status, steps and config), that
+    says the run completed all its steps or stopped early by trainer.early_stop."""
     config = summary.get("config")
     trainer = config.get("trainer") if isinstance(config, dict) else None
     wanted = trainer.get("max_steps") if isinstance(trainer, dict) else None

@@ -249,6 +249,15 @@ def test_usage_errors_are_one_line(tmp_path):
     assert listing.returncode == 0 and "full__lsh-8" in listing.stdout and not (tmp_path / "outputs").exists()
 
 
+# the training of the seeded and twin definitions: a tiny duplication task, 6 steps
+SIX_STEPS = """\
+    train:
+      common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=16, model=tiny,
+               model.n_layers=1, trainer.batch_size=8, trainer.max_steps=6, trainer.log_every=3,
+               trainer.eval_every=3, trainer.eval_batches=1, trainer.ckpt_every=100000, trainer.device=cpu,
+               logger=none]
+"""
+
 SEEDED = """
 title: seeded
 layout: curves
@@ -265,12 +274,7 @@ profiles:
     comparable: true
     env: {OMP_NUM_THREADS: "1"}
     seeds: [0, 1]
-    train:
-      common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=16, model=tiny,
-               model.n_layers=1, trainer.batch_size=8, trainer.max_steps=6, trainer.log_every=3,
-               trainer.eval_every=3, trainer.eval_batches=1, trainer.ckpt_every=100000, trainer.device=cpu,
-               logger=none]
-      runs:
+"""+SIX_STEPS+"""      runs:
         a: [attention=full]
         b: [attention=full, attention.shared_qk=true]
     eval:
@@ -333,12 +337,7 @@ profiles:
     about: a tiny duplication task
     comparable: true
     env: {OMP_NUM_THREADS: "1"}
-    train:
-      common: [task=synthetic, task.seq_len=16, task.vocab_size=16, task.eval_sequences=16, model=tiny,
-               model.n_layers=1, trainer.batch_size=8, trainer.max_steps=6, trainer.log_every=3,
-               trainer.eval_every=3, trainer.eval_batches=1, trainer.ckpt_every=100000, trainer.device=cpu,
-               logger=none]
-      runs:
+"""+SIX_STEPS+"""      runs:
 RUNDEFS
 """
 
