@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..records import write_text_atomic
 from ..text import shown_path
 from . import curves, matrix, memory, speed
-from .common import Context, Page, provenance, table
+from .common import Context, Page, duration, provenance, table, training_time
 
 PREFERENCE = ("paper", "quick", "cpu", "smoke")
 README_BEGIN = "<!-- reformer table: table2 begin -->"
@@ -58,15 +58,24 @@ def index(contexts: list[Context]) -> str:
         "",
     ]
     body = []
+    total, total_runs = 0.0, 0
     for ctx in contexts:
         e = ctx.experiment
         if ctx.profile is None:
-            body.append([f"[{e.title}]({e.name}.md)", "-", "none yet", "-", "-"])
+            body.append([f"[{e.title}]({e.name}.md)", "-", "none yet", "-", "-", "-"])
             continue
         p = provenance(ctx)
         profile = ctx.profile + ("" if ctx.comparable else " (not comparable to the paper)")
-        body.append([f"[{e.title}]({e.name}.md)", profile, str(len(ctx.records)), p["devices"], p["dates"]])
-    lines += table(["result", "profile", "records", "device", "date"], body)
+        seconds, runs, _ = training_time(ctx.records)
+        total, total_runs = total + seconds, total_runs + runs
+        body.append([f"[{e.title}]({e.name}.md)", profile, str(len(ctx.records)), p["devices"], p["dates"],
+                     duration(seconds) if runs else "-"])
+    lines += table(["result", "profile", "records", "device", "date", "training time"], body)
+    if total_runs:
+        lines += ["", f"Training time of the records shown: {duration(total)}, the sum of the wall times of"
+                      f" {total_runs} training runs, each counted once (a run another result copied is counted"
+                      " where it was trained; evaluations and benchmarks not included; runs that shared the"
+                      " machine took longer than they would alone)."]
     return "\n".join(lines) + "\n"
 
 

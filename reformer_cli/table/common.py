@@ -136,6 +136,36 @@ def provenance(ctx: Context) -> dict[str, str]:
     return {"devices": ", ".join(devices) or "-", "dates": dates, "code": "; ".join(codes) or "-"}
 
 
+def training_time(records: dict[str, dict]) -> tuple[float, int, int]:
+    """(seconds, runs, copies): the sum of the wall times of the training records, each run
+    counted where it was trained; `copies` records copied from another result (`copied_from`)
+    are not counted again. A record without a wall time adds nothing."""
+    seconds, runs, copies = 0.0, 0, 0
+    for r in records.values():
+        if r.get("kind") != "train":
+            continue
+        if r.get("copied_from"):
+            copies += 1
+            continue
+        wall = r.get("wall_seconds")
+        if isinstance(wall, (int, float)) and wall >= 0:
+            seconds += wall
+            runs += 1
+    return seconds, runs, copies
+
+
+def training_time_text(records: dict[str, dict]) -> str | None:
+    """The header's `training time`: what the records measured, or None without training runs."""
+    seconds, runs, copies = training_time(records)
+    if not runs:
+        return None
+    text = (f"{duration(seconds)}: the sum of the wall times of its {runs} training run{'s' if runs != 1 else ''}"
+            " (evaluations not included; a run that shared the machine with others took longer than it would alone)")
+    if copies:
+        text += f"; {copies} run{'s' if copies != 1 else ''} copied from another result, counted there"
+    return text
+
+
 def expected_records(ctx: Context) -> int:
     return sum(1 for s in ctx.spec.steps if s.kind != "prepare") if ctx.spec else 0
 
@@ -172,6 +202,7 @@ def header(ctx: Context, intro: str | None = None) -> list[str]:
             ["device", p["devices"]],
             ["date", p["dates"]],
             ["code", p["code"]],
+            *([["training time", time]] if (time := training_time_text(ctx.records)) else []),
             ["reproduce", f"`make reproduce-table PROFILE={ctx.profile}`, or this result alone:"
                           f" `reformer reproduce --profile {ctx.profile} --only {e.name}` then `reformer table`"],
         ]
