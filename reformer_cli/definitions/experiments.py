@@ -57,7 +57,8 @@ from ..errors import ConfigError
 
 EXPERIMENTS_DIR = shipped("experiments")  # inside the installed package, or the repository's top level
 # smoke: the pipeline on a CPU in minutes; cpu: a scaled-down result a 2-core machine finishes in
-# about an hour; quick: one GPU, minutes to half an hour; paper: the paper's sizes and steps.
+# hours (each result's `estimate` says how many, measured); quick: one GPU, minutes to half an
+# hour; paper: the paper's sizes and steps.
 PROFILES = ("smoke", "cpu", "quick", "paper")
 # the page layouts, each the name of its builder's module in reformer_cli/table/ (the one list of them)
 LAYOUTS = ("matrix", "curves", "speed", "memory")
