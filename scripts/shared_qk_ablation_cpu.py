@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from reformer_cli.reproduce.curate import train_payload  # noqa: E402
+from reformer_cli.reproduce.curate import relative_paths, train_payload  # noqa: E402
 from reformer_cli.table.curves import seeds_text, verdict_line  # noqa: E402
 from reformer_cli.table.verdicts import last_quarter_movement, mean, spread, verdict  # noqa: E402
 
@@ -101,7 +101,7 @@ def train(root: Path, records: Path, out: Path, seeds: list[int], jobs: int) -> 
         for variant in VARIANTS:
             args = variant_command(baseline["command"], variant, seed)
             record = {"run": variant, "seed": seed, "command": "reformer run " + " ".join(args),
-                      **train_payload(root / f"outputs/investigations/shared_qk/{variant}@s{seed}")}
+                      **relative_paths(train_payload(root / f"outputs/investigations/shared_qk/{variant}@s{seed}"), root)}
             (out / f"{variant}@s{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
