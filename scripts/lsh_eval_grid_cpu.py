@@ -26,6 +26,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reformer_cli.reproduce.folders import train_completed  # noqa: E402
+
 TRAINED = [("full-shared-qk", "fig3/shared-qk"), ("lsh-1", "fig4/lsh-1"), ("lsh-2", "fig4/lsh-2"),
            ("lsh-4", "fig4/lsh-4"), ("lsh-8", "fig4/lsh-8")]
 COMMON = ["split=valid", "precision=fp32", "device=cpu", "progress=none"]
@@ -52,14 +56,6 @@ def sweep(root: Path, checkpoints: list[str], attention: list[str], batches: int
     if failed:
         raise SystemExit(f"error: evaluations failed: {', '.join(failed)} (see {folder})")
     return [j["result"] for j in jobs]
-
-
-def finished(folder: Path) -> bool:
-    """A training run folder whose summary says it completed (its newest checkpoint is the final one)."""
-    try:
-        return json.loads((folder / "summary.json").read_text()).get("status") == "completed"
-    except (OSError, ValueError):
-        return False
 
 
 def evaluated_label(record: dict) -> str:
@@ -110,7 +106,7 @@ def main() -> None:
     records = []
     for seed in args.seeds:
         folders = [f"outputs/reproduce/cpu/{run}@s{seed}" for _, run in TRAINED]
-        missing = [f for f in folders if not finished(root / f)]
+        missing = [f for f in folders if not train_completed(root / f)]
         if missing:
             raise SystemExit(f"error: no finished training run in {', '.join(missing)} under {root}: train them"
                              " first (reformer reproduce --profile cpu --only fig3,fig4)")

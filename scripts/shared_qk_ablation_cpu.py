@@ -7,7 +7,8 @@ model, each trained with the very command of `fig3/shared-qk@s<seed>` plus one o
 - `shared-qk-noself`: `attention.self_mask=false`, unit keys, a position may attend to itself.
   If forbidding the own position costs the bits, this model closes the gap.
 
-What neither closes is left to the tying itself (no key projection).
+What neither closes lies with the tying (no key projection) or with the self mask under raw keys;
+these two variants do not separate them.
 
     python scripts/shared_qk_ablation_cpu.py --root . --seeds 0 1 --jobs 2 --out results/shared_qk_ablation_cpu
 
@@ -34,7 +35,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from reformer_cli.reproduce.curate import relative_paths, train_payload  # noqa: E402
-from reformer_cli.table.curves import seeds_text, verdict_line  # noqa: E402
+from reformer_cli.reproduce.folders import train_completed  # noqa: E402
+from reformer_cli.table.curves import curve, max_steps_of, paired_curve, seeds_text, verdict_line  # noqa: E402
 from reformer_cli.table.verdicts import last_quarter_movement, mean, spread, verdict  # noqa: E402
 
 VARIANTS = {"shared-qk-raw": ["attention.shared_qk_keys=raw"], "shared-qk-noself": ["attention.self_mask=false"]}
@@ -61,26 +63,20 @@ def variant_command(baseline_command: str, variant: str, seed: int) -> list[str]
             f"hydra.run.dir=outputs/investigations/shared_qk/{variant}@s{seed}", "resume=auto", "trainer.progress=plain"]
 
 
-def finished(folder: Path) -> bool:
-    try:
-        return json.loads((folder / "summary.json").read_text()).get("status") == "completed"
-    except (OSError, ValueError):
-        return False
-
-
 def train(root: Path, records: Path, out: Path, seeds: list[int], jobs: int) -> None:
     """Train the missing variant runs, `jobs` at a time (one thread each), and write their records."""
-    todo = []
+    planned = []
     for seed in seeds:
         baseline = json.loads((records / f"shared-qk@s{seed}.json").read_text())
         for variant in VARIANTS:
-            todo.append((variant, seed, variant_command(baseline["command"], variant, seed)))
+            planned.append((variant, seed, variant_command(baseline["command"], variant, seed)))
+    todo = list(planned)
     running: list[tuple[str, int, list[str], subprocess.Popen]] = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     while todo or running:
         while todo and len(running) < jobs:
             variant, seed, args = todo.pop(0)
-            if finished(root / f"outputs/investigations/shared_qk/{variant}@s{seed}"):
+            if train_completed(root / f"outputs/investigations/shared_qk/{variant}@s{seed}"):
                 print(f"{variant}@s{seed}: already trained", flush=True)
                 continue
             print(f"{variant}@s{seed}: reformer run {' '.join(args)}", flush=True)
@@ -96,13 +92,10 @@ def train(root: Path, records: Path, out: Path, seeds: list[int], jobs: int) -> 
                 raise SystemExit(f"error: {variant}@s{seed} failed (rc {process.returncode}); its log: "
                                  f"{root}/outputs/investigations/shared_qk/{variant}@s{seed}.log")
     out.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        baseline = json.loads((records / f"shared-qk@s{seed}.json").read_text())
-        for variant in VARIANTS:
-            args = variant_command(baseline["command"], variant, seed)
-            record = {"run": variant, "seed": seed, "command": "reformer run " + " ".join(args),
-                      **relative_paths(train_payload(root / f"outputs/investigations/shared_qk/{variant}@s{seed}"), root)}
-            (out / f"{variant}@s{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
+    for variant, seed, args in planned:
+        record = {"run": variant, "seed": seed, "command": "reformer run " + " ".join(args),
+                  **relative_paths(train_payload(root / f"outputs/investigations/shared_qk/{variant}@s{seed}"), root)}
+        (out / f"{variant}@s{seed}.json").write_text(json.dumps(record, indent=1) + "\n")
 
 
 def load(records: Path, out: Path) -> dict[str, dict[int, dict]]:
@@ -119,8 +112,9 @@ def final(record: dict) -> float:
     return float(record["final"]["valid"]["bpc"])
 
 
-def curve(record: dict) -> dict[int, float]:
-    return {int(p["step"]): float(p["bpc"]) for p in record["curve"]}
+def curves(runs: dict[int, dict]) -> dict[int, dict[int, float]]:
+    """{seed: {step: bpc}} of a run's records."""
+    return {s: curve(r, "bpc") for s, r in runs.items()}
 
 
 def report(records: dict[str, dict[int, dict]]) -> str:
@@ -137,13 +131,10 @@ def report(records: dict[str, dict[int, dict]]) -> str:
     lines += [""]
     for check in CHECKS:
         run, base = records[check["run"]], records[check["baseline"]]
-        seeds = sorted(set(run) & set(base))
-        steps = {s: sorted(set(curve(run[s])) & set(curve(base[s]))) for s in seeds}
-        common = sorted(set.intersection(*(set(v) for v in steps.values()))) if seeds else []
-        paired = {step: mean([curve(run[s])[step] - curve(base[s])[step] for s in seeds]) for step in common}
-        max_steps = max((int(r["steps"]) for r in run.values()), default=0)
+        max_steps = max_steps_of([*run.values(), *base.values()])
+        moved = last_quarter_movement(paired_curve(curves(run), curves(base)), max_steps) if max_steps else None
         v = verdict(check, {s: final(r) for s, r in run.items()}, {s: final(r) for s, r in base.items()}, "bpc",
-                    moved=last_quarter_movement(paired, max_steps) if paired else None)
+                    moved=moved)
         lines.append("- " + verdict_line(v).removeprefix("Verdict: "))
     return "\n".join(lines) + "\n"
 
@@ -162,13 +153,14 @@ def plot(records: dict[str, dict[int, dict]], path: Path) -> None:
         seeds = sorted(records[run])
         if not seeds:
             continue
-        steps = sorted(set.intersection(*(set(curve(records[run][s])) for s in seeds)))
-        ys = [mean([curve(records[run][s])[t] for s in seeds]) for t in steps]
+        by_seed = curves(records[run])
+        steps = sorted(set.intersection(*(set(c) for c in by_seed.values())))
+        ys = [mean([by_seed[s][t] for s in seeds]) for t in steps]
         top.plot(steps, ys, color=f"C{i}", marker=markers[i], linestyle=styles[i], label=f"{run} {seeds_text(len(seeds))}")
         if run != "regular" and records["regular"]:
-            both = sorted(set(seeds) & set(records["regular"]))
-            diff = [mean([curve(records[run][s])[t] - curve(records["regular"][s])[t] for s in both]) for t in steps]
-            bottom.plot(steps, diff, color=f"C{i}", marker=markers[i], linestyle=styles[i], label=f"{run} − regular")
+            difference = paired_curve(by_seed, curves(records["regular"]))
+            bottom.plot(list(difference), list(difference.values()), color=f"C{i}", marker=markers[i],
+                        linestyle=styles[i], label=f"{run} − regular")
     top.set_ylabel("held-out bits per character")
     bottom.set_ylabel("difference to regular\n(bits per character)")
     bottom.set_xlabel("training step")
