@@ -50,8 +50,12 @@ corpus:  ## the cpu profiles' text corpus, data/gcide/gcide.txt (Debian's dict-g
 	echo "$(GCIDE_SHA256)  gcide.txt.tmp" | sha256sum -c --quiet; mv gcide.txt.tmp gcide.txt; rm -f dict-gcide_*.deb; \
 	echo "$(GCIDE_DIR)/gcide.txt: $$(wc -c < gcide.txt) bytes, sha256 $(GCIDE_SHA256)"
 
+# The suite runs in one worker per core, at most 4 (pytest-xdist, a dev dependency; without it, in one
+# process): its subprocess-heavy tests leave a single process's second core mostly idle.
+TEST_WORKERS = $(shell $(PY) -c "import xdist" 2>/dev/null && echo "-n auto --maxprocesses 4")
+
 test:  ## run the test suite
-	$(PY) -m pytest -q --durations=20
+	$(PY) -m pytest -q $(TEST_WORKERS) --durations=20
 
 test-wheel:  ## build a wheel, install it into a fresh virtualenv, run it from an empty folder
 	$(PY) -m pytest -q -m wheel tests/test_packaging.py

@@ -23,6 +23,14 @@ if not os.environ.get("TRITON_INTERPRET"):
     if not torch.cuda.is_available():
         os.environ["TRITON_INTERPRET"] = "1"
 
+# Under pytest-xdist (`make test`: one worker per core), each worker computes on one thread: two
+# workers with a thread per core each would spin-wait for each other's cores (runtime.py,
+# SMALL_STEP_VALUES, measured up to ten times slower). The CLI's own processes choose for themselves.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    import torch
+
+    torch.set_num_threads(1)
+
 # Small, fast settings for end-to-end runs on CPU.
 TINY = [
     "model=tiny",
