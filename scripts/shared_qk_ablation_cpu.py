@@ -6,11 +6,14 @@ model, each trained with the very command of `fig3/shared-qk@s<seed>` plus one o
   LSH logits: queries unscaled, no 1/sqrt(d_head)) cost the bits, this model closes the gap.
 - `shared-qk-noself`: `attention.self_mask=false`, unit keys, a position may attend to itself.
   If forbidding the own position costs the bits, this model closes the gap.
-
-What neither closes lies with the tying (no key projection) or with the self mask under raw keys;
-these two variants do not separate them.
+- `shared-qk-raw-noself`: both overrides, raw keys and no self mask: plain dot-product attention
+  whose keys are its queries. What the first two leave open lies with the tying (no key projection)
+  or with the self mask under raw keys; this model separates them: if it matches regular attention,
+  the tying costs nothing here.
 
     python scripts/shared_qk_ablation_cpu.py --root . --seeds 0 1 --jobs 2 --out results/shared_qk_ablation_cpu
+
+`--variants` trains only the named ones (default: all).
 
 `--root`: the folder `make reproduce-table PROFILE=cpu` ran in (its prepared GCIDE data). Runs go to
 `<root>/outputs/investigations/shared_qk/<variant>@s<seed>` and resume where they stopped; a
@@ -39,7 +42,8 @@ from reformer_cli.reproduce.folders import train_completed  # noqa: E402
 from reformer_cli.table.curves import curve, max_steps_of, paired_curve, seeds_text, verdict_line  # noqa: E402
 from reformer_cli.table.verdicts import last_quarter_movement, mean, spread, verdict  # noqa: E402
 
-VARIANTS = {"shared-qk-raw": ["attention.shared_qk_keys=raw"], "shared-qk-noself": ["attention.self_mask=false"]}
+VARIANTS = {"shared-qk-raw": ["attention.shared_qk_keys=raw"], "shared-qk-noself": ["attention.self_mask=false"],
+            "shared-qk-raw-noself": ["attention.shared_qk_keys=raw", "attention.self_mask=false"]}
 RUNS = ["regular", "shared-qk", *VARIANTS]
 CHECKS = [
     {"claim": "the unit keys cost bits: shared QK with raw keys better than with unit keys",
@@ -50,6 +54,10 @@ CHECKS = [
      "run": "shared-qk-noself", "baseline": "shared-qk", "expect": "better"},
     {"claim": "the self mask is the whole cost: shared QK without the self mask not worse than regular attention",
      "run": "shared-qk-noself", "baseline": "regular", "expect": "not_worse", "tolerance": 0.02},
+    {"claim": "under raw keys the self mask costs bits: raw keys without the self mask better than with it",
+     "run": "shared-qk-raw-noself", "baseline": "shared-qk-raw", "expect": "better"},
+    {"claim": "the tying costs nothing: raw keys without the self mask not worse than regular attention",
+     "run": "shared-qk-raw-noself", "baseline": "regular", "expect": "not_worse", "tolerance": 0.02},
 ]
 
 
@@ -63,12 +71,12 @@ def variant_command(baseline_command: str, variant: str, seed: int) -> list[str]
             f"hydra.run.dir=outputs/investigations/shared_qk/{variant}@s{seed}", "resume=auto", "trainer.progress=plain"]
 
 
-def train(root: Path, records: Path, out: Path, seeds: list[int], jobs: int) -> None:
-    """Train the missing variant runs, `jobs` at a time (one thread each), and write their records."""
+def train(root: Path, records: Path, out: Path, seeds: list[int], jobs: int, variants: list[str]) -> None:
+    """Train the missing runs of `variants`, `jobs` at a time (one thread each), and write their records."""
     planned = []
     for seed in seeds:
         baseline = json.loads((records / f"shared-qk@s{seed}.json").read_text())
-        for variant in VARIANTS:
+        for variant in variants:
             planned.append((variant, seed, variant_command(baseline["command"], variant, seed)))
     todo = list(planned)
     running: list[tuple[str, int, list[str], subprocess.Popen]] = []
@@ -148,7 +156,7 @@ def plot(records: dict[str, dict[int, dict]], path: Path) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.5), gridspec_kw={"height_ratios": [3, 2]}, sharex=True)
     fig.suptitle("Shared-QK attention: which part costs bits (cpu, GCIDE text, 512-byte windows)\n"
                  "mean over seeds of the periodic evaluations; not comparable to the paper", fontsize=10)
-    markers, styles = "osD^", ["-", "--", "-.", ":"]
+    markers, styles = "osD^v", ["-", "--", "-.", ":", (0, (5, 1, 1, 1))]
     for i, run in enumerate(RUNS):
         seeds = sorted(records[run])
         if not seeds:
@@ -179,11 +187,12 @@ def main() -> None:
     parser.add_argument("--records", type=Path, default=REPO / "results" / "runs" / "cpu" / "fig3")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--table-only", action="store_true", help="rebuild OUT.table.md and OUT.png from OUT's records")
     args = parser.parse_args()
     if not args.table_only:
-        train(args.root.resolve(), args.records, args.out, args.seeds, args.jobs)
+        train(args.root.resolve(), args.records, args.out, args.seeds, args.jobs, args.variants)
     records = load(args.records, args.out)
     text = report(records)
     Path(f"{args.out}.table.md").write_text(text)
