@@ -1,5 +1,5 @@
-"""Why does shared-QK attention cost bits in Figure 3's cpu profile? Two variants of its shared-QK
-model, each trained with the very command of `fig3/shared-qk@s<seed>` plus one override:
+"""Why does shared-QK attention cost bits in Figure 3's cpu profile? Three variants of its shared-QK
+model, each trained with the very command of `fig3/shared-qk@s<seed>` plus its overrides:
 
 - `shared-qk-raw`: `attention.shared_qk_keys=raw`, keys k = q and logits scaled by 1/sqrt(d_head)
   (plain dot-product attention fed the shared projection), self mask kept. If the unit keys (the
